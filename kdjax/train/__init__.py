@@ -1,0 +1,1 @@
+"""Training: state, jitted train/eval steps, the loop, checkpoints, metrics."""
