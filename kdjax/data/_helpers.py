@@ -147,3 +147,27 @@ def stable_fraction(key: str) -> float:
     max_per_class = 2**27 - 1
     h = int(hashlib.sha1(key.encode("utf-8")).hexdigest(), 16)
     return (h % (max_per_class + 1)) * (100.0 / max_per_class)
+
+
+class SegmentSource:
+    """Mixin for ClipSource subclasses whose records may name a segment of a longer file.
+
+    A record with `meta["start"]`/`meta["stop"]` (samples) decodes only that
+    segment (e.g. 1 s "silence" cuts of Speech Commands' background-noise files).
+    """
+
+    def load(self, i: int) -> np.ndarray:  # type: ignore[override]
+        import soundfile as sf
+
+        from kdjax.data.audio import AudioError, load_audio
+
+        r = self.records[i]
+        if "start" not in r.meta:
+            return load_audio(r.path, expected_sr=self.sample_rate)
+        try:
+            wave, sr = sf.read(r.path, start=r.meta["start"], stop=r.meta["stop"], dtype="float32", always_2d=True)
+        except Exception as e:
+            raise AudioError(f"{r.path}: cannot decode audio ({type(e).__name__}: {e})") from None
+        if sr != self.sample_rate:
+            raise AudioError(f"{r.path}: sample rate is {sr} Hz, expected {self.sample_rate} Hz")
+        return wave.mean(axis=1)
