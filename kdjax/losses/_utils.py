@@ -77,3 +77,10 @@ def check_batch_mask(mask: Array | None, batch: int) -> None:
     """Raises ``ValueError`` unless ``mask`` is ``None`` or has shape ``[B]``."""
     if mask is not None and tuple(jnp.shape(mask)) != (batch,):
         raise ValueError(f"mask must have shape [B]=({batch},), got {tuple(jnp.shape(mask))}")
+
+
+def safe_norm(x: Array, axis: int | Sequence[int] | None = -1, keepdims: bool = False) -> Array:
+    """Euclidean norm whose gradient at 0 is 0 (not NaN); the value is exact (0 at 0)."""
+    ss = jnp.sum(x * x, axis=axis, keepdims=keepdims)
+    pos = ss > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, ss, 1.0)), 0.0)
