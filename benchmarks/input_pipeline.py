@@ -1,0 +1,74 @@
+"""Input-pipeline throughput: grain `pipeline.train_dataset` over the real ESC-10 folds.
+
+Setting: ESC-10 train_fold1 (320 clips, 16 kHz FLAC), 5 s clips (80000 samples),
+batch 32, random crop, read_threads=1 (STACK-NOTES), decoding from disk every
+epoch (cache=False) and from memory (cache=True). Reports batches/s after a
+warm-up, and writes `benchmarks/results/input_pipeline.json`.
+
+Run: `python benchmarks/input_pipeline.py [--num_batches=40]` (absl; ~1 min on 2 cores).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import sys
+import time
+
+from absl import app, flags
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from kdjax.data import esc50, pipeline  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("num_batches", 40, "timed batches per setting")
+flags.DEFINE_integer("warmup", 3, "untimed batches first")
+flags.DEFINE_string("out", str(pathlib.Path(__file__).parent / "results" / "input_pipeline.json"), "result file")
+
+
+def measure(src, read_threads: int) -> dict:
+    ds = pipeline.train_dataset(src, clip_samples=5 * 16000, batch_size=32, seed=0, read_threads=read_threads)
+    it = iter(ds)
+    for _ in range(FLAGS.warmup):
+        next(it)
+    t = time.perf_counter()
+    for _ in range(FLAGS.num_batches):
+        b = next(it)
+    dt = time.perf_counter() - t
+    assert b["audio"].shape == (32, 80000)
+    return {"read_threads": read_threads, "batches": FLAGS.num_batches, "seconds": round(dt, 3),
+            "batches_per_s": round(FLAGS.num_batches / dt, 2),
+            "clips_per_s": round(32 * FLAGS.num_batches / dt, 1)}
+
+
+def main(argv):
+    del argv
+    results = []
+    for cache in (False, True):
+        src = esc50.source("train_fold1", subset="esc10", cache=cache)
+        for threads in (1, 2):
+            r = measure(src, threads)
+            r["cache"] = cache
+            print(json.dumps(r))
+            results.append(r)
+    out = {
+        "benchmark": "grain pipeline.train_dataset over ESC-10 train_fold1, 16 kHz, 5 s clips, batch 32",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpu_count": os.cpu_count(), "processor": platform.processor()},
+        "note": "2-core machine shared with other running work (tests/training by other engineers): "
+                "numbers are noisy lower bounds. cache=False decodes FLAC from disk each epoch; "
+                "cache=True decodes once (first epoch, during warm-up/first pass) then reads memory.",
+        "results": results,
+    }
+    pathlib.Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(FLAGS.out).write_text(json.dumps(out, indent=2) + "\n")
+    print("wrote", FLAGS.out)
+
+
+if __name__ == "__main__":
+    app.run(main)
