@@ -45,6 +45,11 @@ def config_name(split: str, source_kw: dict[str, Any] | None = None) -> str:
     return re.sub(r"[^a-z0-9_.-]", "_", name)
 
 
+def tfds_split_name(split: str) -> str:
+    """TFDS reserves the split name "all"; it is stored as "all_clips"."""
+    return "all_clips" if split == "all" else split
+
+
 def _builder_class(dataset_name: str, src, audio_dtype: str):
     import tensorflow_datasets as tfds
 
@@ -76,7 +81,7 @@ def _builder_class(dataset_name: str, src, audio_dtype: str):
             )
 
         def _split_generators(self, dl_manager):
-            return {self.builder_config.name.split("-")[0]: self._generate_examples()}
+            return {tfds_split_name(self.builder_config.name.split("-")[0]): self._generate_examples()}
 
         def _generate_examples(self) -> Iterator[tuple[int, dict[str, Any]]]:
             for i in range(len(src)):
@@ -223,5 +228,5 @@ def tfds_source(
         build(src, dataset_name=dataset_name, split=split, data_dir=data_dir,
               source_kw=source_kw, audio_dtype=audio_dtype)
     builder = tfds.builder_from_directory(builder_dir)
-    ds = builder.as_data_source(split=split)
+    ds = builder.as_data_source(split=tfds_split_name(split))
     return TfdsClipSource(ds, builder.info, name=f"tfds:{dataset_name}/{cfg}")

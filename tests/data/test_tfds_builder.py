@@ -71,5 +71,12 @@ def test_not_built_and_lossy_int16(tmp_path, built):
     assert (out / "dataset_info.json").is_file()
 
 
+def test_reserved_split_name_all(tmp_path, data_dir):
+    s = tfds_builder.tfds_source("esc10_mix", "fold1", data_dir=tmp_path, raw_data_dir=data_dir,
+                                 num_mixtures=3)
+    assert s.multi_label and len(s) == 3 and s[0]["labels"].shape == (10,)
+    assert tfds_builder.tfds_split_name("all") == "all_clips"
+
+
 def test_config_name():
     assert tfds_builder.config_name("train_fold1", {"subset": "esc10"}) == "train_fold1-subset_esc10"
