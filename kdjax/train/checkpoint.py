@@ -1,0 +1,96 @@
+"""orbax checkpoints: train state + best-so-far models + JSON metadata (data-iterator state).
+
+Layout: `<workdir>/ckpt/<step>/{state,best,meta}`. `best` holds, per trainable
+model, the params/batch_stats with the best validation metric so far, so a
+resumed run selects the same model as an uninterrupted one. Saves are
+collective (every process calls them) and only complete steps are visible:
+a run killed mid-save resumes from the previous step.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+    """Thin wrapper over `ocp.CheckpointManager` with the three items kdjax saves.
+
+    Args:
+      directory: checkpoint folder (created).
+      max_to_keep: latest steps kept on disk.
+    """
+
+    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 2):
+        self.directory = os.path.abspath(os.fspath(directory))
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            item_names=("state", "best", "meta"),
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: Any, best: Any, meta: dict[str, Any]) -> None:
+        """Saves asynchronously (call `wait` before reading it or exiting)."""
+        self.manager.save(
+            int(step),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                best=ocp.args.StandardSave(best),
+                meta=ocp.args.JsonSave(meta),
+            ),
+            force=True,
+        )
+
+    def restore(self, step: int, state_target: Any, best_target: Any) -> tuple[Any, Any, dict]:
+        """Restores (state, best, meta) of `step` into the targets' structure and shardings."""
+        r = self.manager.restore(
+            int(step),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(state_target),
+                best=ocp.args.StandardRestore(best_target),
+                meta=ocp.args.JsonRestore(),
+            ),
+        )
+        return r.state, r.best, r.meta
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def load_best_variables(directory: str | os.PathLike, model_name: str) -> dict[str, Any]:
+    """Loads a trained model's best variables `{"params", "batch_stats"}` from a kdjax workdir.
+
+    Args:
+      directory: the workdir of the run that trained it (holds `ckpt/`), or its `ckpt/` folder.
+      model_name: the model's name in that run (`models.<name>` of its config).
+
+    Returns:
+      `{"params", "batch_stats"}` of the model's best validation step (host arrays).
+
+    Raises:
+      FileNotFoundError: no finished checkpoint there (names the path).
+      KeyError: the checkpoint has no model of that name.
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    ckpt_dir = directory if os.path.basename(directory) == "ckpt" else os.path.join(directory, "ckpt")
+    if not os.path.isdir(ckpt_dir):
+        raise FileNotFoundError(f"teacher checkpoint not found: no {ckpt_dir}/ (train that stage first)")
+    mngr = ocp.CheckpointManager(ckpt_dir, item_names=("state", "best", "meta"))
+    step = mngr.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"teacher checkpoint not found: {ckpt_dir}/ holds no finished step")
+    r = mngr.restore(step, args=ocp.args.Composite(best=ocp.args.StandardRestore()))
+    mngr.close()
+    if model_name not in r.best:
+        raise KeyError(f"{ckpt_dir}: no model {model_name!r} in the checkpoint; has {sorted(r.best)}")
+    b = r.best[model_name]
+    return {"params": b["params"], "batch_stats": b["batch_stats"]}
