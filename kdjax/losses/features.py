@@ -95,6 +95,9 @@ def align_time(x: Array, t_out: int, method: AlignMethod = "interpolate") -> Arr
     Raises:
       ValueError: if ``x`` is not ``[B, T, D]``, ``t_out < 1``, the method is unknown, or
         ``"truncate"`` is asked to lengthen.
+
+    Source: EAsT code (``expand_feature_time``: repeat, truncate, time mean); Temporal KD
+    (linear interpolation of the teacher's attention to the student's length).
     """
     check_ndim("x", x, 3, "[B, T, D]")
     t_in = x.shape[1]
