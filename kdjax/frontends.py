@@ -170,9 +170,9 @@ def _frame(x: jax.Array, frame_length: int, hop_length: int) -> jax.Array:
     """[..., N] -> [..., T, frame_length] overlapping frames, T = 1 + (N - frame_length) // hop.
 
     Built from ceil(frame_length / hop) contiguous slices of a [..., blocks, hop] view and one
-    concatenate: on XLA:CPU this is ~20% faster than a gather with a [T, frame_length] index for
-    the usual 2-4x overlap (benchmarks/frontends.py measures both); for > 8x overlap the many
-    slices compile slowly, so a gather is used.
+    concatenate. On the shared 2-core CPU it was 0.7x-1.3x the time of a gather with a
+    [T, frame_length] index across runs (benchmarks/frontends.md; not settled under load); for
+    > 8x overlap the many slices compile slowly, so a gather is used.
     """
     n = x.shape[-1]
     t = 1 + (n - frame_length) // hop_length
