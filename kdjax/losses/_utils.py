@@ -27,7 +27,9 @@ def _expand_mask(mask: Array, x: Array) -> Array:
         ) from e
 
 
-def masked_mean(x: Array, mask: Array | None = None, axis: int | Sequence[int] | None = None) -> Array:
+def masked_mean(
+    x: Array, mask: Array | None = None, axis: int | Sequence[int] | None = None
+) -> Array:
     """Mean of ``x`` over the entries where ``mask`` is non-zero; the one reduction of kdjax.losses.
 
     Args:

@@ -65,7 +65,9 @@ def time_alignment_matrix(t_in: int, t_out: int, method: AlignMethod = "interpol
             for j in range(start, end):
                 rows[i][j] = 1.0 / (end - start)
     else:
-        raise ValueError(f"method must be 'repeat', 'interpolate', 'mean' or 'truncate', got {method!r}")
+        raise ValueError(
+            f"method must be 'repeat', 'interpolate', 'mean' or 'truncate', got {method!r}"
+        )
     return jnp.asarray(rows, dtype=jnp.float32)
 
 
@@ -219,7 +221,9 @@ def stats_pool(frames: Array, *, mask: Array | None = None, eps: float = 1e-5) -
     """
     check_ndim("frames", frames, 3, "[B, T, D]")
     if mask is not None and tuple(jnp.shape(mask)) != tuple(frames.shape[:2]):
-        raise ValueError(f"mask must have shape [B, T]={tuple(frames.shape[:2])}, got {tuple(jnp.shape(mask))}")
+        raise ValueError(
+            f"mask must have shape [B, T]={tuple(frames.shape[:2])}, got {tuple(jnp.shape(mask))}"
+        )
     mu = masked_mean(frames, mask, axis=1)
     var = masked_mean((frames - mu[:, None, :]) ** 2, mask, axis=1)
     return jnp.concatenate([mu, jnp.sqrt(var + eps)], axis=-1)
@@ -232,7 +236,9 @@ def _project(x: Array, projection: Array | Callable[[Array], Array] | None) -> A
         return projection(x)
     w = jnp.asarray(projection)
     if w.ndim != 2 or w.shape[0] != x.shape[-1]:
-        raise ValueError(f"projection must be a matrix [D_s, D_t] with D_s={x.shape[-1]}, got {tuple(w.shape)}")
+        raise ValueError(
+            f"projection must be a matrix [D_s, D_t] with D_s={x.shape[-1]}, got {tuple(w.shape)}"
+        )
     return x @ w
 
 
@@ -302,13 +308,17 @@ def stats_pooling_hidden_loss(
             f"projected student_frames {tuple(s_frames.shape)} and teacher_frames {tuple(t_frames.shape)} "
             "must have equal widths [B, T, D_t]: pass projection=[D_s, D_t]"
         )
-    s_stats = stats_pool(s_frames) if student_stats is None else _project(student_stats, stats_projection)
-    t_stats = stats_pool(t_frames) if teacher_stats is None else jax.lax.stop_gradient(teacher_stats)
+    s_stats = (
+        stats_pool(s_frames) if student_stats is None else _project(student_stats, stats_projection)
+    )
+    t_stats = (
+        stats_pool(t_frames) if teacher_stats is None else jax.lax.stop_gradient(teacher_stats)
+    )
     if s_stats.shape != t_stats.shape:
         raise ValueError(
             f"student stats {tuple(s_stats.shape)} and teacher stats {tuple(t_stats.shape)} must both be "
             "[B, 2D_t]: pass stats_projection"
         )
-    return frames_weight * _hidden_distance(s_frames, t_frames, metric) + stats_weight * _hidden_distance(
-        s_stats, t_stats, metric
-    )
+    return frames_weight * _hidden_distance(
+        s_frames, t_frames, metric
+    ) + stats_weight * _hidden_distance(s_stats, t_stats, metric)

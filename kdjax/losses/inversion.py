@@ -12,7 +12,13 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from kdjax.losses._utils import check_batch_mask, check_ndim, check_same_shape, masked_mean, safe_norm
+from kdjax.losses._utils import (
+    check_batch_mask,
+    check_ndim,
+    check_same_shape,
+    masked_mean,
+    safe_norm,
+)
 
 Array = jax.Array
 BNStats = tuple[Array, Array, Array, Array]
@@ -70,11 +76,15 @@ def bn_statistics_loss(
     """
     entries = list(stats.values()) if isinstance(stats, Mapping) else list(stats)
     if not entries:
-        raise ValueError("stats must hold at least one (batch_mean, batch_var, running_mean, running_var) tuple")
+        raise ValueError(
+            "stats must hold at least one (batch_mean, batch_var, running_mean, running_var) tuple"
+        )
     total: Array | float = 0.0
     for i, e in enumerate(entries):
         if len(e) != 4:
-            raise ValueError(f"stats[{i}] must be (batch_mean, batch_var, running_mean, running_var), got {len(e)} items")
+            raise ValueError(
+                f"stats[{i}] must be (batch_mean, batch_var, running_mean, running_var), got {len(e)} items"
+            )
         mu, var, rmu, rvar = e
         for name, v in (("batch_var", var), ("running_mean", rmu), ("running_var", rvar)):
             check_same_shape(f"stats[{i}].batch_mean", mu, f"stats[{i}].{name}", v)
@@ -135,14 +145,18 @@ def feature_invariant_contrastive(
     if memory_bank is not None:
         check_ndim("memory_bank", memory_bank, 2, f"[M, D={z1.shape[1]}]")
         if memory_bank.shape[1] != z1.shape[1]:
-            raise ValueError(f"memory_bank must have shape [M, D={z1.shape[1]}], got {tuple(memory_bank.shape)}")
+            raise ValueError(
+                f"memory_bank must have shape [M, D={z1.shape[1]}], got {tuple(memory_bank.shape)}"
+            )
         bank = norm(jax.lax.stop_gradient(memory_bank).astype(z1.dtype))
 
     def one_way(a: Array, p: Array) -> Array:
         logits = jnp.einsum("id,jd->ij", a, p, precision=_HI) / temperature
         logits = jnp.where(m[None, :], logits, -jnp.inf)  # masked negatives out
         if bank is not None:
-            logits = jnp.concatenate([logits, jnp.einsum("id,kd->ik", a, bank, precision=_HI) / temperature], -1)
+            logits = jnp.concatenate(
+                [logits, jnp.einsum("id,kd->ik", a, bank, precision=_HI) / temperature], -1
+            )
         pos = jnp.einsum("id,id->i", a, p, precision=_HI) / temperature
         l_i = jax.nn.logsumexp(logits, axis=-1) - pos
         return masked_mean(jnp.where(m, l_i, 0.0), m)

@@ -37,7 +37,9 @@ def _check_pair(name_a: str, a: Array, name_b: str, b: Array) -> None:
 
 def _check_class_mask(mask: Array | None, like: Array) -> None:
     if mask is not None and tuple(jnp.shape(mask)) != tuple(like.shape):
-        raise ValueError(f"mask must have shape [B, C]={tuple(like.shape)}, got {tuple(jnp.shape(mask))}")
+        raise ValueError(
+            f"mask must have shape [B, C]={tuple(like.shape)}, got {tuple(jnp.shape(mask))}"
+        )
 
 
 def _check_temperature(temperature: float) -> None:
@@ -280,7 +282,9 @@ def mutual_kl(
     others = 1.0 - jnp.eye(k_peers, dtype=z.dtype)  # [K(i), K(j)]: 1 where j != i
     if target == "peers":
         # kl[i, j, b] = KL(p_j || p_i)
-        kl = jax.vmap(lambda lp_i: jax.vmap(lambda lp_j: _kl_categorical(lp_j, lp_i))(logp_sg))(logp)
+        kl = jax.vmap(lambda lp_i: jax.vmap(lambda lp_j: _kl_categorical(lp_j, lp_i))(logp_sg))(
+            logp
+        )
         out = jnp.einsum("ij,ijb->ib", others, kl)
         if reduction == "mean":
             out = out / (k_peers - 1)

@@ -110,7 +110,9 @@ def similarity_preserving(
     check_batch_mask(mask, b)
     m = _as_mask(mask, b, student.dtype)
     a_s = jnp.where(m[:, None] > 0, student.reshape(b, -1), 0.0)
-    a_t = jnp.where(m[:, None] > 0, jax.lax.stop_gradient(teacher).reshape(b, -1).astype(student.dtype), 0.0)
+    a_t = jnp.where(
+        m[:, None] > 0, jax.lax.stop_gradient(teacher).reshape(b, -1).astype(student.dtype), 0.0
+    )
     d = _normalized_gram(a_t, row_norm, normalize) - _normalized_gram(a_s, row_norm, normalize)
     n = jnp.sum(m)
     return jnp.where(n > 0, jnp.sum(d * d) / jnp.maximum(n, 1.0) ** 2, 0.0)
@@ -157,14 +159,18 @@ def intra_utterance_sp(
     check_ndim("student", student, 3, "[B, T, D_s]")
     check_ndim("teacher", teacher, 3, "[B, T', D_t]")
     if student.shape[0] != teacher.shape[0]:
-        raise ValueError(f"teacher must have batch size B={student.shape[0]}, got shape {tuple(teacher.shape)}")
+        raise ValueError(
+            f"teacher must have batch size B={student.shape[0]}, got shape {tuple(teacher.shape)}"
+        )
     b, t = student.shape[:2]
     teacher = align_time(jax.lax.stop_gradient(teacher).astype(student.dtype), t, align)
     if frame_mask is None:
         fm = jnp.ones((b, t), student.dtype)
     else:
         if tuple(jnp.shape(frame_mask)) != (b, t):
-            raise ValueError(f"frame_mask must have shape [B, T]=({b}, {t}), got {tuple(jnp.shape(frame_mask))}")
+            raise ValueError(
+                f"frame_mask must have shape [B, T]=({b}, {t}), got {tuple(jnp.shape(frame_mask))}"
+            )
         fm = (jnp.asarray(frame_mask) != 0).astype(student.dtype)
     keep = fm[..., None] > 0
     q_s = jnp.where(keep, student, 0.0)
@@ -340,12 +346,16 @@ def rkd(
     code lenscloth/RKD; torchdistill ``RKDLoss``.
     """
     if jnp.ndim(student) < 2 or jnp.ndim(teacher) < 2:
-        raise ValueError(f"student and teacher must be [B, D], got {tuple(jnp.shape(student))}, {tuple(jnp.shape(teacher))}")
+        raise ValueError(
+            f"student and teacher must be [B, D], got {tuple(jnp.shape(student))}, {tuple(jnp.shape(teacher))}"
+        )
     _check_batch(student, teacher, mask)
     b = student.shape[0]
     m = _as_mask(mask, b, student.dtype)
     xs = jnp.where(m[:, None] > 0, student.reshape(b, -1), 0.0)
-    xt = jnp.where(m[:, None] > 0, jax.lax.stop_gradient(teacher).reshape(b, -1).astype(student.dtype), 0.0)
+    xt = jnp.where(
+        m[:, None] > 0, jax.lax.stop_gradient(teacher).reshape(b, -1).astype(student.dtype), 0.0
+    )
     pair = m[:, None] * m[None, :]
     off = pair * (1.0 - jnp.eye(b, dtype=student.dtype))
 

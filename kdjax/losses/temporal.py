@@ -52,7 +52,9 @@ def attention_rollout(
     """
     check_ndim("attention", attention, 5, "[L, B, H, N, N]")
     if attention.shape[-1] != attention.shape[-2]:
-        raise ValueError(f"attention must have square maps [L, B, H, N, N], got {tuple(attention.shape)}")
+        raise ValueError(
+            f"attention must have square maps [L, B, H, N, N], got {tuple(attention.shape)}"
+        )
     if head_fusion == "mean":
         a = jnp.mean(attention, axis=2)
     elif head_fusion == "max":
@@ -137,22 +139,32 @@ def temporal_attention_kd(
     Classification", ICASSP 2022 (arXiv 2110.14131) and the authors' blog post.
     """
     check_ndim("student_attention", student_attention, 2, "[B, T]")
-    if teacher_attention.ndim not in (3, 5) or teacher_attention.shape[-4 if teacher_attention.ndim == 5 else 0] != student_attention.shape[0]:
+    if (
+        teacher_attention.ndim not in (3, 5)
+        or teacher_attention.shape[-4 if teacher_attention.ndim == 5 else 0]
+        != student_attention.shape[0]
+    ):
         raise ValueError(
             "teacher_attention must be [L, B, H, N, N] or [B, N, N] with the student's B="
             f"{student_attention.shape[0]}, got {tuple(teacher_attention.shape)}"
         )
     if direction not in ("teacher_student", "student_teacher"):
-        raise ValueError(f"direction must be 'teacher_student' or 'student_teacher', got {direction!r}")
+        raise ValueError(
+            f"direction must be 'teacher_student' or 'student_teacher', got {direction!r}"
+        )
     if isinstance(temperature, int | float) and temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     t = student_attention.shape[1]
-    a_t = _teacher_frame_distribution(jax.lax.stop_gradient(teacher_attention).astype(student_attention.dtype), t, cls_index)
+    a_t = _teacher_frame_distribution(
+        jax.lax.stop_gradient(teacher_attention).astype(student_attention.dtype), t, cls_index
+    )
     log_t = jax.nn.log_softmax(jnp.log(jnp.maximum(a_t, eps)) / temperature, axis=-1)
     if student_is_logits:
         log_s = jax.nn.log_softmax(student_attention / temperature, axis=-1)
     else:
-        log_s = jax.nn.log_softmax(jnp.log(jnp.maximum(student_attention, eps)) / temperature, axis=-1)
+        log_s = jax.nn.log_softmax(
+            jnp.log(jnp.maximum(student_attention, eps)) / temperature, axis=-1
+        )
     if direction == "teacher_student":
         return jnp.sum(jnp.exp(log_t) * (log_t - log_s), axis=-1)
     return jnp.sum(jnp.exp(log_s) * (log_s - log_t), axis=-1)

@@ -121,7 +121,10 @@ class _Jitted:
         def call(*args, **kw):
             static = {k: v for k, v in kw.items() if _is_static(v)}
             dyn = {k: v for k, v in kw.items() if k not in static}
-            key = (name, tuple(sorted((k, v if not callable(v) else id(v)) for k, v in static.items())))
+            key = (
+                name,
+                tuple(sorted((k, v if not callable(v) else id(v)) for k, v in static.items())),
+            )
             if key not in _JIT_CACHE:
                 _JIT_CACHE[key] = jax.jit(lambda *a, **d: fn(*a, **d, **static))
             return _JIT_CACHE[key](*args, **dyn)

@@ -2,7 +2,6 @@
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -19,11 +18,19 @@ rng = np.random.default_rng
 # ---------------------------------------------------------------- align_time
 def test_align_time_methods_vs_numpy():
     x = rng(0).normal(size=(2, 5, 3))
-    np.testing.assert_allclose(L.align_time(f32(x), 12, "interpolate"), _ref.interp_linear(x, 12), rtol=RTOL, atol=1e-6)
-    np.testing.assert_allclose(L.align_time(f32(x), 3, "interpolate"), _ref.interp_linear(x, 3), rtol=RTOL, atol=1e-6)
-    np.testing.assert_allclose(L.align_time(f32(x), 12, "repeat"), _ref.repeat_truncate(x, 12), rtol=RTOL)
+    np.testing.assert_allclose(
+        L.align_time(f32(x), 12, "interpolate"), _ref.interp_linear(x, 12), rtol=RTOL, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        L.align_time(f32(x), 3, "interpolate"), _ref.interp_linear(x, 3), rtol=RTOL, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        L.align_time(f32(x), 12, "repeat"), _ref.repeat_truncate(x, 12), rtol=RTOL
+    )
     np.testing.assert_allclose(L.align_time(f32(x), 3, "truncate"), x[:, :3], rtol=RTOL)
-    np.testing.assert_allclose(L.align_time(f32(x), 1, "mean"), x.mean(1, keepdims=True), rtol=RTOL, atol=1e-6)
+    np.testing.assert_allclose(
+        L.align_time(f32(x), 1, "mean"), x.mean(1, keepdims=True), rtol=RTOL, atol=1e-6
+    )
     # adaptive average pooling 5 -> 2: windows [0, 3) and [2, 5)
     ref = np.stack([x[:, 0:3].mean(1), x[:, 2:5].mean(1)], 1)
     np.testing.assert_allclose(L.align_time(f32(x), 2, "mean"), ref, rtol=RTOL, atol=1e-6)
@@ -41,7 +48,9 @@ def test_hint_l2_vs_numpy():
     s, t = r.normal(size=(3, 4, 5)), r.normal(size=(3, 4, 5))
     d = ((s - t) ** 2).reshape(3, -1)
     np.testing.assert_allclose(J.hint_l2(f32(s), f32(t)), d.mean(-1), rtol=RTOL)
-    np.testing.assert_allclose(J.hint_l2(f32(s), f32(t), reduction="half_sum"), 0.5 * d.sum(-1), rtol=RTOL)
+    np.testing.assert_allclose(
+        J.hint_l2(f32(s), f32(t), reduction="half_sum"), 0.5 * d.sum(-1), rtol=RTOL
+    )
     np.testing.assert_allclose(J.hint_l2(f32(s), f32(s)), 0.0)
     with pytest.raises(ValueError, match="regressor"):
         L.hint_l2(f32(s), f32(t[..., :2]))
@@ -57,7 +66,11 @@ def test_attention_transfer_vs_numpy_both_conventions():
     s, t = r.normal(size=(3, 6, 4, 5)), r.normal(size=(3, 6, 4, 8))  # channels may differ
     d = np_at(s) - np_at(t)
     np.testing.assert_allclose(J.attention_transfer(f32(s), f32(t)), (d**2).mean(-1), rtol=RTOL)
-    np.testing.assert_allclose(J.attention_transfer(f32(s), f32(t), convention="paper"), np.linalg.norm(d, axis=-1), rtol=RTOL)
+    np.testing.assert_allclose(
+        J.attention_transfer(f32(s), f32(t), convention="paper"),
+        np.linalg.norm(d, axis=-1),
+        rtol=RTOL,
+    )
     np.testing.assert_allclose(J.attention_transfer(f32(s), 3.0 * f32(s)), 0.0, atol=1e-7)
     with pytest.raises(ValueError, match="spatial"):
         L.attention_transfer(f32(s), f32(t[:, :5]))
@@ -81,13 +94,21 @@ def test_stats_pooling_hidden_loss_vs_numpy():
 
     ref_c = cos(ps, tf).mean(-1) + cos(stats(ps), stats(tf))
     np.testing.assert_allclose(
-        J.stats_pooling_hidden_loss(f32(sf), f32(tf), projection=f32(w), metric="cosine"), ref_c, rtol=RTOL
+        J.stats_pooling_hidden_loss(f32(sf), f32(tf), projection=f32(w), metric="cosine"),
+        ref_c,
+        rtol=RTOL,
     )
     # callable projection and given stats; equal inputs -> 0
     proj = lambda x: x @ f32(w)  # noqa: E731
-    np.testing.assert_allclose(J.stats_pooling_hidden_loss(f32(sf), f32(ps), projection=proj), 0.0, atol=1e-6)
     np.testing.assert_allclose(
-        J.stats_pooling_hidden_loss(f32(tf), f32(tf), student_stats=f32(stats(tf)), teacher_stats=f32(stats(tf))), 0.0, atol=1e-7
+        J.stats_pooling_hidden_loss(f32(sf), f32(ps), projection=proj), 0.0, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        J.stats_pooling_hidden_loss(
+            f32(tf), f32(tf), student_stats=f32(stats(tf)), teacher_stats=f32(stats(tf))
+        ),
+        0.0,
+        atol=1e-7,
     )
     with pytest.raises(ValueError, match="projection"):
         L.stats_pooling_hidden_loss(f32(sf), f32(tf))
@@ -105,7 +126,9 @@ def test_attention_rollout_vs_numpy_and_rows_sum_to_one():
     np.testing.assert_allclose(got, _ref.rollout(a), rtol=RTOL, atol=1e-7)
     np.testing.assert_allclose(got.sum(-1), 1.0, rtol=1e-6)
     # one layer, one head, no residual: rollout is the attention itself
-    np.testing.assert_allclose(J.attention_rollout(f32(a[:1, :, :1]), add_residual=False), a[0, :, 0], rtol=1e-6)
+    np.testing.assert_allclose(
+        J.attention_rollout(f32(a[:1, :, :1]), add_residual=False), a[0, :, 0], rtol=1e-6
+    )
     with pytest.raises(ValueError, match=r"\[L, B, H, N, N\]"):
         L.attention_rollout(f32(a[0]))
 
@@ -130,7 +153,9 @@ def test_temporal_attention_kd_vs_numpy(direction):
         got = J.temporal_attention_kd(f32(w), f32(a), temperature=T, direction=direction)
         np.testing.assert_allclose(got, np_temporal_kd(w, a, T, direction), rtol=1e-4)
     # logits input equals weights input; a precomputed rollout equals raw attention
-    got_logits = J.temporal_attention_kd(f32(z), f32(a), student_is_logits=True, direction=direction)
+    got_logits = J.temporal_attention_kd(
+        f32(z), f32(a), student_is_logits=True, direction=direction
+    )
     np.testing.assert_allclose(got_logits, np_temporal_kd(w, a, 1.0, direction), rtol=1e-4)
     got_roll = J.temporal_attention_kd(f32(w), J.attention_rollout(f32(a)), direction=direction)
     np.testing.assert_allclose(got_roll, np_temporal_kd(w, a, 1.0, direction), rtol=1e-4)
@@ -161,7 +186,11 @@ def test_bn_statistics_loss_vs_numpy():
         "bn1": (*L.bn_batch_moments(f32(x2)), f32(rm2), f32(rv2)),
     }
     np.testing.assert_allclose(J.bn_statistics_loss(st), ref, rtol=RTOL)
-    np.testing.assert_allclose(J.bn_statistics_loss(list(st.values()), first_layer_weight=1.0), ref - 9 * term(x1, rm1, rv1), rtol=RTOL)
+    np.testing.assert_allclose(
+        J.bn_statistics_loss(list(st.values()), first_layer_weight=1.0),
+        ref - 9 * term(x1, rm1, rv1),
+        rtol=RTOL,
+    )
     mu, var = L.bn_batch_moments(f32(x1))
     assert float(J.bn_statistics_loss([(mu, var, mu, var)])) == 0.0
     with pytest.raises(ValueError, match="at least one"):
@@ -186,26 +215,43 @@ def np_infonce(z1, z2, tau, bank=None, symmetric=True):
 def test_feature_invariant_contrastive_vs_numpy_and_mask():
     r = rng(9)
     z1, z2, bank = r.normal(size=(5, 4)), r.normal(size=(5, 4)), r.normal(size=(7, 4))
-    np.testing.assert_allclose(J.feature_invariant_contrastive(f32(z1), f32(z2), temperature=0.5), np_infonce(z1, z2, 0.5), rtol=RTOL)
     np.testing.assert_allclose(
-        J.feature_invariant_contrastive(f32(z1), f32(z2), temperature=0.5, memory_bank=f32(bank), symmetric=False),
+        J.feature_invariant_contrastive(f32(z1), f32(z2), temperature=0.5),
+        np_infonce(z1, z2, 0.5),
+        rtol=RTOL,
+    )
+    np.testing.assert_allclose(
+        J.feature_invariant_contrastive(
+            f32(z1), f32(z2), temperature=0.5, memory_bank=f32(bank), symmetric=False
+        ),
         np_infonce(z1, z2, 0.5, bank, symmetric=False),
         rtol=RTOL,
     )
     base = J.feature_invariant_contrastive(f32(z1), f32(z2))
     g1 = jnp.concatenate([f32(z1), jnp.full((2, 4), jnp.nan)])
     g2 = jnp.concatenate([f32(z2), jnp.ones((2, 4))])
-    np.testing.assert_allclose(J.feature_invariant_contrastive(g1, g2, mask=jnp.array([1] * 5 + [0, 0])), base, rtol=1e-6)
+    np.testing.assert_allclose(
+        J.feature_invariant_contrastive(g1, g2, mask=jnp.array([1] * 5 + [0, 0])), base, rtol=1e-6
+    )
 
 
 def test_priors_vs_numpy():
     x = rng(10).normal(size=(2, 5, 4))
-    d = [x[:, 1:] - x[:, :-1], x[:, :, 1:] - x[:, :, :-1], x[:, 1:, 1:] - x[:, :-1, :-1], x[:, 1:, :-1] - x[:, :-1, 1:]]
+    d = [
+        x[:, 1:] - x[:, :-1],
+        x[:, :, 1:] - x[:, :, :-1],
+        x[:, 1:, 1:] - x[:, :-1, :-1],
+        x[:, 1:, :-1] - x[:, :-1, 1:],
+    ]
     ref_l2 = sum(np.sqrt((e**2).sum((1, 2))) for e in d)
     ref_l1 = sum(np.abs(e).mean((1, 2)) for e in d)
     np.testing.assert_allclose(J.total_variation(f32(x)), ref_l2, rtol=RTOL)
     np.testing.assert_allclose(J.total_variation(f32(x), norm="l1"), ref_l1, rtol=RTOL)
-    np.testing.assert_allclose(J.total_variation(f32(x), diagonals=False), sum(np.sqrt((e**2).sum((1, 2))) for e in d[:2]), rtol=RTOL)
+    np.testing.assert_allclose(
+        J.total_variation(f32(x), diagonals=False),
+        sum(np.sqrt((e**2).sum((1, 2))) for e in d[:2]),
+        rtol=RTOL,
+    )
     np.testing.assert_allclose(J.total_variation(jnp.ones((2, 5, 4))), 0.0)
     np.testing.assert_allclose(J.l2_prior(f32(x)), np.sqrt((x**2).sum((1, 2))), rtol=RTOL)
     np.testing.assert_allclose(J.l2_prior(f32(x), squared=True), (x**2).sum((1, 2)), rtol=RTOL)

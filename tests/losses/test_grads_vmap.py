@@ -27,7 +27,9 @@ def _attn_from(y):
 
 CASES = {
     "similarity_preserving": lambda x, y: J.similarity_preserving(x, y, mask=_mask),
-    "similarity_preserving_l1_features": lambda x, y: J.similarity_preserving(x, y, row_norm="l1", normalize="features"),
+    "similarity_preserving_l1_features": lambda x, y: J.similarity_preserving(
+        x, y, row_norm="l1", normalize="features"
+    ),
     "intra_utterance_sp": lambda x, y: J.intra_utterance_sp(x, y[:, :3]),
     "distance_correlation": lambda x, y: J.distance_correlation(x, y[:, :2], mask=_mask),
     "cosine_gram_difference": lambda x, y: J.cosine_gram_difference(x, 1.0 + y),
@@ -36,10 +38,17 @@ CASES = {
     "attention_transfer": lambda x, y: J.attention_transfer(x, y, convention="paper"),
     "stats_pooling_hidden_loss": lambda x, y: J.stats_pooling_hidden_loss(x, y, metric="cosine"),
     "align_time": lambda x, y: J.align_time(x, t_out=7, method="interpolate"),
-    "attention_rollout": lambda x, y: J.attention_rollout(jax.nn.softmax(jnp.stack([x[:, :3, :3], y[:, :3, :3]])[:, :, None], -1)),
-    "temporal_attention_kd": lambda x, y: J.temporal_attention_kd(x[..., 0], _attn_from(y), student_is_logits=True),
+    "attention_rollout": lambda x, y: J.attention_rollout(
+        jax.nn.softmax(jnp.stack([x[:, :3, :3], y[:, :3, :3]])[:, :, None], -1)
+    ),
+    "temporal_attention_kd": lambda x, y: J.temporal_attention_kd(
+        x[..., 0], _attn_from(y), student_is_logits=True
+    ),
     "bn_statistics_loss": lambda x, y: J.bn_statistics_loss(
-        [(*J.bn_batch_moments(x), y[0, 0], 1.0 + y[1, 0] ** 2), (*J.bn_batch_moments(x**2), y[2, 0], y[3, 0] ** 2)]
+        [
+            (*J.bn_batch_moments(x), y[0, 0], 1.0 + y[1, 0] ** 2),
+            (*J.bn_batch_moments(x**2), y[2, 0], y[3, 0] ** 2),
+        ]
     ),
     "feature_invariant_contrastive": lambda x, y: J.feature_invariant_contrastive(
         x[:, 0], x[:, 1], memory_bank=y[:, 0], mask=_mask
@@ -72,4 +81,6 @@ def test_vmap_equals_loop():
     one = jax.jit(all_cases)
     ref = [one(x[i], y[i]) for i in range(2)]
     for k in CASES:
-        np.testing.assert_allclose(got[k], jnp.stack([ref[0][k], ref[1][k]]), rtol=2e-5, atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(
+            got[k], jnp.stack([ref[0][k], ref[1][k]]), rtol=2e-5, atol=1e-6, err_msg=k
+        )

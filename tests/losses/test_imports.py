@@ -26,8 +26,15 @@ def test_sources_import_only_jax_stdlib_and_themselves():
                 continue
             for name in names:
                 top = name.split(".")[0]
-                ok = top == "jax" or top in STDLIB or name == "kdjax.losses" or name.startswith("kdjax.losses.")
-                assert ok, f"{path.name} imports {name!r}: kdjax.losses may import only jax and the stdlib"
+                ok = (
+                    top == "jax"
+                    or top in STDLIB
+                    or name == "kdjax.losses"
+                    or name.startswith("kdjax.losses.")
+                )
+                assert ok, (
+                    f"{path.name} imports {name!r}: kdjax.losses may import only jax and the stdlib"
+                )
                 if top == "jax":
                     # public jax API only (jax, jax.numpy, jax.nn, jax.lax, ...), never jax._src
                     assert "._" not in name, f"{path.name} imports private {name!r}"
@@ -40,8 +47,14 @@ def test_import_pulls_in_no_framework_or_other_kdjax_module():
         "bad += [m for m in sys.modules if m.startswith('kdjax.') and not m.startswith('kdjax.losses')]\n"
         "print(repr(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=LOSSES_DIR.parents[1], env={"JAX_PLATFORMS": "cpu", "PATH": ""})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=LOSSES_DIR.parents[1],
+        env={"JAX_PLATFORMS": "cpu", "PATH": ""},
+    )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
@@ -53,4 +66,6 @@ def test_public_api_is_documented():
         assert len(doc) > 80, f"{name} lacks a docstring"
         if name not in ("masked_mean", "time_alignment_matrix", "bn_batch_moments", "stats_pool"):
             has_shape = re.search(r"\[[A-Z]", doc) is not None  # e.g. [B, T, D] or [C]
-            assert "Source" in doc and "Raises" in doc and has_shape, f"{name}: docstring needs shapes, Raises, Source"
+            assert "Source" in doc and "Raises" in doc and has_shape, (
+                f"{name}: docstring needs shapes, Raises, Source"
+            )

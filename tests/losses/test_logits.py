@@ -39,7 +39,9 @@ def test_masked_mean_basic_and_all_masked():
     x = np.arange(6.0).reshape(2, 3)
     assert float(J.masked_mean(x)) == pytest.approx(2.5)
     assert float(J.masked_mean(x, np.array([1, 0]))) == pytest.approx(1.0)  # [B] mask
-    np.testing.assert_allclose(J.masked_mean(x, np.array([[1, 0, 1], [0, 0, 0]]), axis=-1), [1.0, 0.0])
+    np.testing.assert_allclose(
+        J.masked_mean(x, np.array([[1, 0, 1], [0, 0, 0]]), axis=-1), [1.0, 0.0]
+    )
     assert float(J.masked_mean(x, np.zeros(2))) == 0.0  # all masked -> 0, not NaN
 
 
@@ -66,7 +68,9 @@ def test_softmax_xent_vs_numpy_and_mask():
     m[:, 0] = True
     zm = np.where(m, z, -np.inf)
     ref = -(np.where(m, y * np_log_softmax(zm), 0)).sum(-1)
-    np.testing.assert_allclose(J.softmax_xent(z.astype(np.float32), y.astype(np.float32), mask=m), ref, rtol=RTOL)
+    np.testing.assert_allclose(
+        J.softmax_xent(z.astype(np.float32), y.astype(np.float32), mask=m), ref, rtol=RTOL
+    )
 
 
 def test_sigmoid_xent_vs_numpy_mean_sum_mask():
@@ -108,14 +112,18 @@ def test_kd_kl_hand_computed_two_classes():
     a = math.sqrt(3) / (1 + math.sqrt(3))
     hand2 = a * math.log(a / 0.5) + (1 - a) * math.log((1 - a) / 0.5)
     assert float(J.kd_kl(s, t, temperature=2.0)[0]) == pytest.approx(4 * hand2, rel=1e-6)
-    assert float(J.kd_kl(s, t, temperature=2.0, t2_scale=False)[0]) == pytest.approx(hand2, rel=1e-6)
+    assert float(J.kd_kl(s, t, temperature=2.0, t2_scale=False)[0]) == pytest.approx(
+        hand2, rel=1e-6
+    )
 
 
 def test_kd_kl_vs_numpy_random():
     r = _rng(3)
     s, t = 2 * r.normal(size=(6, 10)), 2 * r.normal(size=(6, 10))
     for T in (1.0, 4.0):
-        got = jax.jit(lambda a, b, T=T: L.kd_kl(a, b, temperature=T))(s.astype(np.float32), t.astype(np.float32))
+        got = jax.jit(lambda a, b, T=T: L.kd_kl(a, b, temperature=T))(
+            s.astype(np.float32), t.astype(np.float32)
+        )
         np.testing.assert_allclose(got, np_kd_kl(s, t, T), rtol=RTOL, atol=ATOL)
 
 
@@ -128,7 +136,9 @@ def test_kd_kl_high_temperature_limit_is_logit_matching():
     r = _rng(5)
     s, t = r.normal(size=(4, 6)), r.normal(size=(4, 6))
     C = s.shape[-1]
-    limit = (((s - s.mean(-1, keepdims=True)) - (t - t.mean(-1, keepdims=True))) ** 2).sum(-1) / (2 * C)
+    limit = (((s - s.mean(-1, keepdims=True)) - (t - t.mean(-1, keepdims=True))) ** 2).sum(-1) / (
+        2 * C
+    )
     with jax.enable_x64(True):
         got = J.kd_kl(jnp.asarray(s), jnp.asarray(t), temperature=1e3)
     np.testing.assert_allclose(got, limit, rtol=1e-2)
@@ -148,9 +158,14 @@ def test_kd_bernoulli_kl_vs_numpy():
     pt, ps = np_sigmoid(t / T), np_sigmoid(s / T)
     per = pt * np.log(pt / ps) + (1 - pt) * np.log((1 - pt) / (1 - ps))
     s32, t32 = s.astype(np.float32), t.astype(np.float32)
-    np.testing.assert_allclose(J.kd_bernoulli_kl(s32, t32, temperature=T), T**2 * per.mean(-1), rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(
-        J.kd_bernoulli_kl(s32, t32, temperature=T, t2_scale=False, reduction="sum"), per.sum(-1), rtol=RTOL, atol=ATOL
+        J.kd_bernoulli_kl(s32, t32, temperature=T), T**2 * per.mean(-1), rtol=RTOL, atol=ATOL
+    )
+    np.testing.assert_allclose(
+        J.kd_bernoulli_kl(s32, t32, temperature=T, t2_scale=False, reduction="sum"),
+        per.sum(-1),
+        rtol=RTOL,
+        atol=ATOL,
     )
     np.testing.assert_allclose(J.kd_bernoulli_kl(s32, s32, temperature=T), 0.0, atol=1e-6)
     # hand: s = 0 -> ps = .5; t = ln 3 -> pt = .75; KL = .75 ln 1.5 + .25 ln .5
@@ -180,9 +195,13 @@ def np_mutual(z, T, reduction, target):
 @pytest.mark.parametrize("target", ["peers", "ensemble"])
 def test_mutual_kl_vs_numpy(reduction, target):
     z = 2 * _rng(7).normal(size=(3, 4, 5))
-    got = jax.jit(lambda z: L.mutual_kl(z, temperature=2.0, reduction=reduction, target=target))(z.astype(np.float32))
+    got = jax.jit(lambda z: L.mutual_kl(z, temperature=2.0, reduction=reduction, target=target))(
+        z.astype(np.float32)
+    )
     np.testing.assert_allclose(got, np_mutual(z, 2.0, reduction, target), rtol=RTOL, atol=ATOL)
-    got_list = J.mutual_kl(list(z.astype(np.float32)), temperature=2.0, reduction=reduction, target=target)
+    got_list = J.mutual_kl(
+        list(z.astype(np.float32)), temperature=2.0, reduction=reduction, target=target
+    )
     np.testing.assert_allclose(got_list, got, rtol=1e-6, atol=1e-7)
 
 
@@ -201,7 +220,9 @@ def test_mutual_kl_two_peers_equals_kd_kl_and_gradient_only_to_own_peer():
 # ---------------------------------------------------------------- gradients, jit, vmap
 GRAD_CASES = {
     "softmax_xent": lambda a, b: J.softmax_xent(a, jax.nn.softmax(b)),
-    "softmax_xent_mask": lambda a, b: J.softmax_xent(a, jax.nn.softmax(b), mask=jnp.array([[1, 1, 0, 1]] * 3)),
+    "softmax_xent_mask": lambda a, b: J.softmax_xent(
+        a, jax.nn.softmax(b), mask=jnp.array([[1, 1, 0, 1]] * 3)
+    ),
     "sigmoid_xent": lambda a, b: J.sigmoid_xent(a, jax.nn.sigmoid(b)),
     "kd_kl": lambda a, b: J.kd_kl(a, b, temperature=2.0),
     "kd_bernoulli_kl": lambda a, b: J.kd_bernoulli_kl(a, b, temperature=2.0),
@@ -234,4 +255,6 @@ def test_vmap_equals_loop():
     one = jax.jit(all_cases)
     ref = [one(a[i], b[i]) for i in range(2)]
     for k in GRAD_CASES:
-        np.testing.assert_allclose(got[k], jnp.stack([ref[0][k], ref[1][k]]), rtol=1e-5, atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(
+            got[k], jnp.stack([ref[0][k], ref[1][k]]), rtol=1e-5, atol=1e-6, err_msg=k
+        )

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from kdjax import losses as L
-from tests.losses._ref import J
 from tests.losses import _ref
+from tests.losses._ref import J
 
 RTOL = 1e-5
 
@@ -25,7 +25,9 @@ f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
 @pytest.mark.parametrize("normalize", ["gram", "features"])
 def test_sp_vs_numpy(row_norm, normalize):
     s, t = _data(1)
-    got = jax.jit(lambda a, b: L.similarity_preserving(a, b, row_norm=row_norm, normalize=normalize))(f32(s), f32(t))
+    got = jax.jit(
+        lambda a, b: L.similarity_preserving(a, b, row_norm=row_norm, normalize=normalize)
+    )(f32(s), f32(t))
     np.testing.assert_allclose(got, _ref.sp(s, t, row_norm, normalize), rtol=RTOL)
 
 
@@ -47,7 +49,9 @@ def test_sp_identities_scale_invariance_and_masking():
     garbage = jnp.concatenate([s, 1e3 * jnp.ones_like(s[:2])])
     garbage_t = jnp.concatenate([t, jnp.full_like(t[:2], jnp.nan)])
     mask = jnp.array([1] * 5 + [0, 0])
-    np.testing.assert_allclose(J.similarity_preserving(garbage, garbage_t, mask=mask), base, rtol=1e-6)
+    np.testing.assert_allclose(
+        J.similarity_preserving(garbage, garbage_t, mask=mask), base, rtol=1e-6
+    )
     g = jax.grad(lambda x: J.similarity_preserving(x, garbage_t, mask=mask))(garbage)
     assert np.all(np.isfinite(g)) and np.all(np.asarray(g[5:]) == 0)
 
@@ -96,7 +100,9 @@ def test_dcor_vs_numpy_with_repeat_alignment():
     np.testing.assert_allclose(got, _ref.dcor_loss(s, _ref.repeat_truncate(t, 7)), rtol=RTOL)
     # 2-D inputs (EAsT's time-mean mode) are a single time step
     got2 = J.distance_correlation(f32(s.mean(1)), f32(t.mean(1)))
-    np.testing.assert_allclose(got2, _ref.dcor_loss(s.mean(1)[:, None], t.mean(1)[:, None]), rtol=RTOL)
+    np.testing.assert_allclose(
+        got2, _ref.dcor_loss(s.mean(1)[:, None], t.mean(1)[:, None]), rtol=RTOL
+    )
 
 
 def test_dcor_identity_and_invariances():
@@ -106,10 +112,14 @@ def test_dcor_identity_and_invariances():
     with jax.enable_x64(True):  # identities to 1e-6 need more than float32's cancellation margin
         yj = jnp.asarray(y)
         assert float(J.distance_correlation(yj, yj)) == pytest.approx(0.0, abs=1e-6)
-        assert float(J.distance_correlation(3.0 * yj @ jnp.asarray(q) + 1.0, yj)) == pytest.approx(0.0, abs=1e-6)
+        assert float(J.distance_correlation(3.0 * yj @ jnp.asarray(q) + 1.0, yj)) == pytest.approx(
+            0.0, abs=1e-6
+        )
         x = jnp.asarray(r.normal(size=(6, 4, 3)))
         base = float(J.distance_correlation(x, yj))
-        assert float(J.distance_correlation(0.5 * x, 4.0 * yj @ jnp.asarray(q))) == pytest.approx(base, rel=1e-6)
+        assert float(J.distance_correlation(0.5 * x, 4.0 * yj @ jnp.asarray(q))) == pytest.approx(
+            base, rel=1e-6
+        )
 
 
 def test_dcor_masking():
@@ -142,7 +152,9 @@ def test_rkd_vs_numpy_and_mask():
     s, t = r.normal(size=(6, 4)), r.normal(size=(6, 9))
     got = jax.jit(L.rkd)(f32(s), f32(t))
     np.testing.assert_allclose(got, _ref.rkd(s, t), rtol=RTOL)
-    np.testing.assert_allclose(J.rkd(f32(s), 3.0 * f32(s)), 0.0, atol=1e-6)  # RKD-D is scale-free, RKD-A too
+    np.testing.assert_allclose(
+        J.rkd(f32(s), 3.0 * f32(s)), 0.0, atol=1e-6
+    )  # RKD-D is scale-free, RKD-A too
     s_g = jnp.concatenate([f32(s), jnp.full((2, 4), 9.0)])
     t_g = jnp.concatenate([f32(t), jnp.full((2, 9), jnp.nan)])
     np.testing.assert_allclose(J.rkd(s_g, t_g, mask=jnp.array([1] * 6 + [0, 0])), got, rtol=1e-5)
