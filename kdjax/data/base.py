@@ -131,8 +131,15 @@ class ClipSource:
         return np.array([int(np.argmax(r.labels)) for r in self.records])
 
 
-def get_source(name: str, split: str, **kwargs) -> ClipSource:
+def get_source(name: str, split: str, *, max_examples: int | None = None, **kwargs) -> ClipSource:
     """Finds `kdjax.data.<name>` and returns its `source(split, **kwargs)`.
+
+    Args:
+      name: dataset module name (`kdjax/data/<name>.py`).
+      split: split name understood by that module.
+      max_examples: keep at most this many clips, evenly strided over the split's
+        (deterministic) order, for quick runs and tests.
+      **kwargs: passed to the module's `source`.
 
     Raises:
       ValueError: no dataset module of that name.
@@ -145,4 +152,9 @@ def get_source(name: str, split: str, **kwargs) -> ClipSource:
         raise ValueError(
             f"data.name={name!r}: no dataset module kdjax/data/{name}.py"
         ) from None
-    return mod.source(split, **kwargs)
+    src = mod.source(split, **kwargs)
+    if max_examples and len(src) > max_examples:
+        stride = -(-len(src) // max_examples)
+        src.records = src.records[::stride]
+        src._cache = None
+    return src
