@@ -78,5 +78,6 @@ def train_config(*, seed: int = 0, batch_size: int, num_steps: int, lr: float,
     c.eval_model = ""
     c.keep_checkpoints = 2
     c.teacher_train_mode = False
+    c.mixup_alpha = 0.0
     c.quiet = False
     return c

@@ -32,7 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     tiny = a.variant == "tiny"
     if a.variant not in ("default", "tiny"):
         raise ValueError(f"config argument variant={a.variant!r}: expected 'default' or 'tiny'")
-    data = common.data("fsdd", clip_seconds=1.0)
+    data = common.data("fsdd", clip_seconds=1.0, max_examples=0, allow_download=True)
     fe_teacher = common.frontend("logmel40_8k")
     fe_student = common.frontend("logmel40_8k")
 

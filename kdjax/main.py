@@ -31,6 +31,10 @@ def _one_line(e: BaseException) -> str:
 def main(argv) -> int:
     del argv
     import jax
+    from absl import logging
+
+    if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
+        logging.set_verbosity(logging.WARNING)
 
     if _CPU_COLLECTIVES.value:
         jax.config.update("jax_cpu_collectives_implementation", _CPU_COLLECTIVES.value)
@@ -56,14 +60,70 @@ def main(argv) -> int:
     return 0
 
 
-def run() -> None:
-    """Parses flags (turning an unknown --config.key into a one-line error) and runs main."""
-    flags.mark_flags_as_required(["config", "workdir"])
+def _flag_value(argv: list[str], name: str) -> str | None:
+    for k, a in enumerate(argv):
+        if a.startswith(f"--{name}="):
+            return a.split("=", 1)[1]
+        if a == f"--{name}" and k + 1 < len(argv):
+            return argv[k + 1]
+    return None
+
+
+def check_config_overrides(argv: list[str]) -> str | None:
+    """Loads the --config file and checks every --config.<path>=value override exists.
+
+    Returns a one-line error (missing config file, bad config argument, unknown key
+    naming the full path and the fields that exist there) or None when all is well.
+    """
+    import importlib.util
+    import os
+
+    spec = _flag_value(argv, "config")
+    if spec is None:
+        return None
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        return f"kdjax: error: config file {path!r} not found (expected e.g. configs/fsdd.py)"
     try:
-        app.run(main)
-    except AttributeError as e:  # ml_collections: unknown override key on a locked config
-        print(f"kdjax: error: unknown config key: {e}".splitlines()[0], file=sys.stderr)
+        mod_spec = importlib.util.spec_from_file_location("_kdjax_config_check", path)
+        mod = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(mod)
+        cfg = mod.get_config(arg) if arg else mod.get_config()
+    except Exception as e:  # the config file's own error, e.g. an unknown config argument
+        return f"kdjax: error: {path}: {type(e).__name__}: {e}".splitlines()[0]
+    for a in argv:
+        if not a.startswith("--config."):
+            continue
+        key = a[len("--config."):].split("=", 1)[0]
+        node, parts = cfg, key.split(".")
+        for n, part in enumerate(parts):
+            fields = list(node.keys()) if hasattr(node, "keys") else None
+            if fields is None or part not in fields:
+                where = ".".join(parts[:n]) or "the config"
+                have = f"; fields there: {sorted(fields)}" if fields else ""
+                return f"kdjax: error: unknown config key {key!r}: {where} has no field {part!r}{have}"
+            node = node[part]
+    return None
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing that turns config errors (unknown key, bad argument) into one line."""
+    err = check_config_overrides(argv)
+    if err:
+        print(err, file=sys.stderr)
         sys.exit(2)
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, ValueError) as e:
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+        print(f"kdjax: error: bad flags: {lines[0] if lines else type(e).__name__}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run() -> None:
+    """Parses flags (one-line errors for bad config keys/arguments) and runs main."""
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,7 @@ def build_spec(cfg: ml_collections.ConfigDict, num_classes: int, sample_rate: in
         frontends=_frontend_fns(fe_entries, sample_rate),
         terms=terms,
         teacher_train_mode=bool(cfg.get("teacher_train_mode", False)),
+        mixup_alpha=float(cfg.get("mixup_alpha", 0.0)),
     )
 
 
@@ -261,10 +262,19 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     # Auto axis: XLA propagates the batch sharding (jax 0.10 defaults to Explicit sharding types).
     mesh = jax.make_mesh((ndev,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
     repl, data_sh = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    # Data shards: by default one per process. `data.num_shards=K` (a multiple of the process
+    # count) makes every process read K/nproc consecutive shards and concatenate their batches,
+    # so the global batches (and the trained parameters) are the same on any process count
+    # dividing K, e.g. a 1-process run reproduces a 2-process one (tests/test_distributed.py).
+    num_shards = int(d.get("num_shards", 0) or nproc)
+    if num_shards % nproc:
+        raise ValueError(f"data.num_shards={num_shards} must be a multiple of the {nproc} processes")
+    per_proc = num_shards // nproc
     train_ds = pipeline.train_dataset(
         train_src, clip_samples=clip_samples, batch_size=cfg.batch_size // nproc,
         seed=cfg.seed, crop=d.get("train_crop", "random"),
-        shard_index=jax.process_index(), shard_count=nproc,
+        shard_index=list(range(jax.process_index() * per_proc, (jax.process_index() + 1) * per_proc)),
+        shard_count=num_shards,
         read_threads=d.get("read_threads", 1),
     )
     train_iter = iter(train_ds)
@@ -284,10 +294,12 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     teacher_counts = {n: models_lib.count_params(v["params"]) for n, v in teachers.items()}
 
     def snapshot(n: str, metric_value, step) -> dict[str, Any]:
-        # A copy: the train step donates (deletes) the state's buffers.
+        # A copy: the train step donates (deletes) the state's buffers. metric/step are put
+        # replicated on the global mesh: orbax cannot save process-local arrays multi-process.
         return jax.tree.map(jnp.copy, {
-            "params": state.params[n], "batch_stats": state.batch_stats[n],
-            "metric": jnp.asarray(metric_value, jnp.float32), "step": jnp.asarray(step, jnp.int32)})
+            "params": state.params[n], "batch_stats": state.batch_stats[n]}) | {
+            "metric": jax.device_put(np.float32(metric_value), repl),
+            "step": jax.device_put(np.int32(step), repl)}
 
     best = {n: snapshot(n, -jnp.inf, -1) for n in spec.models}
     ckpt = Checkpointer(os.path.join(workdir, "ckpt"), max_to_keep=cfg.get("keep_checkpoints", 2))

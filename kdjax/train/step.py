@@ -28,6 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from kdjax import augment
 from kdjax import losses as losses_lib
 from kdjax.train.state import TrainState
 
@@ -116,6 +117,9 @@ class StepSpec:
       terms: the loss terms.
       teacher_train_mode: run teachers with `train=True` (BatchNorm batch statistics);
         default False (eval mode, running statistics).
+      mixup_alpha: > 0 mixes waveforms and labels (mixup, Beta(alpha, alpha)) inside the
+        step, before the front-ends, so teachers and students see the same mixed view
+        ("consistent teaching", Beyer et al. CVPR 2022); 0 disables.
     """
 
     models: Mapping[str, nn.Module]
@@ -123,6 +127,7 @@ class StepSpec:
     frontends: Mapping[str, Callable[[jax.Array], jax.Array]]
     terms: tuple[LossTerm, ...]
     teacher_train_mode: bool = False
+    mixup_alpha: float = 0.0
 
     def features(self, audio: jax.Array) -> dict[str, jax.Array]:
         """Runs each distinct front-end once (models sharing a front-end object share its output)."""
@@ -168,6 +173,11 @@ def train_step(
       (new state, metrics: every loss term, the total, per-model train accuracy).
     """
     rng = jax.random.fold_in(rng, state.step)
+    if spec.mixup_alpha > 0:
+        audio, labels = augment.mixup(
+            jax.random.fold_in(rng, 0x7FFFFFFF), batch["audio"], batch["labels"], alpha=spec.mixup_alpha
+        )
+        batch = dict(batch, audio=audio, labels=labels)
     feats = spec.features(batch["audio"])
     tout = teacher_outputs(spec, teachers, feats)
 

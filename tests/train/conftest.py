@@ -19,7 +19,7 @@ def small(stage: str, *, steps: int = 4, seed: int = 0, max_examples: int = 64, 
         c.eval_every = 2
         c.checkpoint_every = 2
         c.quiet = True
-        c.data.kw = dict(max_examples=max_examples)
+        c.data.kw.max_examples = max_examples
         for k, v in over.items():
             c[k] = v
     return c

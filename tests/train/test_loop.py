@@ -87,7 +87,7 @@ def test_stages_summary_and_skip(tmp_path, data_dir):
     cfg = fsdd.get_config("variant=tiny,seeds=2")
     with cfg.unlocked():
         for st in cfg.stages.values():
-            st.data.kw = dict(max_examples=32)
+            st.data.kw.max_examples = 32
             st.batch_size = 8
             st.eval_batch_size = 16
             st.quiet = True
