@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -88,7 +89,13 @@ def load_best_variables(directory: str | os.PathLike, model_name: str) -> dict[s
     step = mngr.latest_step()
     if step is None:
         raise FileNotFoundError(f"teacher checkpoint not found: {ckpt_dir}/ holds no finished step")
-    r = mngr.restore(step, args=ocp.args.Composite(best=ocp.args.StandardRestore()))
+    # Restore into a NumPy target: without one, orbax rebuilds the saved shardings and
+    # refuses a different topology (e.g. a teacher trained by 1 process, loaded by each of
+    # 2 processes in a multi-process run).
+    with ocp.StandardCheckpointer() as c:
+        md = c.metadata(os.path.join(ckpt_dir, str(step), "best")).item_metadata.tree
+    target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), md)
+    r = mngr.restore(step, args=ocp.args.Composite(best=ocp.args.StandardRestore(target)))
     mngr.close()
     if model_name not in r.best:
         raise KeyError(f"{ckpt_dir}: no model {model_name!r} in the checkpoint; has {sorted(r.best)}")
