@@ -75,3 +75,11 @@ def test_errors(tmp_path):
     (tmp_path / "esc50" / "meta" / "esc50.csv").write_text("filename,fold\nx.wav,1\n")
     with pytest.raises(ValueError, match="lacks column"):
         esc50.source("fold1", data_dir=tmp_path)
+
+
+def test_esc10_module_alias(data_dir):
+    from kdjax.data import esc50, get_source
+
+    a = get_source("esc10", "fold2")
+    b = esc50.source("fold2", subset="esc10")
+    assert [r.path for r in a.records] == [r.path for r in b.records] and len(a) == 80
