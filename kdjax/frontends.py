@@ -169,17 +169,32 @@ def num_frames(n_samples: int, n_fft: int, hop_length: int, center: bool = True)
 def _frame(x: jax.Array, frame_length: int, hop_length: int) -> jax.Array:
     """[..., N] -> [..., T, frame_length] overlapping frames, T = 1 + (N - frame_length) // hop.
 
-    Built from ceil(frame_length / hop) contiguous slices of a [..., blocks, hop] view and one
-    concatenate. On the shared 2-core CPU it was 0.7x-1.3x the time of a gather with a
-    [T, frame_length] index across runs (benchmarks/frontends.md; not settled under load); for
-    > 8x overlap the many slices compile slowly, so a gather is used.
+    One `lax.gather` whose slices are whole contiguous frames of every batch row at once
+    (slice_sizes = (batch, frame_length), one start index per frame), written directly in
+    [batch, T, frame_length] order. On XLA:CPU this was the fastest framing measured
+    (benchmarks/results/frontends.md): the element-index gather `_frame_gather` gathers
+    [batch]-strided columns and then transposes (~1.2-1.5x slower), and the slices+concatenate
+    version `_frame_slices` was 2-3x slower (XLA:CPU concatenates along the minor axis
+    element by element). Differentiable (the transpose is a scatter-add).
+    """
+    lead, n = x.shape[:-1], x.shape[-1]
+    t = 1 + (n - frame_length) // hop_length
+    x2 = x.reshape(-1, n)
+    starts = jnp.asarray((hop_length * np.arange(t, dtype=np.int64))[:, None].astype(np.int32))
+    dn = jax.lax.GatherDimensionNumbers(offset_dims=(0, 2), collapsed_slice_dims=(), start_index_map=(1,))
+    frames = jax.lax.gather(x2, starts, dn, slice_sizes=(x2.shape[0], frame_length),
+                            mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+    return frames.reshape(*lead, t, frame_length)
+
+
+def _frame_slices(x: jax.Array, frame_length: int, hop_length: int) -> jax.Array:
+    """Same as `_frame` from ceil(frame_length / hop) shifted block views + one concatenate.
+
+    Kept for benchmarking only (slower on XLA:CPU, see `_frame`).
     """
     n = x.shape[-1]
     t = 1 + (n - frame_length) // hop_length
     k = -(-frame_length // hop_length)  # blocks per frame
-    if k > 8:
-        # Many slices compile slowly (CQT low octaves, resampling by 2): one gather instead.
-        return _frame_gather(x, frame_length, hop_length)
     need = (t - 1 + k) * hop_length
     if need > n:
         x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, need - n)])
@@ -189,7 +204,7 @@ def _frame(x: jax.Array, frame_length: int, hop_length: int) -> jax.Array:
 
 
 def _frame_gather(x: jax.Array, frame_length: int, hop_length: int) -> jax.Array:
-    """Same as `_frame` with a strided gather (kept for benchmarking)."""
+    """Same as `_frame` with an element-index gather (kept for benchmarking)."""
     t = 1 + (x.shape[-1] - frame_length) // hop_length
     idx = hop_length * np.arange(t)[:, None] + np.arange(frame_length)[None, :]
     return x[..., idx]
@@ -243,16 +258,11 @@ def stft(
         raise ValueError(
             f"x: expected at least n_fft={n_fft} samples with center=False, got {x.shape[-1]}"
         )
-    # Only the non-zero part of the window needs framing: frames of the window's support,
-    # zero-padded back to n_fft inside rfft (n=n_fft) keeps the phase convention of librosa.
-    nz = np.flatnonzero(w)
-    lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 1)
-    frames = _frame(x[..., lo : x.shape[-1] - (n_fft - hi)], hi - lo, hop_length)
-    frames = frames * jnp.asarray(w[lo:hi], dtype=x.dtype)
-    if lo or hi != n_fft:
-        # Shift frames back to their position within the n_fft frame (phase matters for CQT/ISTFT).
-        frames = jnp.pad(frames, [(0, 0)] * (frames.ndim - 1) + [(lo, n_fft - hi)])
-    return jnp.fft.rfft(frames, n=n_fft, axis=-1)
+    # Full n_fft frames times the zero-padded window, then an unpadded rfft. Framing only the
+    # window's support and letting rfft(n=n_fft) zero-pad was measured ~1.3x slower on XLA:CPU
+    # (the padding is a separate copy of the frames); the pad of `x` fuses into the gather.
+    frames = _frame(x, n_fft, hop_length) * jnp.asarray(w, dtype=x.dtype)
+    return jnp.fft.rfft(frames, axis=-1)
 
 
 def _safe_abs(z: jax.Array) -> jax.Array:
