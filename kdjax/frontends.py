@@ -420,7 +420,13 @@ def mel_spectrogram(
                     center=center, pad_mode=pad_mode, power=power)
     fb = mel_filterbank(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
                         htk=htk, norm=norm, dtype=s.dtype)
-    return jnp.matmul(s, fb, precision=jax.lax.Precision.HIGHEST)
+    # Project only the FFT bins some filter touches (fmin/fmax leave zero rows): the slice fuses
+    # into the |STFT|**power computation, the dropped terms are exact zeros.
+    nz = np.flatnonzero(np.any(_mel_filterbank_np(_check_sr(sample_rate), int(n_fft), int(n_mels), float(fmin),
+                                                  float(sample_rate) / 2.0 if fmax is None else float(fmax),
+                                                  bool(htk), norm) != 0, axis=1))
+    b0, b1 = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, fb.shape[0])
+    return jnp.matmul(s[..., b0:b1], fb[b0:b1], precision=jax.lax.Precision.HIGHEST)
 
 
 def power_to_db(
