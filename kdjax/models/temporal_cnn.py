@@ -10,10 +10,13 @@ trains ~3.5x faster than a 2-D CNN of similar FLOPs and faster than PyTorch
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from kdjax.models.layers import Conv1D
 
 
 class ResBlock(nn.Module):
@@ -22,16 +25,19 @@ class ResBlock(nn.Module):
     width: int
     kernel: int = 9
     stride: int = 1
+    conv_impl: str = "auto"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)
-        y = nn.Conv(self.width, (self.kernel,), (self.stride,), use_bias=False, name="conv1")(x)
+        norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name=name)
+        conv = lambda k, s, name: Conv1D(self.width, k, s, conv_impl=self.conv_impl, dtype=self.dtype, name=name)
+        y = conv(self.kernel, self.stride, "conv1")(x)
         y = nn.relu(norm("bn1")(y))
-        y = nn.Conv(self.width, (self.kernel,), use_bias=False, name="conv2")(y)
+        y = conv(self.kernel, 1, "conv2")(y)
         y = norm("bn2")(y)
         if self.stride != 1 or x.shape[-1] != self.width:
-            x = nn.Conv(self.width, (1,), (self.stride,), use_bias=False, name="proj")(x)
+            x = conv(1, self.stride, "proj")(x)
             x = norm("bn_proj")(x)
         return nn.relu(x + y)
 
@@ -46,6 +52,12 @@ class Model(nn.Module):
       strides: time stride of each block (same length as widths).
       kernel: temporal kernel size of the block convs (frames).
       dropout: dropout rate before the classifier.
+      conv_impl: convolution formulation, "auto" (default: one matmul over shifted patches on
+        CPU, `lax.conv` on GPU/TPU), "xla" or "matmul"; see `kdjax.models.layers`. Parameters
+        are the same for all three.
+      dtype: computation dtype (None: float32). E.g. "bfloat16" for mixed precision: convs,
+        BatchNorm and the head compute in it; parameters and BatchNorm statistics stay float32
+        (`param_dtype`), and logits/feats are returned as float32 (losses run in float32).
 
     Input `[B, T, F]` features (e.g. log-mel, F mel bins). Returns
     `(logits [B, C], feats)` with feats `frames [B, T', D]`, `embedding [B, D]`
@@ -60,6 +72,8 @@ class Model(nn.Module):
     kernel: int = 9
     stem_stride: int = 1
     dropout: float = 0.0
+    conv_impl: str = "auto"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False):
@@ -69,17 +83,21 @@ class Model(nn.Module):
             raise ValueError(
                 f"temporal_cnn: widths {tuple(self.widths)} and strides {tuple(self.strides)} differ in length"
             )
-        h = nn.Conv(self.stem_width, (3,), (self.stem_stride,), use_bias=False, name="stem")(x)
-        h = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, name="stem_bn")(h))
+        if self.dtype is not None:  # mixed precision: the (float32) front-end output is cast here
+            x = x.astype(self.dtype)
+        h = Conv1D(self.stem_width, 3, self.stem_stride, conv_impl=self.conv_impl, dtype=self.dtype, name="stem")(x)
+        h = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name="stem_bn")(h))
         feats = {}
         for i, (w, s) in enumerate(zip(self.widths, self.strides, strict=True)):
-            h = ResBlock(w, self.kernel, s, name=f"block{i}")(h, train=train)
-            feats[f"fmap{i}"] = h
+            h = ResBlock(w, self.kernel, s, self.conv_impl, self.dtype, name=f"block{i}")(h, train=train)
+            feats[f"fmap{i}"] = h.astype(jnp.float32)
+        # Pooling statistics, outputs and everything the losses read are float32.
+        h = h.astype(jnp.float32)
         feats["frames"] = h
         mean = h.mean(axis=1)
         std = jnp.sqrt(jnp.maximum(h.var(axis=1), 1e-8))
         feats["embedding"] = mean
         feats["stats"] = jnp.concatenate([mean, std], axis=-1)
         z = nn.Dropout(self.dropout, deterministic=not train)(mean)
-        logits = nn.Dense(self.num_classes, name="head")(z)
-        return logits, feats
+        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(z)
+        return logits.astype(jnp.float32), feats
