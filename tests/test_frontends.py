@@ -97,6 +97,22 @@ def test_stft_uncentered_and_batched(clips) -> None:
     assert _rel(ours, ref) < 1e-5
 
 
+@pytest.mark.parametrize("shape,frame_length,hop", [((1000,), 400, 160), ((2, 3, 1001), 512, 160),
+                                                    ((4, 700), 100, 250), ((2, 512), 512, 7)])
+def test_frame_slab_gather_matches_index_gather_and_slices(shape, frame_length: int, hop: int) -> None:
+    x = jnp.asarray(np.random.default_rng(1).standard_normal(shape).astype(np.float32))
+    ours = np.asarray(jax.jit(lambda a: F._frame(a, frame_length, hop))(x))
+    ref = np.asarray(F._frame_gather(x, frame_length, hop))
+    assert ours.shape == ref.shape == (*shape[:-1], 1 + (shape[-1] - frame_length) // hop, frame_length)
+    np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(np.asarray(F._frame_slices(x, frame_length, hop)), ref)
+    # The gradient of a weighted sum of frames is the overlap-added weights.
+    wts = jnp.asarray(np.random.default_rng(2).standard_normal(ref.shape).astype(np.float32))
+    g = jax.grad(lambda a: jnp.sum(F._frame(a, frame_length, hop) * wts))(x)
+    g_ref = jax.grad(lambda a: jnp.sum(F._frame_gather(a, frame_length, hop) * wts))(x)
+    np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("power", [1.0, 2.0])
 def test_spectrogram_power(clips, power: float) -> None:
     y, sr = clips["chirp8k"]
