@@ -45,7 +45,7 @@ def data(name: str, *, train_split="train", eval_split="validation", test_split=
          clip_seconds: float, **kw: Any) -> dict[str, Any]:
     """The `data` block of a train config."""
     return dict(name=name, train_split=train_split, eval_split=eval_split, test_split=test_split,
-                clip_seconds=clip_seconds, train_crop="random", read_threads=1, kw=kw)
+                clip_seconds=clip_seconds, train_crop="random", read_threads=1, num_shards=0, kw=kw)
 
 
 def ce(model: str = "student", weight: float = 1.0) -> dict[str, Any]:
@@ -79,5 +79,8 @@ def train_config(*, seed: int = 0, batch_size: int, num_steps: int, lr: float,
     c.keep_checkpoints = 2
     c.teacher_train_mode = False
     c.mixup_alpha = 0.0
+    # Mixed precision: "bfloat16" computes models in bf16 (params, optimiser state, front-ends
+    # and losses stay float32); for GPUs/TPUs, slower on CPU (launch/README.md).
+    c.compute_dtype = "float32"
     c.quiet = False
     return c

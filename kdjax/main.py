@@ -22,6 +22,11 @@ _NPROC = flags.DEFINE_integer("num_processes", None, "Number of processes (multi
 _PID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process runs).")
 _LOCAL_DEVICES = flags.DEFINE_string("local_device_ids", None, "Comma-separated local device ids to use.")
 _CPU_COLLECTIVES = flags.DEFINE_string("cpu_collectives", None, "CPU collectives for multi-process CPU runs (e.g. gloo).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False,
+    "Initialise JAX's multi-process runtime with the cluster auto-detected (Cloud TPU VM pod "
+    "slices, SLURM, Open MPI): every worker runs the same command (launch/tpu_vm.sh). Implied "
+    "by --coordinator_address/--num_processes.")
 
 
 def _one_line(e: BaseException) -> str:
@@ -38,7 +43,7 @@ def main(argv) -> int:
 
     if _CPU_COLLECTIVES.value:
         jax.config.update("jax_cpu_collectives_implementation", _CPU_COLLECTIVES.value)
-    if _COORD.value or _NPROC.value:
+    if _COORD.value or _NPROC.value or _DISTRIBUTED.value:
         ids = [int(i) for i in _LOCAL_DEVICES.value.split(",")] if _LOCAL_DEVICES.value else None
         jax.distributed.initialize(_COORD.value, _NPROC.value, _PID.value, local_device_ids=ids)
     from kdjax.data.audio import AudioError, DatasetNotFoundError

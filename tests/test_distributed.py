@@ -110,9 +110,9 @@ def test_two_processes_match_one_process_and_checkpoint_restores_in_one(tmp_path
     import jax
 
     sys.path.insert(0, REPO)
-    from tests import _dist_worker
     from kdjax.train import loop
     from kdjax.train.checkpoint import Checkpointer, load_best_variables
+    from tests import _dist_worker
 
     # 1. A tiny teacher, trained single-process (here: this pytest process, 8 devices).
     loop.train_and_evaluate(_dist_worker.get_config("stage=teacher,steps=2"), str(tmp_path / "teacher"))
@@ -175,3 +175,41 @@ def test_two_processes_match_one_process_and_checkpoint_restores_in_one(tmp_path
     assert meta["step"] == STEPS and meta["data_iterator"] == {"next_index": STEPS}
     as_teacher = load_best_variables(two, "student")
     _assert_close(as_teacher["params"], host_best["student"]["params"], "best params", rtol=0, atol=0)
+
+
+def test_bfloat16_compute_dtype_runs_a_step_with_float32_params_and_state():
+    """compute_dtype="bfloat16": the model computes in bf16 (mixed precision for GPUs/TPUs),
+    parameters, BatchNorm statistics and optimiser state stay float32, loss is finite."""
+    import jax
+    import jax.numpy as jnp
+
+    sys.path.insert(0, REPO)
+    from kdjax.train import loop
+    from kdjax.train.state import TrainState
+    from kdjax.train.step import jit_train_step
+    from tests import _dist_worker
+
+    cfg = _dist_worker.get_config("stage=student,compute_dtype=bfloat16")
+    spec = loop.build_spec(cfg, 10, 8000)
+    params, stats = loop.init_variables(spec, jax.random.key(0), 8000)
+    tx, _ = loop.make_optimizer(cfg)
+    state = TrainState.create(params=params, batch_stats=stats, tx=tx)
+    batch = {"audio": jax.random.normal(jax.random.key(1), (8, 8000)) * 0.1,
+             "labels": jax.nn.one_hot(jnp.arange(8) % 10, 10), "mask": jnp.ones(8)}
+
+    # The model really computes in bfloat16 (its convolutions' matmuls), and returns float32.
+    module, feats = spec.models["student"], jax.jit(spec.features)(batch["audio"])["student"]
+    assert feats.dtype == jnp.float32  # front-end in float32
+    apply = jax.jit(lambda p, x: module.apply({"params": p, "batch_stats": stats["student"]}, x, train=False))
+    assert "bf16" in str(jax.make_jaxpr(apply)(params["student"], feats))
+    logits, out_feats = apply(params["student"], feats)
+    assert logits.dtype == jnp.float32 and all(v.dtype == jnp.float32 for v in out_feats.values())
+
+    step = jit_train_step(spec)
+    for _ in range(2):
+        state, m = step(state, {}, batch, jax.random.key(2))
+    assert np.isfinite(float(m["loss"])) and np.isfinite(float(m["grad_norm"]))
+    for what, tree in (("params", state.params), ("batch_stats", state.batch_stats),
+                       ("opt_state", state.opt_state)):
+        leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+        assert leaves and all(x.dtype == jnp.float32 for x in leaves), what
