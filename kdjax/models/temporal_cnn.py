@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from kdjax.models.layers import Conv1D
+
 
 class ResBlock(nn.Module):
     """Two k-wide 1-D convs with BatchNorm/ReLU and a (projected) residual: `[B, T, C] -> [B, T/s, W]`."""
@@ -23,17 +25,19 @@ class ResBlock(nn.Module):
     width: int
     kernel: int = 9
     stride: int = 1
+    conv_impl: str = "auto"
     dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
         norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name=name)
-        y = nn.Conv(self.width, (self.kernel,), (self.stride,), use_bias=False, dtype=self.dtype, name="conv1")(x)
+        conv = lambda k, s, name: Conv1D(self.width, k, s, conv_impl=self.conv_impl, dtype=self.dtype, name=name)
+        y = conv(self.kernel, self.stride, "conv1")(x)
         y = nn.relu(norm("bn1")(y))
-        y = nn.Conv(self.width, (self.kernel,), use_bias=False, dtype=self.dtype, name="conv2")(y)
+        y = conv(self.kernel, 1, "conv2")(y)
         y = norm("bn2")(y)
         if self.stride != 1 or x.shape[-1] != self.width:
-            x = nn.Conv(self.width, (1,), (self.stride,), use_bias=False, dtype=self.dtype, name="proj")(x)
+            x = conv(1, self.stride, "proj")(x)
             x = norm("bn_proj")(x)
         return nn.relu(x + y)
 
@@ -48,6 +52,9 @@ class Model(nn.Module):
       strides: time stride of each block (same length as widths).
       kernel: temporal kernel size of the block convs (frames).
       dropout: dropout rate before the classifier.
+      conv_impl: convolution formulation, "auto" (default: one matmul over shifted patches on
+        CPU, `lax.conv` on GPU/TPU), "xla" or "matmul"; see `kdjax.models.layers`. Parameters
+        are the same for all three.
       dtype: computation dtype (None: float32). E.g. "bfloat16" for mixed precision: convs,
         BatchNorm and the head compute in it; parameters and BatchNorm statistics stay float32
         (`param_dtype`), and logits/feats are returned as float32 (losses run in float32).
@@ -65,6 +72,7 @@ class Model(nn.Module):
     kernel: int = 9
     stem_stride: int = 1
     dropout: float = 0.0
+    conv_impl: str = "auto"
     dtype: Any = None
 
     @nn.compact
@@ -77,11 +85,11 @@ class Model(nn.Module):
             )
         if self.dtype is not None:  # mixed precision: the (float32) front-end output is cast here
             x = x.astype(self.dtype)
-        h = nn.Conv(self.stem_width, (3,), (self.stem_stride,), use_bias=False, dtype=self.dtype, name="stem")(x)
+        h = Conv1D(self.stem_width, 3, self.stem_stride, conv_impl=self.conv_impl, dtype=self.dtype, name="stem")(x)
         h = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype, name="stem_bn")(h))
         feats = {}
         for i, (w, s) in enumerate(zip(self.widths, self.strides, strict=True)):
-            h = ResBlock(w, self.kernel, s, self.dtype, name=f"block{i}")(h, train=train)
+            h = ResBlock(w, self.kernel, s, self.conv_impl, self.dtype, name=f"block{i}")(h, train=train)
             feats[f"fmap{i}"] = h.astype(jnp.float32)
         # Pooling statistics, outputs and everything the losses read are float32.
         h = h.astype(jnp.float32)
