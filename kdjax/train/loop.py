@@ -13,6 +13,7 @@ Only process 0 writes logs and result files; checkpoints are saved collectively.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -215,7 +216,7 @@ def evaluate(
     """
     nproc, pidx = jax.process_count(), jax.process_index()
     logits: dict[str, list] = {n: [] for n in spec.models}
-    labels, masks = [], []
+    labels, masks, label_masks = [], [], []
     for batch in pipeline.eval_batches(
         source, clip_samples=clip_samples, batch_size=batch_size // nproc,
         shard_index=pidx, shard_count=nproc,
@@ -225,18 +226,25 @@ def evaluate(
         out = multihost_utils.process_allgather(out, tiled=True) if nproc > 1 else out
         for n in spec.models:
             logits[n].append(np.asarray(out[n]))
-        lab, msk = batch["labels"], batch["mask"]
+        lab, msk, lmsk = batch["labels"], batch["mask"], batch["label_mask"]
         if nproc > 1:
-            lab = np.asarray(multihost_utils.process_allgather(lab, tiled=True))
-            msk = np.asarray(multihost_utils.process_allgather(msk, tiled=True))
+            lab, msk, lmsk = (np.asarray(multihost_utils.process_allgather(a, tiled=True))
+                              for a in (lab, msk, lmsk))
         labels.append(lab)
         masks.append(msk)
-    y, m = np.concatenate(labels), np.concatenate(masks)
+        label_masks.append(lmsk)
+    y, m, lm = np.concatenate(labels), np.concatenate(masks), np.concatenate(label_masks)
+    metric_fn = getattr(metrics_lib, metric, None)
+    if metric_fn is None:
+        raise ValueError(f"eval_metric={metric!r}: no such function in kdjax.train.metrics")
+    metric_kw = {"mask": m}
+    if "label_mask" in inspect.signature(metric_fn).parameters:
+        metric_kw["label_mask"] = lm
     result = {}
     for n in spec.models:
         z = np.concatenate(logits[n]).astype(np.float64)
         r: dict[str, Any] = {}
-        r[metric] = float(getattr(metrics_lib, metric)(z, y, m))
+        r[metric] = float(metric_fn(z, y, **metric_kw))
         if not source.multi_label:
             zmax = z.max(-1, keepdims=True)
             logp = z - zmax - np.log(np.exp(z - zmax).sum(-1, keepdims=True))
