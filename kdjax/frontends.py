@@ -246,6 +246,49 @@ def stft(
     """
     x = _check_wave(x)
     n_fft, win_length, hop_length = _stft_params(n_fft, win_length, hop_length)
+    kw = dict(n_fft=n_fft, win_length=win_length, hop_length=hop_length, window=window, center=center,
+              pad_mode=pad_mode)
+    return _in_chunks(lambda a: _stft(a, **kw), x, _stft_row_bytes(x, n_fft, hop_length, center))
+
+
+# Batch rows are processed in chunks of about this many bytes of frames ([chunk, T, n_fft]), via
+# lax.map over [n_chunks, chunk, N]. On XLA:CPU a fresh multi-10-MB intermediate (frames, complex
+# STFT) is mmap-ed and page-faulted on every call; chunked intermediates stay small and are reused.
+# Measured ~2x faster for 64 x 5 s clips (benchmarks/results/frontends.md); results are identical.
+_CHUNK_BYTES = 8 << 20
+
+
+def _stft_row_bytes(x: jax.Array, n_fft: int, hop_length: int, center: bool) -> int:
+    """Bytes of STFT frames per batch row (one clip): T * n_fft * itemsize."""
+    return max(1, num_frames(x.shape[-1], n_fft, hop_length, center)) * n_fft * x.dtype.itemsize
+
+
+def _in_chunks(fn: Callable[[jax.Array], jax.Array], x: jax.Array, row_bytes: int) -> jax.Array:
+    """fn(x) for fn batched over leading axes ([..., N] -> [..., *out]), in chunks of rows.
+
+    Rows are flattened to [M, N] and mapped in chunks of max(1, _CHUNK_BYTES // row_bytes) rows with
+    `lax.map` (a scan); a remainder of M % chunk rows is one more call. fn must treat rows
+    independently (every STFT-based front-end here does). Differentiable.
+    """
+    lead, n = x.shape[:-1], x.shape[-1]
+    m = math.prod(lead)
+    chunk = max(1, _CHUNK_BYTES // max(1, int(row_bytes)))
+    if m <= chunk:
+        return fn(x)
+    x2 = x.reshape(m, n)
+    k = m // chunk
+    ys = jax.lax.map(fn, x2[: k * chunk].reshape(k, chunk, n))
+    y = ys.reshape(k * chunk, *ys.shape[2:])
+    if k * chunk < m:
+        y = jnp.concatenate([y, fn(x2[k * chunk :])], axis=0)
+    return y.reshape(*lead, *y.shape[1:])
+
+
+def _stft(x: jax.Array, *, n_fft: int, win_length: int | None, hop_length: int | None,
+          window: str | np.ndarray, center: bool, pad_mode: str) -> jax.Array:
+    """`stft` on the whole batch at once (no chunking); the public `stft` documents it."""
+    x = _check_wave(x)
+    n_fft, win_length, hop_length = _stft_params(n_fft, win_length, hop_length)
     valid_pad = ("constant", "reflect", "edge", "symmetric", "wrap")
     if pad_mode not in valid_pad:
         raise ValueError(f"pad_mode: expected one of {valid_pad}, got {pad_mode!r}")
@@ -298,9 +341,12 @@ def spectrogram(
     """
     if not power > 0:
         raise ValueError(f"power: expected > 0 (1 = magnitude, 2 = power), got {power!r}")
-    z = stft(x, n_fft=n_fft, win_length=win_length, hop_length=hop_length, window=window,
-             center=center, pad_mode=pad_mode)
-    return _magnitude_power(z, float(power))
+    x = _check_wave(x)
+    n_fft, win_length, hop_length = _stft_params(n_fft, win_length, hop_length)
+    kw = dict(n_fft=n_fft, win_length=win_length, hop_length=hop_length, window=window, center=center,
+              pad_mode=pad_mode)
+    return _in_chunks(lambda a: _magnitude_power(_stft(a, **kw), float(power)), x,
+                      _stft_row_bytes(x, n_fft, hop_length, center))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -416,17 +462,27 @@ def mel_spectrogram(
     is one matmul. Units: power=2 gives power (amplitude^2 summed over bins). Raises as
     `spectrogram` and `mel_filterbank`.
     """
-    s = spectrogram(x, n_fft=n_fft, win_length=win_length, hop_length=hop_length, window=window,
-                    center=center, pad_mode=pad_mode, power=power)
+    if not power > 0:
+        raise ValueError(f"power: expected > 0 (1 = magnitude, 2 = power), got {power!r}")
+    x = _check_wave(x)
+    n_fft, win_length, hop_length = _stft_params(n_fft, win_length, hop_length)
+    kw = dict(n_fft=n_fft, win_length=win_length, hop_length=hop_length, window=window, center=center,
+              pad_mode=pad_mode)
     fb = mel_filterbank(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
-                        htk=htk, norm=norm, dtype=s.dtype)
+                        htk=htk, norm=norm, dtype=x.dtype)
     # Project only the FFT bins some filter touches (fmin/fmax leave zero rows): the slice fuses
     # into the |STFT|**power computation, the dropped terms are exact zeros.
     nz = np.flatnonzero(np.any(_mel_filterbank_np(_check_sr(sample_rate), int(n_fft), int(n_mels), float(fmin),
                                                   float(sample_rate) / 2.0 if fmax is None else float(fmax),
                                                   bool(htk), norm) != 0, axis=1))
     b0, b1 = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, fb.shape[0])
-    return jnp.matmul(s[..., b0:b1], fb[b0:b1], precision=jax.lax.Precision.HIGHEST)
+
+    def mel(a: jax.Array) -> jax.Array:
+        s = _magnitude_power(_stft(a, **kw), float(power))
+        return jnp.matmul(s[..., b0:b1], fb[b0:b1], precision=jax.lax.Precision.HIGHEST)
+
+    # Chunked over rows (see `_in_chunks`): frames, complex STFT and power stay per chunk.
+    return _in_chunks(mel, x, _stft_row_bytes(x, n_fft, hop_length, center))
 
 
 def power_to_db(
