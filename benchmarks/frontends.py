@@ -86,7 +86,8 @@ def main() -> None:
     # STFT power-spectrogram variants, interleaved: framing (slab gather = default `_frame`,
     # element-index gather, slices+concatenate) with the same full-n_fft rfft; the previous
     # default (frames of the window support, rfft(n=n_fft) zero-pads); windowed DFT as one
-    # strided conv (lax.conv_general_dilated, [win, 2F] cos/sin kernel).
+    # strided conv (lax.conv_general_dilated, [win, 2F] cos/sin kernel); the variants run on the whole
+    # batch at once, the last one is the public function (chunked over rows, see F._in_chunks).
     n_fft, win, hop = stft_kw["n_fft"], stft_kw["win_length"], stft_kw["hop_length"]
     wfull = F.get_window("hann", win, n_fft)
     lo = (n_fft - win) // 2
@@ -116,6 +117,7 @@ def main() -> None:
         "support_frames_rfft_n (previous)": lambda a: pw(jnp.fft.rfft(
             F._frame_slices(padc(a)[:, lo : lo + a.shape[-1] + n_fft - (n_fft - win)], win, hop) * wsup, n=n_fft)),
         "conv_dft": conv_dft,
+        "F.spectrogram (default: above + rows in 8 MiB chunks)": lambda a: F.spectrogram(a, **stft_kw),
     }
     vf = {k: jax.jit(v) for k, v in variants.items()}
     ref = np.asarray(vf["slab_gather_rfft (default)"](xj))
