@@ -171,11 +171,11 @@ def _frame(x: jax.Array, frame_length: int, hop_length: int) -> jax.Array:
 
     One `lax.gather` whose slices are whole contiguous frames of every batch row at once
     (slice_sizes = (batch, frame_length), one start index per frame), written directly in
-    [batch, T, frame_length] order. On XLA:CPU this was the fastest framing measured
-    (benchmarks/results/frontends.md): the element-index gather `_frame_gather` gathers
-    [batch]-strided columns and then transposes (~1.2-1.5x slower), and the slices+concatenate
-    version `_frame_slices` was 2-3x slower (XLA:CPU concatenates along the minor axis
-    element by element). Differentiable (the transpose is a scatter-add).
+    [batch, T, frame_length] order. On the shared 2-core XLA:CPU machine it was as fast as or
+    faster than the element-index gather `_frame_gather` (which gathers [batch]-strided columns
+    and transposes; 1.0-1.2x the time, noisy) and clearly faster than slices+concatenate
+    `_frame_slices` (1.4-1.5x the time end to end); see benchmarks/results/frontends.md.
+    Differentiable (the transpose is a scatter-add).
     """
     lead, n = x.shape[:-1], x.shape[-1]
     t = 1 + (n - frame_length) // hop_length
