@@ -40,7 +40,7 @@ def clips(request) -> dict[str, tuple[np.ndarray, int]]:
     """Synthetic signals at 8 and 16 kHz, plus one FSDD and one ESC-10 clip when available."""
     out = {f"{k}8k": (v, SR8) for k, v in _synthetic(SR8).items()}
     out.update({f"{k}16k": (v, SR16) for k, v in _synthetic(SR16).items() if k in ("chirp", "noise")})
-    from conftest import shared_data_dir
+    from tests.conftest import shared_data_dir
 
     d = shared_data_dir()
     if d is not None:
