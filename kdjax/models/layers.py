@@ -12,11 +12,12 @@
   "auto"    (default) "matmul" when tracing for the CPU backend (`jax.default_backend()`),
             "xla" otherwise, so accelerators keep the plain path.
 
-Why (measured on the 2-core CPU, benchmarks/results/train_step.md): XLA:CPU's convolution is
-slow when the sequence is not much longer than the kernel -- a kernel-9 conv over 7 frames
-(192 -> 192 channels, batch 32, the fsdd teacher's last block) took 39 ms forward and 143 ms
-forward+backward with "xla", 2.8 ms / 6.5 ms as one matmul; and its weight gradients are slow
-in general (STACK-NOTES). The parameters ("kernel" `[k, Cin, Cout]`, optional "bias" `[Cout]`)
+Why (measured on the shared 2-core CPU at load ~6; whole train steps in
+benchmarks/results/train_step.md): XLA:CPU's convolution is slow when the sequence is not much
+longer than the kernel -- a kernel-9 conv over 7 frames (192 -> 192 channels, batch 32, the fsdd
+teacher's last block) took 39 ms forward and 143 ms forward+backward with "xla", 2.8 ms / 6.5 ms
+as one matmul; and its weight gradients are slow in general (STACK-NOTES). Cost: compiling a
+step takes ~1.3-1.5x longer (more, smaller ops) and the im2col buffers raise peak memory. The parameters ("kernel" `[k, Cin, Cout]`, optional "bias" `[Cout]`)
 have the names, shapes and initialisers of `flax.linen.Conv`, so checkpoints and parameter
 counts do not depend on `conv_impl`.
 """
