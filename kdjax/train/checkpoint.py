@@ -17,6 +17,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 
+def _HANDLERS() -> dict[str, Any]:
+    """One handler per saved item, so metadata and partial restores need no guessing."""
+    return {
+        "state": ocp.StandardCheckpointHandler(),
+        "best": ocp.StandardCheckpointHandler(),
+        "meta": ocp.JsonCheckpointHandler(),
+    }
+
+
 class Checkpointer:
     """Thin wrapper over `ocp.CheckpointManager` with the three items kdjax saves.
 
@@ -85,15 +94,14 @@ def load_best_variables(directory: str | os.PathLike, model_name: str) -> dict[s
     ckpt_dir = directory if os.path.basename(directory) == "ckpt" else os.path.join(directory, "ckpt")
     if not os.path.isdir(ckpt_dir):
         raise FileNotFoundError(f"teacher checkpoint not found: no {ckpt_dir}/ (train that stage first)")
-    mngr = ocp.CheckpointManager(ckpt_dir, item_names=("state", "best", "meta"))
+    mngr = ocp.CheckpointManager(ckpt_dir, item_handlers=_HANDLERS())
     step = mngr.latest_step()
     if step is None:
         raise FileNotFoundError(f"teacher checkpoint not found: {ckpt_dir}/ holds no finished step")
     # Restore into a NumPy target: without one, orbax rebuilds the saved shardings and
     # refuses a different topology (e.g. a teacher trained by 1 process, loaded by each of
     # 2 processes in a multi-process run).
-    with ocp.StandardCheckpointer() as c:
-        md = c.metadata(os.path.join(ckpt_dir, str(step), "best")).item_metadata.tree
+    md = mngr.item_metadata(step)["best"]
     target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), md)
     r = mngr.restore(step, args=ocp.args.Composite(best=ocp.args.StandardRestore(target)))
     mngr.close()

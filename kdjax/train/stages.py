@@ -25,13 +25,19 @@ import numpy as np
 from kdjax.train.loop import train_and_evaluate
 
 
-def stage_runs(cfg: ml_collections.ConfigDict, workdir: str) -> list[tuple[str, int, str, ml_collections.ConfigDict]]:
+def stage_runs(
+    cfg: ml_collections.ConfigDict, workdir: str, names: list[str] | None = None
+) -> list[tuple[str, int, str, ml_collections.ConfigDict]]:
     """(stage, seed, workdir, config) for every run of the staged config, in order.
+
+    Args:
+      names: the stages to list (default: those in `cfg.run`).
 
     Raises:
       ValueError: `run` names a stage that does not exist.
     """
-    names = [s for s in str(cfg.run).split(",") if s]
+    if names is None:
+        names = [s for s in str(cfg.run).split(",") if s]
     runs = []
     for name in names:
         if name not in cfg.stages:
@@ -68,9 +74,17 @@ def run_stages(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
 
 def summarize(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Collects every finished run's result.json into per-stage statistics."""
+    """Collects every finished run's result.json into per-stage statistics.
+
+    All stages with results in `workdir` are included, not only those just run, so a
+    `stage=kd` run still reports its gain over an earlier `stage=student` run.
+    """
     stages: dict[str, Any] = {}
-    for name, k, wd, c in stage_runs(cfg, workdir):
+    # ConfigDict keys are sorted by name: list unrepeated stages (teachers) first, then
+    # baselines, then the stages compared with them.
+    order = sorted(cfg.stages, key=lambda n: (bool(cfg.stages[n].get("repeat", True)),
+                                              bool(cfg.stages[n].get("baseline"))))
+    for name, k, wd, c in stage_runs(cfg, workdir, names=order):
         path = os.path.join(wd, "result.json")
         if not os.path.exists(path):
             continue
@@ -89,6 +103,7 @@ def summarize(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         st["test_mean"] = float(tests.mean())
         st["test_std"] = float(tests.std(ddof=1)) if len(tests) > 1 else 0.0
         st["train_time_s"] = float(sum(x["train_time_s"] for x in st["runs"]))
+    for name, st in stages.items():
         base = cfg.stages[name].get("baseline")
         if base and base in stages:
             st["gain_over_" + base] = st["test_mean"] - stages[base]["test_mean"]
