@@ -85,7 +85,10 @@ def test_stages_summary_and_skip(tmp_path, data_dir):
     from kdjax.train.stages import run_stages
 
     cfg = fsdd.get_config("variant=tiny,seeds=2")
+    small_teacher = dict(stem_width=16, widths=(16, 16), strides=(2, 2), stem_stride=2)
     with cfg.unlocked():
+        cfg.stages.teacher.models.teacher.kw = small_teacher  # the contract, not the size, is tested here
+        cfg.stages.kd.teachers.teacher.kw = small_teacher
         for st in cfg.stages.values():
             st.data.kw.max_examples = 32
             st.batch_size = 8
