@@ -43,9 +43,14 @@ def frontend(preset: str, **overrides: Any) -> dict[str, Any]:
 
 def data(name: str, *, train_split="train", eval_split="validation", test_split="test",
          clip_seconds: float, **kw: Any) -> dict[str, Any]:
-    """The `data` block of a train config."""
+    """The `data` block of a train config.
+
+    `format`: "files" (decode the dataset's audio files) or "tfds" (its TFDS/ArrayRecord copy,
+    built into `tfds_dir` on first use, default `<data_root>/tfds`).
+    """
     return dict(name=name, train_split=train_split, eval_split=eval_split, test_split=test_split,
-                clip_seconds=clip_seconds, train_crop="random", read_threads=1, num_shards=0, kw=kw)
+                clip_seconds=clip_seconds, train_crop="random", read_threads=1, num_shards=0, kw=kw,
+                format="files", tfds_dir="")
 
 
 def ce(model: str = "student", weight: float = 1.0) -> dict[str, Any]:

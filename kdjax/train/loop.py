@@ -33,7 +33,7 @@ from jax.sharding import PartitionSpec as P
 
 from kdjax import frontends as frontends_lib
 from kdjax import models as models_lib
-from kdjax.data import get_source, pipeline
+from kdjax.data import data_root, get_source, pipeline
 from kdjax.train import metrics as metrics_lib
 from kdjax.train.checkpoint import Checkpointer, load_best_variables
 from kdjax.train.state import TrainState
@@ -153,6 +153,29 @@ def init_variables(spec: StepSpec, rng: jax.Array, clip_samples: int) -> tuple[d
         return params, stats
 
     return init(rng)
+
+
+def data_source(d: ml_collections.ConfigDict, split: str):
+    """The source of one split: the dataset's files (`d.format="files"`, default) or its
+    TFDS/ArrayRecord copy read with `tfds.data_source` (`d.format="tfds"`, built into
+    `d.tfds_dir` on first use; no TensorFlow needed).
+
+    Raises:
+      ValueError: unknown format; see also `get_source` / `tfds_builder.tfds_source`.
+    """
+    kw = dict(d.get("kw", {}))
+    fmt = d.get("format", "files")
+    if fmt == "files":
+        return get_source(d.name, split, **kw)
+    if fmt == "tfds":
+        from kdjax.data.tfds_builder import tfds_source
+
+        if kw.pop("max_examples", 0):
+            raise ValueError("data.kw.max_examples is not supported with data.format='tfds'")
+        raw = {"raw_data_dir": kw.pop("data_dir")} if kw.get("data_dir") else {}
+        tfds_dir = d.get("tfds_dir") or os.path.join(str(data_root()), "tfds")
+        return tfds_source(d.name, split, data_dir=tfds_dir, **raw, **kw)
+    raise ValueError(f"data.format={fmt!r}: expected 'files' or 'tfds'")
 
 
 def resolve_path(path: str, workdir: str) -> str:
@@ -276,10 +299,9 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
 
     # Data.
     d = cfg.data
-    src_kw = dict(d.get("kw", {}))
-    train_src = get_source(d.name, d.train_split, **src_kw)
-    val_src = get_source(d.name, d.eval_split, **src_kw) if d.get("eval_split") else None
-    test_src = get_source(d.name, d.test_split, **src_kw) if d.get("test_split") else None
+    train_src = data_source(d, d.train_split)
+    val_src = data_source(d, d.eval_split) if d.get("eval_split") else None
+    test_src = data_source(d, d.test_split) if d.get("test_split") else None
     sr, num_classes = train_src.sample_rate, train_src.num_classes
     clip_samples = int(round(d.clip_seconds * sr))
 
