@@ -98,7 +98,7 @@ def main(argv):
             results.append(r)
     out = {
         "benchmark": "grain pipeline.train_dataset over ESC-10 train_fold1, 16 kHz, 5 s clips, batch 32",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpu_count": os.cpu_count(), "processor": platform.processor()},
         "note": "2-core machine shared with other running work (tests/training by other engineers): "

@@ -25,7 +25,14 @@ import os
 
 import numpy as np
 
-from kdjax.data._helpers import dataset_dir, find_audio, read_table, require, stable_fraction, unknown_split
+from kdjax.data._helpers import (
+    dataset_dir,
+    find_audio,
+    read_table,
+    require,
+    stable_fraction,
+    unknown_split,
+)
 from kdjax.data.audio import DatasetNotFoundError
 from kdjax.data.base import ClipRecord, ClipSource
 

@@ -46,8 +46,8 @@ _HINT = ("Download annotations.csv and audio-dev.tar.gz (SONYC-UST, DCASE 2019 T
 
 
 def _columns(fields):
-    coarse = sorted(((int(m[1]), f, m[2]) for f in fields if (m := _COARSE.match(f))))
-    fine = sorted(((int(m[1]), int(m[2]), f, m[3]) for f in fields if (m := _FINE.match(f)) and m[2] != "X"))
+    coarse = sorted((int(m[1]), f, m[2]) for f in fields if (m := _COARSE.match(f)))
+    fine = sorted((int(m[1]), int(m[2]), f, m[3]) for f in fields if (m := _FINE.match(f)) and m[2] != "X")
     incomplete = {int(m[1]): f for f in fields if (m := _FINE.match(f)) and m[2] == "X"}
     return coarse, fine, incomplete
 

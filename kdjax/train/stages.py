@@ -84,7 +84,7 @@ def summarize(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     # baselines, then the stages compared with them.
     order = sorted(cfg.stages, key=lambda n: (bool(cfg.stages[n].get("repeat", True)),
                                               bool(cfg.stages[n].get("baseline"))))
-    for name, k, wd, c in stage_runs(cfg, workdir, names=order):
+    for name, _, wd, c in stage_runs(cfg, workdir, names=order):
         path = os.path.join(wd, "result.json")
         if not os.path.exists(path):
             continue
@@ -98,7 +98,7 @@ def summarize(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         st["runs"].append({"seed": c.seed, "test": m["test"][metric],
                            "validation": m.get("validation", {}).get(metric),
                            "best_step": m["best_step"], "train_time_s": r["train_time_s"]})
-    for name, st in stages.items():
+    for st in stages.values():
         tests = np.array([x["test"] for x in st["runs"]])
         st["test_mean"] = float(tests.mean())
         st["test_std"] = float(tests.std(ddof=1)) if len(tests) > 1 else 0.0

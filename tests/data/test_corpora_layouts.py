@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kdjax.data import audiomnist, dcase_scenes, fsd50k, magnatagatune, openmic, sonyc_ust, urbansound8k
+from kdjax.data import (
+    audiomnist,
+    dcase_scenes,
+    fsd50k,
+    magnatagatune,
+    openmic,
+    sonyc_ust,
+    urbansound8k,
+)
 from kdjax.data.audio import DatasetNotFoundError
 
 

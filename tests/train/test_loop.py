@@ -28,7 +28,7 @@ def teacher_dir(tmp_path_factory, data_dir):
 
 def _leaves_equal(a, b):
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
+    return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb, strict=True))
 
 
 def test_every_stage_runs_and_teacher_stays_bit_identical(teacher_dir):

@@ -47,7 +47,7 @@ def test_data_parallel_8_devices_equals_1_device(mixup):
         results.append((jax.device_get(state.params), jax.device_get(state.batch_stats), float(m["loss"])))
     (p1, s1, l1), (p8, s8, l8) = results
     np.testing.assert_allclose(l1, l8, rtol=1e-5)
-    for a, b in zip(jax.tree.leaves((p1, s1)), jax.tree.leaves((p8, s8))):
+    for a, b in zip(jax.tree.leaves((p1, s1)), jax.tree.leaves((p8, s8)), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
 
