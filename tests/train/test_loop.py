@@ -57,7 +57,6 @@ def test_train_step_leaves_teacher_variables_untouched(teacher_dir):
     """The step's teacher argument is neither donated nor modified."""
     import jax.numpy as jnp
 
-    from kdjax.models import build
     from kdjax.train.state import TrainState
     from kdjax.train.step import jit_train_step
 
@@ -76,7 +75,6 @@ def test_train_step_leaves_teacher_variables_untouched(teacher_dir):
         state, m = step(state, teachers, batch, jax.random.key(2))
     assert _leaves_equal(copy, teachers)
     assert int(state.step) == 2 and np.isfinite(float(m["loss"]))
-    del build
 
 
 def test_stages_summary_and_skip(tmp_path, data_dir):
