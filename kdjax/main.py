@@ -3,7 +3,7 @@
     python -m kdjax.main --config configs/fsdd.py[:args] --workdir DIR [--config.x=y ...]
 
 A config with `stages` runs them all (see kdjax.train.stages); any other config
-is one training run (kdjax.train.loop.train_and_evaluate). Re-running the same
+is one run of its `kind` (train / invert / cache; kdjax.train.stages.run_config). Re-running the same
 command resumes from the checkpoints in DIR. Distributed flags (all optional)
 initialise JAX's multi-process runtime before anything else touches devices.
 """
@@ -47,15 +47,15 @@ def main(argv) -> int:
         ids = [int(i) for i in _LOCAL_DEVICES.value.split(",")] if _LOCAL_DEVICES.value else None
         jax.distributed.initialize(_COORD.value, _NPROC.value, _PID.value, local_device_ids=ids)
     from kdjax.data.audio import AudioError, DatasetNotFoundError
-    from kdjax.train.loop import Preempted, TrainingDivergedError, train_and_evaluate
-    from kdjax.train.stages import run_stages
+    from kdjax.train.loop import Preempted, TrainingDivergedError
+    from kdjax.train.stages import run_config, run_stages
 
     cfg = _CONFIG.value
     try:
         if "stages" in cfg:
             run_stages(cfg, _WORKDIR.value)
         else:
-            train_and_evaluate(cfg, _WORKDIR.value)
+            run_config(cfg, _WORKDIR.value)
     except Preempted as e:
         print(f"kdjax: {e}", file=sys.stderr)
         return 143

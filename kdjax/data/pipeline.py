@@ -5,6 +5,8 @@ Batches are dicts of NumPy arrays:
   labels      `[B, C]` float32 class probabilities
   label_mask  `[B, C]` float32
   index       `[B]` int32 source index
+  <key>       per-clip arrays of the source (`features/<name>` of synthetic shards, joined
+              arrays of kdjax.data.join), stacked `[B, ...]`
   mask        `[B]` float32, 1 for real examples, 0 for eval padding
 `B` is the per-host batch (global batch / process count).
 """
@@ -23,7 +25,8 @@ from kdjax.data.audio import fit_length
 def _crop(clip_samples: int, mode: str):
     def fn(ex: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         ex = dict(ex)
-        ex["audio"] = fit_length(ex["audio"], clip_samples, mode=mode, rng=rng).astype(np.float32)
+        if "audio" in ex:  # sources of precomputed features (synthetic shards) have none
+            ex["audio"] = fit_length(ex["audio"], clip_samples, mode=mode, rng=rng).astype(np.float32)
         ex["mask"] = np.float32(1.0)
         return ex
 

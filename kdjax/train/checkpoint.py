@@ -89,6 +89,8 @@ def load_best_variables(directory: str | os.PathLike, model_name: str) -> dict[s
     Raises:
       FileNotFoundError: no finished checkpoint there (names the path).
       KeyError: the checkpoint has no model of that name.
+      ValueError: the model's best parameters were never evaluated (`best.step = -1`, the
+        untrained initial parameters).
     """
     directory = os.path.abspath(os.fspath(directory))
     ckpt_dir = directory if os.path.basename(directory) == "ckpt" else os.path.join(directory, "ckpt")
@@ -108,4 +110,9 @@ def load_best_variables(directory: str | os.PathLike, model_name: str) -> dict[s
     if model_name not in r.best:
         raise KeyError(f"{ckpt_dir}: no model {model_name!r} in the checkpoint; has {sorted(r.best)}")
     b = r.best[model_name]
+    if int(np.asarray(b["step"])) < 0:
+        # Written by a run that kept "best" at its initial value: distilling from it would
+        # silently use an untrained teacher.
+        raise ValueError(f"{ckpt_dir}/{step}: model {model_name!r} was never evaluated (best.step=-1): "
+                         "its saved parameters are the untrained initial ones; retrain that stage")
     return {"params": b["params"], "batch_stats": b["batch_stats"]}

@@ -31,13 +31,14 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from kdjax import frontends as frontends_lib
 from kdjax import models as models_lib
 from kdjax.data import data_root, get_source, pipeline
+from kdjax.data.join import JoinedSource, load_joined_arrays
 from kdjax.train import metrics as metrics_lib
 from kdjax.train.checkpoint import Checkpointer, load_best_variables
+from kdjax.train.program import Program, _set_path, build_program, resolve
 from kdjax.train.state import TrainState
-from kdjax.train.step import LossTerm, StepSpec, eval_logits, jit_train_step
+from kdjax.train.step import eval_logits, jit_train_step
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -82,77 +83,62 @@ def make_optimizer(cfg: ml_collections.ConfigDict) -> tuple[optax.GradientTransf
     return tx, sched
 
 
-def _frontend_fns(entries: Mapping[str, Any], sample_rate: int) -> dict[str, Any]:
-    """One front-end function per entry; identical front-end configs share one function object
-    (so the step computes them once)."""
-    by_key: dict[str, Any] = {}
-    out = {}
-    for name, fe_cfg in entries.items():
-        fe = dict(fe_cfg)
-        sr = fe.get("sample_rate")
-        if sr is not None and int(sr) != int(sample_rate):
-            raise ValueError(
-                f"{name}.frontend.sample_rate={sr} but the data is {sample_rate} Hz"
-            )
-        key = json.dumps(fe, sort_keys=True, default=str)
-        if key not in by_key:
-            by_key[key] = frontends_lib.make_frontend(fe)
-        out[name] = by_key[key]
-    return out
+def build_spec(cfg: ml_collections.ConfigDict, num_classes: int, sample_rate: int,
+               *, multi_label: bool = False) -> Program:
+    """The config's Program (`kdjax.train.program.build_program`)."""
+    return build_program(cfg, num_classes, sample_rate, multi_label=multi_label)
 
 
-def build_spec(cfg: ml_collections.ConfigDict, num_classes: int, sample_rate: int) -> StepSpec:
-    """StepSpec (models, teachers, front-ends, loss terms) of a config.
-
-    `cfg.compute_dtype` ("float32" default, "bfloat16"): mixed precision. "bfloat16" is
-    passed to every model (trainable and teacher) as `dtype=`: its computation runs in
-    bfloat16 while parameters, BatchNorm statistics and optimiser state stay float32; models
-    return float32 logits/feats, so losses are float32. Front-ends compute in float32.
-
-    Raises:
-      ValueError: unknown compute_dtype.
-    """
-    dtype = str(cfg.get("compute_dtype", "float32"))
-    if dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"compute_dtype={dtype!r}: expected 'float32' or 'bfloat16'")
-    extra = {} if dtype == "float32" else {"dtype": jnp.dtype(dtype)}
-
-    def build(m):
-        return models_lib.build(m.model, num_classes=num_classes, **(dict(m.get("kw", {})) | extra))
-
-    models = {n: build(m) for n, m in cfg.models.items()}
-    teachers = {n: build(t) for n, t in cfg.get("teachers", {}).items()}
-    fe_entries = {n: m.frontend for n, m in cfg.models.items()}
-    fe_entries |= {f"teacher.{n}": t.frontend for n, t in cfg.get("teachers", {}).items()}
-    terms = tuple(LossTerm.from_config(n, t) for n, t in cfg.losses.items())
-    return StepSpec(
-        models=models,
-        teachers=teachers,
-        frontends=_frontend_fns(fe_entries, sample_rate),
-        terms=terms,
-        teacher_train_mode=bool(cfg.get("teacher_train_mode", False)),
-        mixup_alpha=float(cfg.get("mixup_alpha", 0.0)),
-    )
+def example_batch(source, clip_samples: int, n: int = 2) -> dict[str, np.ndarray]:
+    """`n` copies of the source's first element, fitted to `clip_samples`, for shape inference."""
+    ex = pipeline._crop(clip_samples, "start")(source[0], np.random.default_rng(0))
+    return {k: np.stack([np.asarray(ex[k])] * n) for k in ex}
 
 
-def init_variables(spec: StepSpec, rng: jax.Array, clip_samples: int) -> tuple[dict, dict]:
-    """Initial params and batch_stats of every trainable model (`{name: ...}`).
+def init_variables(spec: Program, rng: jax.Array, clip_samples: int,
+                   teachers: Mapping[str, Any] | None = None,
+                   batch: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
+    """Initial params and batch_stats of every trainable module (`{name: ...}`).
+
+    Modules are initialised in dependency order on an example batch (zeros `[2, clip_samples]`
+    audio unless `batch` is given), so a module reading another's outputs (a training-only head
+    on a student's frames) gets inputs of the right shape; frozen modules it depends on need
+    their `teachers` variables.
 
     Jitted: un-jitted `init` dispatches (and compiles) every initialiser op on its own,
     which took ~50 s of setup on a loaded 2-core machine; one program takes a few seconds.
+
+    Raises:
+      KeyError: a trainable module reads a frozen module whose variables were not given.
     """
+    if batch is None:
+        batch = {"audio": np.zeros((2, clip_samples), np.float32)}
+    teachers = dict(teachers or {})
+    needs = {n.path for n in spec.subgraph(tuple(spec.models))}
+    missing = [n.name for n in spec.nodes if not n.trainable and n.path in needs and n.name not in teachers]
+    if missing:
+        raise KeyError(f"init: trainable modules read the frozen teachers {missing}, whose variables are missing")
 
     @jax.jit
-    def init(rng):
-        feats = spec.features(jnp.zeros((2, clip_samples), jnp.float32))
+    def init(rng, teachers):
+        ns = {"batch": dict(batch), "features": spec.features(batch.get("audio"), batch)}
         params, stats = {}, {}
-        for i, (name, module) in enumerate(spec.models.items()):
-            v = module.init(jax.random.fold_in(rng, i), feats[name], train=False)
-            params[name] = v["params"]
-            stats[name] = v.get("batch_stats", {})
+        for i, node in enumerate(spec.nodes):
+            if node.path not in needs:
+                continue
+            x = resolve(ns, node.input)
+            if node.trainable:
+                v = node.module.init(jax.random.fold_in(rng, i), x, train=False)
+                params[node.name] = v["params"]
+                stats[node.name] = v.get("batch_stats", {})
+                v = {"params": params[node.name], "batch_stats": stats[node.name]}
+            else:
+                v = teachers[node.name]
+            logits, feats = node.module.apply(v, x, train=False)
+            _set_path(ns, node.path, {"logits": logits, "feats": feats})
         return params, stats
 
-    return init(rng)
+    return init(rng, teachers)
 
 
 def data_source(d: ml_collections.ConfigDict, split: str):
@@ -179,8 +165,48 @@ def data_source(d: ml_collections.ConfigDict, split: str):
 
 
 def resolve_path(path: str, workdir: str) -> str:
-    """Expands `{workdir}` / `{parent}` (the workdir's parent folder) in a config path."""
-    return path.format(workdir=workdir, parent=os.path.dirname(os.path.abspath(workdir)))
+    """Expands `{workdir}` / `{parent}` (the workdir's parent folder) in a config path
+    (other braces, e.g. `{split}`, are left for later)."""
+    return str(path).replace("{workdir}", workdir).replace("{parent}", os.path.dirname(os.path.abspath(workdir)))
+
+
+def split_sources(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """The train/validation/test sources of a config (None where the split is not set).
+
+    `data.train_source` ({name, kw}, optional) reads the train split from another source
+    (e.g. `synthetic` shards of an invert stage) while validation/test stay on `data`.
+    `data.join` ({key: path}) joins per-clip arrays by clip index to every split
+    (kdjax.data.join).
+
+    Raises:
+      ValueError: joined arrays with in-step mixup or random crops (they would silently no
+        longer match the audio), or with a `train_source`.
+    """
+    d = cfg.data
+    join = {k: resolve_path(v, workdir) for k, v in dict(d.get("join", {}) or {}).items()}
+    if join:
+        if float(cfg.get("mixup_alpha", 0.0)) > 0:
+            raise ValueError(f"data.join {sorted(join)} with mixup_alpha={cfg.mixup_alpha}: cached per-clip "
+                             "arrays would not match the mixed audio; set mixup_alpha=0")
+        if d.get("train_crop", "random") == "random":
+            raise ValueError(f"data.join {sorted(join)} with data.train_crop='random': cached per-clip arrays "
+                             "are computed on the start of each clip; set data.train_crop='start'")
+    out = {}
+    for role, split in (("train", d.train_split), ("validation", d.get("eval_split")),
+                        ("test", d.get("test_split"))):
+        if not split:
+            out[role] = None
+            continue
+        ts = d.get("train_source")
+        if role == "train" and ts and ts.get("name"):
+            kw = {k: resolve_path(v, workdir) if isinstance(v, str) else v for k, v in dict(ts.get("kw", {})).items()}
+            src = get_source(ts.name, split, **kw)
+        else:
+            src = data_source(d, split)
+        if join:
+            src = JoinedSource(src, load_joined_arrays(join, split, len(src)))
+        out[role] = src
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,7 +248,7 @@ class Logger:
 
 
 def evaluate(
-    spec: StepSpec,
+    spec: Program,
     eval_fn,
     params: Mapping[str, Any],
     batch_stats: Mapping[str, Any],
@@ -238,16 +264,17 @@ def evaluate(
     For single-label data also the confusion matrix and per-class accuracy.
     """
     nproc, pidx = jax.process_count(), jax.process_index()
-    logits: dict[str, list] = {n: [] for n in spec.models}
+    logits: dict[str, list] = {n: [] for n in spec.deployed}
     labels, masks, label_masks = [], [], []
     for batch in pipeline.eval_batches(
         source, clip_samples=clip_samples, batch_size=batch_size // nproc,
         shard_index=pidx, shard_count=nproc,
     ):
-        audio = jax.make_array_from_process_local_data(data_sharding, batch["audio"])
-        out = eval_fn(params, batch_stats, audio)
+        inputs = {k: jax.make_array_from_process_local_data(data_sharding, v) for k, v in batch.items()
+                  if k not in ("labels", "label_mask", "mask", "index")}
+        out = eval_fn(params, batch_stats, inputs)
         out = multihost_utils.process_allgather(out, tiled=True) if nproc > 1 else out
-        for n in spec.models:
+        for n in spec.deployed:
             logits[n].append(np.asarray(out[n]))
         lab, msk, lmsk = batch["labels"], batch["mask"], batch["label_mask"]
         if nproc > 1:
@@ -264,7 +291,7 @@ def evaluate(
     if "label_mask" in inspect.signature(metric_fn).parameters:
         metric_kw["label_mask"] = lm
     result = {}
-    for n in spec.models:
+    for n in spec.deployed:
         z = np.concatenate(logits[n]).astype(np.float64)
         r: dict[str, Any] = {}
         r[metric] = float(metric_fn(z, y, **metric_kw))
@@ -299,10 +326,13 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
 
     # Data.
     d = cfg.data
-    train_src = data_source(d, d.train_split)
-    val_src = data_source(d, d.eval_split) if d.get("eval_split") else None
-    test_src = data_source(d, d.test_split) if d.get("test_split") else None
+    srcs = split_sources(cfg, workdir)
+    train_src, val_src, test_src = srcs["train"], srcs["validation"], srcs["test"]
     sr, num_classes = train_src.sample_rate, train_src.num_classes
+    for role, src in (("validation", val_src), ("test", test_src)):
+        if src is not None and (src.sample_rate, src.num_classes) != (sr, num_classes):
+            raise ValueError(f"data: the {role} split is {src.sample_rate} Hz / {src.num_classes} classes, "
+                             f"the train split {sr} Hz / {num_classes} classes")
     clip_samples = int(round(d.clip_seconds * sr))
 
     nproc, ndev = jax.process_count(), jax.device_count()
@@ -329,18 +359,18 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     train_iter = iter(train_ds)
 
     # Models, teachers, state.
-    spec = build_spec(cfg, num_classes, sr)
+    spec = build_spec(cfg, num_classes, sr, multi_label=bool(getattr(train_src, "multi_label", False)))
     rng = jax.random.key(cfg.seed)
-    params, batch_stats = init_variables(spec, jax.random.fold_in(rng, 1), clip_samples)
+    teachers = load_teachers(cfg, workdir)
+    params, batch_stats = init_variables(spec, jax.random.fold_in(rng, 1), clip_samples, teachers,
+                                         example_batch(train_src, clip_samples))
     tx, sched = make_optimizer(cfg)
     create = jax.jit(lambda p, s: TrainState.create(params=p, batch_stats=s, tx=tx))  # one program, not one per leaf
     state = jax.device_put(create(params, batch_stats), repl)
-    teachers = {}
-    for n, t in cfg.get("teachers", {}).items():
-        path = resolve_path(t.checkpoint, workdir)
-        teachers[n] = load_best_variables(path, t.get("checkpoint_model", n))
     teachers = jax.device_put(teachers, repl)
-    param_counts = {n: models_lib.count_params(p) for n, p in state.params.items()}
+    # Deployed models only; training-only modules (deploy=False) are reported apart.
+    param_counts = {n: models_lib.count_params(state.params[n]) for n in spec.deployed}
+    train_only_counts = {n: models_lib.count_params(p) for n, p in state.params.items() if n not in spec.deployed}
     teacher_counts = {n: models_lib.count_params(v["params"]) for n, v in teachers.items()}
 
     def snapshot(n: str, metric_value, step) -> dict[str, Any]:
@@ -351,7 +381,9 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
             "metric": jax.device_put(np.float32(metric_value), repl),
             "step": jax.device_put(np.int32(step), repl)}
 
-    best = {n: snapshot(n, -jnp.inf, -1) for n in spec.models}
+    # Without a validation split the "best" model is the last one: it is refreshed at every
+    # checkpoint, so a teacher checkpoint never holds the untrained initial parameters.
+    best = {n: snapshot(n, -jnp.inf, -1) for n in spec.deployed}
     ckpt = Checkpointer(os.path.join(workdir, "ckpt"), max_to_keep=cfg.get("keep_checkpoints", 2))
     meta: dict[str, Any] = {"train_time_s": 0.0}
     start = ckpt.latest_step()
@@ -364,7 +396,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     start = int(state.step)
 
     step_fn = jit_train_step(spec)
-    eval_fn = jax.jit(lambda p, b, a: eval_logits(p, b, a, spec=spec))
+    _eval = jax.jit(lambda p, b, a, t: eval_logits(p, b, a, spec=spec, teachers=t))
+    eval_fn = lambda p, b, a: _eval(p, b, a, teachers)  # noqa: E731  (teachers as an argument, not a constant)
     log = Logger(workdir, is_main)
     metric = cfg.get("eval_metric", "accuracy")
     eval_kw = dict(clip_samples=clip_samples, batch_size=cfg.get("eval_batch_size", cfg.batch_size),
@@ -434,6 +467,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
             if do_eval:
                 bar.set_postfix_str(" ".join(f"{k.split('/')[1]}={v:.3f}" for k, v in run_eval(step).items() if k.endswith(metric)))
             if do_ckpt:
+                if val_src is None:
+                    best = {n: snapshot(n, jnp.nan, step) for n in spec.deployed}
                 ckpt.save(step, state.to_checkpoint(), best, meta_now(step, elapsed + time.time() - t0))
             if term["flag"]:
                 ckpt.wait()
@@ -457,11 +492,10 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     # Final: best-by-validation models (or last, without a validation split) on the test split.
     result: dict[str, Any] = {"workdir": workdir, "steps": cfg.num_steps, "train_time_s": elapsed,
                               "setup_time_s": setup_s, "params": param_counts,
+                              "train_only_params": train_only_counts,
                               "teacher_params": teacher_counts, "models": {}}
-    if val_src is None:
-        best = {n: snapshot(n, jnp.nan, cfg.num_steps) for n in spec.models}
-    final_params = {n: best[n]["params"] for n in spec.models}
-    final_stats = {n: best[n]["batch_stats"] for n in spec.models}
+    final_params = {n: best[n]["params"] for n in spec.deployed}
+    final_stats = {n: best[n]["batch_stats"] for n in spec.deployed}
     split_src = {"validation": val_src, "test": test_src}
     for split, src in split_src.items():
         if src is None:
@@ -477,6 +511,22 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
                                   for n, r in result["models"].items() if "test" in r})
     log.close()
     return result
+
+
+def load_teachers(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Every frozen module's variables from its checkpoint (`teachers.<n>.checkpoint`, a kdjax
+    workdir; `{workdir}`/`{parent}` expanded), as host arrays.
+
+    Raises:
+      FileNotFoundError / KeyError / ValueError: see `load_best_variables` (missing, wrong
+        model name, never evaluated).
+    """
+    out = {}
+    for n, t in cfg.get("teachers", {}).items():
+        if not t.get("checkpoint"):
+            raise ValueError(f"teachers.{n}.checkpoint: expected the workdir of the run that trained it")
+        out[n] = load_best_variables(resolve_path(t.checkpoint, workdir), t.get("checkpoint_model", n))
+    return out
 
 
 def _log_train(log, bar, step, m, check, sched, cfg):

@@ -1,8 +1,17 @@
 """Multi-stage experiments: e.g. train a teacher, then students with and without KD, over seeds.
 
-A staged config has `stages` (name -> a full train config), `run` (the stage
+A staged config has `stages` (name -> a full stage config), `run` (the stage
 names to run, in order) and `seeds` (how many seeds each student stage
-repeats). Stage `s` runs in `<workdir>/<s>` (the teacher stage, `repeat=False`)
+repeats). Each stage has a `kind` (default "train"):
+  train   optimise parameters (kdjax.train.loop.train_and_evaluate)
+  invert  optimise inputs against frozen models and write synthetic shards (kdjax.train.invert)
+  cache   run frozen models or an external extractor once over a dataset and store arrays by
+          clip index (kdjax.train.cache)
+Stages refer to each other's outputs: `teachers.<t>.checkpoint = "<stage>:<module>"` loads
+module `<module>` of stage `<stage>`, and `{stage:<name>}` in any string of a stage config is
+that stage's run folder (the same seed's folder when the referenced stage repeats), e.g.
+`data.join.emb = "{stage:cache}/arrays/{split}/emb.npy"` or
+`data.train_source.kw.root = "{stage:invert}/synthetic"`. Stage `s` runs in `<workdir>/<s>` (the teacher stage, `repeat=False`)
 or `<workdir>/<s>/seed<k>`; a stage whose `result.json` exists is skipped, so
 re-running the same command after a crash resumes where it stopped.
 `summary.json` reports each stage's test metric (mean, std over seeds),
@@ -15,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import time
 from typing import Any
 
@@ -23,6 +33,68 @@ import ml_collections
 import numpy as np
 
 from kdjax.train.loop import train_and_evaluate
+from kdjax.train.stats import format_difference, paired_difference
+
+KINDS = ("train", "invert", "cache")
+_STAGE_REF = re.compile(r"\{stage:([A-Za-z0-9_]+)\}")
+
+
+def run_config(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Runs one stage config by its `kind` (train / invert / cache); returns its result dict.
+
+    Raises:
+      ValueError: an unknown kind.
+    """
+    kind = cfg.get("kind", "train")
+    if kind == "train":
+        return train_and_evaluate(cfg, workdir)
+    if kind == "invert":
+        from kdjax.train.invert import invert_and_save
+
+        return invert_and_save(cfg, workdir)
+    if kind == "cache":
+        from kdjax.train.cache import cache_arrays
+
+        return cache_arrays(cfg, workdir)
+    raise ValueError(f"kind={kind!r}: expected one of {KINDS}")
+
+
+def _stage_dir(cfg: ml_collections.ConfigDict, workdir: str, name: str, seed_index: int, where: str) -> str:
+    if name not in cfg.stages:
+        raise ValueError(f"{where}: refers to stage {name!r}; stages are {list(cfg.stages)}")
+    if cfg.stages[name].get("repeat", True):
+        return os.path.join(workdir, name, f"seed{seed_index}")
+    return os.path.join(workdir, name)
+
+
+def link_stages(c: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict, workdir: str,
+                seed_index: int, stage: str) -> ml_collections.ConfigDict:
+    """Resolves the stage references of stage config `c` in place (see module docstring).
+
+    Raises:
+      ValueError: a reference to a stage that does not exist (names the field).
+    """
+    for t_name, t in (c.get("teachers", {}) or {}).items():
+        ref = str(t.get("checkpoint", ""))
+        m = re.fullmatch(r"([A-Za-z0-9_]+):([A-Za-z0-9_]+)", ref)
+        if m:
+            t.checkpoint = _stage_dir(cfg, workdir, m.group(1), seed_index,
+                                      f"stages.{stage}.teachers.{t_name}.checkpoint={ref!r}")
+            t.checkpoint_model = m.group(2)
+
+    def walk(node, where):
+        for k in list(node.keys()):
+            v = node[k]
+            if isinstance(v, str) and "{stage:" in v:
+                field = f"{where}.{k}={v!r}"
+                node[k] = _STAGE_REF.sub(
+                    lambda mm, field=field: _stage_dir(cfg, workdir, mm.group(1), seed_index, field), v)
+            elif hasattr(v, "keys"):
+                walk(v, f"{where}.{k}")
+
+    with c.unlocked():
+        walk(c, f"stages.{stage}")
+    return c
 
 
 def stage_runs(
@@ -50,7 +122,7 @@ def stage_runs(
             with c.unlocked():
                 c.seed = int(st.seed) + k
             wd = os.path.join(workdir, name, f"seed{k}") if repeat else os.path.join(workdir, name)
-            runs.append((name, k, wd, c))
+            runs.append((name, k, wd, link_stages(c, cfg, workdir, k, name)))
     return runs
 
 
@@ -63,7 +135,7 @@ def run_stages(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             continue
         if jax.process_index() == 0:
             print(f"== stage {name} seed {k}: {wd}", flush=True)
-        train_and_evaluate(c, wd)
+        run_config(c, wd)
     summary = summarize(cfg, workdir)
     summary["wall_time_s"] = time.time() - t0
     if jax.process_index() == 0:
@@ -90,6 +162,9 @@ def summarize(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             continue
         with open(path) as f:
             r = json.load(f)
+        if c.get("kind", "train") != "train":
+            stages[name] = {"kind": c.kind, "runs": stages.get(name, {}).get("runs", []) + [r.get("summary", {})]}
+            continue
         model = c.get("eval_model") or next(iter(c.models))
         metric = c.get("eval_metric", "accuracy")
         m = r["models"][model]
@@ -97,16 +172,26 @@ def summarize(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                       "teacher_params": r.get("teacher_params", {}), "runs": []})
         st["runs"].append({"seed": c.seed, "test": m["test"][metric],
                            "validation": m.get("validation", {}).get(metric),
-                           "best_step": m["best_step"], "train_time_s": r["train_time_s"]})
+                           "best_step": m["best_step"], "train_time_s": r["train_time_s"],
+                           # every deployed model (several for mutual learning of peers)
+                           "models": {n: x["test"][metric] for n, x in r["models"].items() if "test" in x}})
     for st in stages.values():
+        if "kind" in st:
+            continue
         tests = np.array([x["test"] for x in st["runs"]])
         st["test_mean"] = float(tests.mean())
         st["test_std"] = float(tests.std(ddof=1)) if len(tests) > 1 else 0.0
         st["train_time_s"] = float(sum(x["train_time_s"] for x in st["runs"]))
     for name, st in stages.items():
         base = cfg.stages[name].get("baseline")
-        if base and base in stages:
+        if base and base in stages and "kind" not in stages[base]:
             st["gain_over_" + base] = st["test_mean"] - stages[base]["test_mean"]
+            ours = {x["seed"]: x["test"] for x in st["runs"]}
+            theirs = {x["seed"]: x["test"] for x in stages[base]["runs"]}
+            common = sorted(set(ours) & set(theirs))
+            if common:  # same seeds in both arms: the paired difference and its 95% interval
+                st["paired_over_" + base] = paired_difference([ours[k] for k in common],
+                                                              [theirs[k] for k in common])
     return {"stages": stages, "seeds": int(cfg.seeds)}
 
 
@@ -114,6 +199,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     """A plain-text table of the summary."""
     lines = [f"{'stage':<10} {'params':>9} {'test (mean +- std over seeds)':>32} {'train s':>9}"]
     for name, st in summary["stages"].items():
+        if "kind" in st:
+            lines.append(f"{name:<10} ({st['kind']}) {st['runs'][-1] if st['runs'] else ''}")
+            continue
         vals = ", ".join(f"{x['test']:.4f}" for x in st["runs"])
         lines.append(
             f"{name:<10} {st['params']:>9,d} {st['test_mean']:>10.4f} +- {st['test_std']:.4f} "
@@ -122,4 +210,6 @@ def format_summary(summary: dict[str, Any]) -> str:
         for k, v in st.items():
             if k.startswith("gain_over_"):
                 lines.append(f"{'':<10} {k}: {v:+.4f}")
+            if k.startswith("paired_over_"):
+                lines.append(f"{'':<10} {k}: {format_difference(v)}")
     return "\n".join(lines)

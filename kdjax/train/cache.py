@@ -1,0 +1,134 @@
+"""The `cache` stage: run frozen models or an external extractor once over a dataset and store
+the arrays by clip index, for train stages to join (kdjax.data.join).
+
+Config (a stage with `kind="cache"`):
+  data       the data block; every split named in `cache.splits` is read in source order,
+             each clip cropped/padded from its start to `data.clip_seconds` (the train stage
+             that joins the arrays must use `data.train_crop="start"` and no mixup)
+  teachers   frozen modules with checkpoints, as in a train config (optional)
+  cache      {outputs: {key: namespace path, e.g. "teacher.t.feats.embedding" or
+              "extractor.embedding"}, extractor: "" or "package.module:function",
+              extractor_kw: {...}, splits: ["train", "validation", "test"] (default: the
+              data block's splits)}
+An extractor is a plain Python function `fn(audio [B, N] float32 NumPy, sample_rate, **kw) ->
+{name: [B, ...]}` (e.g. a TFLite or ONNX embedding model run outside JAX); its outputs are
+`extractor.<name>`.
+
+Writes `<workdir>/arrays/<split>/<key>.npy` (`[num_clips, ...]`, row i = the clip with source
+index i, float32) and `result.json` (shapes, extraction throughput in clips/s).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from kdjax.data import pipeline
+from kdjax.train.program import build_program, forward, resolve
+
+
+def load_extractor(spec: str) -> Callable[..., dict[str, np.ndarray]]:
+    """`"package.module:function"` -> the function.
+
+    Raises:
+      ValueError: not of that form, or the module/function does not exist (names it).
+    """
+    mod_name, _, fn_name = spec.partition(":")
+    if not mod_name or not fn_name:
+        raise ValueError(f"cache.extractor={spec!r}: expected 'package.module:function'")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as e:
+        raise ValueError(f"cache.extractor={spec!r}: cannot import {mod_name!r} ({e})") from None
+    fn = getattr(mod, fn_name, None)
+    if not callable(fn):
+        raise ValueError(f"cache.extractor={spec!r}: {mod_name} has no function {fn_name!r}")
+    return fn
+
+
+def cache_arrays(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Runs the cache stage `cfg` in `workdir`; returns the result dict (also result.json).
+
+    Raises:
+      ValueError: no outputs, an output path that the namespace lacks, an extractor output with
+        the wrong batch size.
+    """
+    from kdjax.train.loop import load_teachers, split_sources
+
+    workdir = os.path.abspath(workdir)
+    c = cfg.cache
+    outputs = dict(c.get("outputs", {}) or {})
+    if not outputs:
+        raise ValueError("cache.outputs: expected {key: namespace path}, e.g. {'logits': 'teacher.t.logits'}")
+    d = cfg.data
+    srcs = split_sources(cfg, workdir)
+    roles = {"train": d.train_split, "validation": d.get("eval_split"), "test": d.get("test_split")}
+    splits = list(c.get("splits") or [s for s in roles.values() if s])
+    by_split = {split: srcs[role] for role, split in roles.items() if split}
+    first = next(iter(by_split.values()))
+    sr, num_classes = first.sample_rate, first.num_classes
+    clip_samples = int(round(d.clip_seconds * sr))
+    program = build_program(cfg, num_classes, sr)
+    teachers = jax.device_put(load_teachers(cfg, workdir))
+    extractor = load_extractor(c.extractor) if c.get("extractor") else None
+    extractor_kw = dict(c.get("extractor_kw", {}) or {})
+
+    @jax.jit
+    def run(teachers, batch):
+        ns, _ = forward(program, teachers, batch, jax.random.key(0), train=False)
+        return ns
+
+    def model_outputs(batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        if not program.nodes:
+            return {"batch": batch}
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "label_mask", "index")}
+        return jax.device_get(run(teachers, inputs))
+
+    result: dict[str, Any] = {"kind": "cache", "splits": {}}
+    t_all, n_all = 0.0, 0
+    for split in splits:
+        if split not in by_split:
+            raise ValueError(f"cache.splits: {split!r} is not one of the data block's splits {list(by_split)}")
+        src = by_split[split]
+        rows: dict[str, list[np.ndarray]] = {k: [] for k in outputs}
+        t0 = time.time()
+        for batch in pipeline.eval_batches(src, clip_samples=clip_samples,
+                                           batch_size=int(cfg.get("eval_batch_size", cfg.get("batch_size", 32)))):
+            real = int(batch["mask"].sum())
+            ns = model_outputs(batch)
+            if extractor is not None:
+                ext = extractor(np.asarray(batch["audio"]), sr, **extractor_kw)
+                for k, v in ext.items():
+                    if np.shape(v)[0] != len(batch["audio"]):
+                        raise ValueError(f"cache.extractor output {k!r} has {np.shape(v)[0]} rows for a batch of "
+                                         f"{len(batch['audio'])}")
+                ns = dict(ns, extractor=ext)
+            for k, path in outputs.items():
+                rows[k].append(np.asarray(resolve(ns, path), np.float32)[:real])
+        dt = time.time() - t0
+        out_dir = os.path.join(workdir, "arrays", split)
+        os.makedirs(out_dir, exist_ok=True)
+        shapes = {}
+        for k, parts in rows.items():
+            arr = np.concatenate(parts)
+            tmp = os.path.join(out_dir, f".{k}.tmp.npy")
+            np.save(tmp, arr)
+            os.replace(tmp, os.path.join(out_dir, f"{k}.npy"))  # complete files only
+            shapes[k] = list(arr.shape)
+        result["splits"][split] = {"num_clips": len(src), "shapes": shapes, "time_s": dt}
+        t_all += dt
+        n_all += len(src)
+    result["summary"] = {"num_clips": n_all, "time_s": t_all, "clips_per_s": n_all / max(t_all, 1e-9),
+                         "outputs": sorted(outputs)}
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "result.json"), "w") as f:
+            json.dump(result, f, indent=1)
+    return result

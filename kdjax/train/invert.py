@@ -1,0 +1,195 @@
+"""The `invert` stage: optimise inputs (not parameters) against frozen models and write
+synthetic shards (model inversion for data-free KD: DeepInversion, FRAMI).
+
+Config (a stage with `kind="invert"`):
+  data      the data block, read for its metadata only (classes, sample rate, clip length;
+            no audio is decoded: the stage is data-free)
+  teachers  frozen modules with checkpoints (`capture_bn=True` gives `teacher.<t>.bn`, the
+            BatchNorm moments DeepInversion's prior matches)
+  invert    {feature: the front-end key whose output is optimised (`features.<feature>`, e.g.
+             "teacher_t" for teacher t's own front-end), num_batches, batch_size, steps (Adam
+             steps per batch), lr, init_mean, init_std (x ~ N(mean, std^2), in the
+             front-end's units, e.g. dB), targets: "balanced" (class k = i mod C, shuffled)
+             or "random", jitter (random circular time shift of up to this many frames per
+             step, DeepInversion's jitter), flip (random time reversal), views: 1 or 2 (2:
+             the frozen modules also see a second augmented view, `view2.<path>`, for
+             contrastive terms), log_every}
+  losses    terms over the namespace: `features.<feature>` is the synthetic batch `[B, T, F]`
+            (after augmentation), `batch.labels` its targets, e.g. softmax_xent(teacher.t.logits,
+            batch.labels), bn_statistics_loss(teacher.t.bn), total_variation / l2_prior
+            (features.<feature>)
+Writes `<workdir>/synthetic/shard_<k>.npz` (`features/<feature>` `[B, T, F]`, `labels` `[B, C]`,
+`teacher_logits` of the first teacher on the final inputs) and `synthetic/meta.json`, read
+back by the `synthetic` data source (kdjax.data.synthetic); `metrics.jsonl` (every term at
+the first and last step of each batch) and `result.json` (samples, time, samples/s).
+Shards already written are kept and skipped on a rerun (resume); a NaN/inf objective stops
+with a one-line `TrainingDivergedError` and writes no shard for that batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from kdjax.train.program import Program, build_program, forward, weighted_loss
+
+INVERT_FIELDS = {"feature", "num_batches", "batch_size", "steps", "lr", "init_mean", "init_std",
+                 "targets", "jitter", "flip", "views", "log_every", "seed"}
+
+
+def _augment(x: jax.Array, rng: jax.Array, jitter: int, flip: bool) -> jax.Array:
+    """DeepInversion-style random jitter (circular time shift, same for the batch) and flip."""
+    if jitter:
+        shift = jax.random.randint(jax.random.fold_in(rng, 0), (), -jitter, jitter + 1)
+        x = jnp.roll(x, shift, axis=1)
+    if flip:
+        x = jnp.where(jax.random.bernoulli(jax.random.fold_in(rng, 1)), x[:, ::-1], x)
+    return x
+
+
+def inversion_objective(program: Program, feature: str, teachers: Any, x: jax.Array,
+                        labels: jax.Array, rng: jax.Array, *, jitter: int = 0, flip: bool = False,
+                        views: int = 1) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The weighted objective of synthetic inputs `x [B, T, F]` with targets `labels [B, C]`.
+
+    Gradients flow through the frozen modules to `x` only (the modules' variables are
+    constants here; `jax.grad` is taken with respect to `x`).
+
+    Returns:
+      (scalar objective, metrics: every term and the total).
+    """
+    mask = jnp.ones(x.shape[0], jnp.float32)
+    batch = {"labels": labels, "mask": mask}
+    key = f"features.{feature}"
+    ns, _ = forward(program, teachers, batch, rng, train=False,
+                    overrides={key: _augment(x, jax.random.fold_in(rng, 11), jitter, flip)},
+                    stop_frozen=False)
+    if views == 2:
+        ns2, _ = forward(program, teachers, batch, jax.random.fold_in(rng, 2), train=False,
+                         overrides={key: _augment(x, jax.random.fold_in(rng, 12), jitter, flip)},
+                         stop_frozen=False)
+        ns["view2"] = {k: v for k, v in ns2.items() if k not in ("batch",)}
+    return weighted_loss(program.terms, ns, mask)
+
+
+def _targets(kind: str, n: int, num_classes: int, rng: np.random.Generator) -> np.ndarray:
+    if kind == "balanced":
+        ids = rng.permutation(np.arange(n) % num_classes)
+    elif kind == "random":
+        ids = rng.integers(0, num_classes, n)
+    else:
+        raise ValueError(f"invert.targets={kind!r}: expected 'balanced' or 'random'")
+    return np.eye(num_classes, dtype=np.float32)[ids]
+
+
+def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Runs the invert stage `cfg` in `workdir`; returns the result dict (also result.json).
+
+    Raises:
+      ValueError: an unknown `invert` field or feature key, no loss terms.
+      TrainingDivergedError: the objective became NaN/inf (shards written so far are kept).
+    """
+    from kdjax.train.loop import Logger, TrainingDivergedError, load_teachers, split_sources
+
+    workdir = os.path.abspath(workdir)
+    inv = cfg.invert
+    unknown = set(inv) - INVERT_FIELDS
+    if unknown:
+        raise ValueError(f"invert: unknown field(s) {sorted(unknown)}; fields: {sorted(INVERT_FIELDS)}")
+    if not cfg.get("losses"):
+        raise ValueError("invert: the stage has no loss terms (losses)")
+    d = cfg.data
+    with cfg.unlocked():  # metadata only: no validation/test split is read
+        cfg.data.eval_split, cfg.data.test_split = "", ""
+    src = split_sources(cfg, workdir)["train"]
+    sr, num_classes = src.sample_rate, src.num_classes
+    clip_samples = int(round(d.clip_seconds * sr))
+    program = build_program(cfg, num_classes, sr)
+    feature = str(inv.feature)
+    if feature not in program.frontends:
+        raise ValueError(f"invert.feature={feature!r}: expected a front-end key, one of {sorted(program.frontends)}")
+    bsz, n_batches, steps = int(inv.batch_size), int(inv.num_batches), int(inv.steps)
+    shape = jax.eval_shape(program.frontends[feature], jax.ShapeDtypeStruct((bsz, clip_samples), jnp.float32)).shape
+    teachers = jax.device_put(load_teachers(cfg, workdir))
+    tx = optax.adam(float(inv.lr))
+    jitter, flip, views = int(inv.get("jitter", 0)), bool(inv.get("flip", False)), int(inv.get("views", 1))
+
+    @jax.jit
+    def step(x, opt_state, labels, rng):
+        (loss, m), g = jax.value_and_grad(
+            lambda x: inversion_objective(program, feature, teachers, x, labels, rng, jitter=jitter,
+                                          flip=flip, views=views), has_aux=True)(x)
+        upd, opt_state = tx.update(g, opt_state, x)
+        return optax.apply_updates(x, upd), opt_state, m
+
+    first_teacher = next(iter(program.teachers), None)
+
+    @jax.jit
+    def final_logits(x, teachers):
+        ns, _ = forward(program, teachers, {"mask": jnp.ones(x.shape[0])}, jax.random.key(0),
+                        train=False, overrides={f"features.{feature}": x})
+        return ns["teacher"][first_teacher]["logits"]
+
+    out_dir = os.path.join(workdir, "synthetic")
+    os.makedirs(out_dir, exist_ok=True)
+    meta = {"sample_rate": sr, "class_names": list(src.class_names), "feature_key": feature,
+            "multi_label": False, "shape": list(shape)}
+    with open(os.path.join(out_dir, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    log = Logger(workdir, jax.process_index() == 0)
+    log_every = int(inv.get("log_every", 0) or steps)
+    seed = int(inv.get("seed", cfg.get("seed", 0)))
+    t0, made, first_loss, last_loss = time.time(), 0, None, None
+    try:
+        for b in range(n_batches):
+            path = os.path.join(out_dir, f"shard_{b:05d}.npz")
+            if os.path.exists(path):
+                continue
+            rng = jax.random.fold_in(jax.random.key(seed), b)
+            labels = jnp.asarray(_targets(str(inv.get("targets", "balanced")), bsz, num_classes,
+                                          np.random.default_rng([seed, b])))
+            x = float(inv.get("init_mean", 0.0)) + float(inv.get("init_std", 1.0)) * jax.random.normal(
+                jax.random.fold_in(rng, 1), shape, jnp.float32)
+            opt_state = tx.init(x)
+            for s in range(steps):
+                x, opt_state, m = step(x, opt_state, labels, jax.random.fold_in(rng, 100 + s))
+                if s == 0 or s == steps - 1 or (s + 1) % log_every == 0:
+                    m = jax.device_get(m)
+                    if not np.isfinite(m["loss"]):
+                        bad = {k: float(v) for k, v in m.items() if k.startswith("loss")}
+                        raise TrainingDivergedError(
+                            f"invert: objective is {float(m['loss'])} at batch {b} step {s} (terms {bad}); "
+                            f"stopped, {made} new shard(s) kept in {out_dir}")
+                    log.write(b * steps + s + 1, {f"invert/{k}": v for k, v in m.items()})
+                    if s == 0 and first_loss is None:
+                        first_loss = float(m["loss"])
+                    last_loss = float(m["loss"])
+            x_host = np.asarray(jax.device_get(x), np.float32)
+            if not np.all(np.isfinite(x_host)):
+                raise TrainingDivergedError(f"invert: non-finite inputs at batch {b}; stopped, {made} new shard(s) kept")
+            arrays = {f"features/{feature}": x_host, "labels": np.asarray(labels)}
+            if first_teacher is not None:
+                arrays["teacher_logits"] = np.asarray(final_logits(x, teachers), np.float32)
+            tmp = path + ".tmp.npz"
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)  # complete shards only
+            made += 1
+    finally:
+        log.close()
+    dt = time.time() - t0
+    result = {"kind": "invert", "summary": {
+        "num_samples": n_batches * bsz, "new_samples": made * bsz, "time_s": dt,
+        "samples_per_s": made * bsz / max(dt, 1e-9), "loss_first": first_loss, "loss_last": last_loss,
+        "shape": list(shape)}}
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "result.json"), "w") as f:
+            json.dump(result, f, indent=1)
+    return result

@@ -1,0 +1,580 @@
+"""The recipe program: named modules wired by key paths, one generic forward pass, loss terms.
+
+Every recipe is one `Program` over one generic step (DESIGN.md): a set of modules
+(trainable students/peers/heads and frozen teachers), each reading its input from a
+key path of a namespace that the forward pass fills in dependency order, and a
+weighted sum of loss terms reading their inputs from the same namespace.
+
+Namespace (the paths modules and loss terms read):
+  batch.<key>                       the input batch (audio, labels, label_mask, mask, joined
+                                    per-clip arrays such as cached teacher embeddings, ...)
+  features.<name>                   a front-end's output `[B, T, F]`, computed on device from
+                                    `batch.audio`, or taken from `batch["features/<name>"]`
+                                    when the batch carries it (synthetic mel-spectrograms)
+  <model>.logits / <model>.feats.<key>            a trainable module's outputs
+  teacher.<name>.logits / teacher.<name>.feats.<key> / teacher.<name>.bn
+                                    a frozen module's outputs (`bn`: BatchNorm moments, when
+                                    the module has `capture_bn=True`; see `capture_bn`)
+  peers.logits                      every deployed trainable model's logits `[K, B, C]`
+
+Config (the `models` and `teachers` blocks of a train config):
+  models.<name>   = {model, kw, frontend | input, deploy=True, capture_bn=False}
+  teachers.<name> = {model, kw, frontend | input, checkpoint, checkpoint_model,
+                     train_mode=<cfg.teacher_train_mode>, capture_bn=False}
+`frontend` is a front-end config dict (its output is `features.<name>` for a model,
+`features.teacher_<name>` for a teacher; identical front-ends are computed once) or the name
+of an entry of the config's `frontends` block (`features.<that name>`). `input` is any key
+path instead (e.g. `"student.feats.frames"` for a training-only head on a student's frames,
+`"batch.embedding"` for a precomputed input). `deploy=False` marks a training-only module
+(e.g. Temporal KD's attention head): it is trained but is not part of the deployed model, so
+it is neither evaluated nor counted in the deployed parameter count.
+
+Gradients are taken with respect to an explicit trainable pytree (`forward`'s `params` for
+training; `overrides` -- synthetic inputs -- for model inversion, see kdjax.train.invert).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from kdjax import augment
+from kdjax import frontends as frontends_lib
+from kdjax import losses as losses_lib
+from kdjax import models as models_lib
+
+NODE_FIELDS = {"model", "kw", "frontend", "input", "deploy", "capture_bn", "checkpoint",
+               "checkpoint_model", "train_mode"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss terms.
+
+
+def _weight_fn(name: str, weight: Any) -> tuple[float | Callable[[jax.Array], jax.Array], bool]:
+    """A term's weight: a number, or an optax schedule `{"schedule": "<optax fn>", "kw": {...}}`
+    evaluated at the optimisation step (e.g. `linear_schedule` to ramp a KD term in)."""
+    if isinstance(weight, Mapping):
+        unknown = set(weight) - {"schedule", "kw"}
+        sched = getattr(optax, str(weight.get("schedule")), None)
+        if unknown or sched is None:
+            raise ValueError(
+                f"losses.{name}.weight={dict(weight)!r}: expected a number or "
+                "{'schedule': <optax schedule name, e.g. 'linear_schedule'>, 'kw': {...}}"
+            )
+        return sched(**dict(weight.get("kw") or {})), True
+    try:
+        return float(weight), False
+    except (TypeError, ValueError):
+        raise ValueError(f"losses.{name}.weight={weight!r}: expected a number or a schedule dict") from None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LossTerm:
+    """One weighted loss term of a recipe: `weight * fn(*inputs, **kw, **kw_inputs)`.
+
+    Attributes:
+      name: the term's name (metrics `loss/<name>`).
+      fn: a `kdjax.losses` function.
+      weight: a float, or a schedule `step -> weight` (see `_weight_fn`).
+      inputs: key paths of the positional arguments.
+      kw: constant keyword arguments.
+      kw_inputs: keyword arguments taken from key paths (e.g. `{"mask": "batch.mask"}`).
+      scheduled: whether `weight` is a schedule.
+    """
+
+    name: str
+    fn: Callable[..., jax.Array]
+    weight: Any
+    inputs: tuple[str, ...]
+    kw: Mapping[str, Any]
+    kw_inputs: Mapping[str, str]
+    scheduled: bool = False
+
+    @classmethod
+    def from_config(cls, name: str, cfg: Mapping[str, Any]) -> LossTerm:
+        """Builds a term from its config dict.
+
+        Raises:
+          ValueError: an unknown field, function or weight form (names `losses.<name>.<field>`).
+        """
+        unknown = set(cfg) - {"fn", "weight", "inputs", "kw", "kw_inputs"}
+        if unknown:
+            raise ValueError(f"losses.{name}: unknown field(s) {sorted(unknown)}")
+        fn_name = cfg.get("fn")
+        fn = getattr(losses_lib, str(fn_name), None)
+        if fn is None or not callable(fn):
+            raise ValueError(f"losses.{name}.fn={fn_name!r}: no such function in kdjax.losses")
+        if not cfg.get("inputs"):
+            raise ValueError(f"losses.{name}.inputs: expected a list of key paths")
+        weight, scheduled = _weight_fn(name, cfg.get("weight", 1.0))
+        return cls(name=name, fn=fn, weight=weight, inputs=tuple(cfg["inputs"]),
+                   kw=dict(cfg.get("kw") or {}), kw_inputs=dict(cfg.get("kw_inputs") or {}),
+                   scheduled=scheduled)
+
+
+def resolve(namespace: Mapping[str, Any], path: str) -> Any:
+    """Looks up a dotted key path ("teacher.cnn.feats.frames") in nested dicts.
+
+    Raises:
+      KeyError: a missing key, naming the path and the keys that exist at that level.
+    """
+    node: Any = namespace
+    for i, part in enumerate(path.split(".")):
+        if not isinstance(node, Mapping) or part not in node:
+            have = sorted(node) if isinstance(node, Mapping) else type(node).__name__
+            raise KeyError(
+                f"loss input {path!r}: no {part!r} at {'.'.join(path.split('.')[:i]) or 'top'}; has {have}"
+            )
+        node = node[part]
+    return node
+
+
+def weighted_loss(
+    terms: tuple[LossTerm, ...], namespace: Mapping[str, Any], mask: jax.Array,
+    step: jax.Array | int = 0,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Sum of `weight * term` over the recipe's terms.
+
+    A term may return a scalar (used as is), `[B]` (reduced with `masked_mean(value, mask)`) or
+    `[K, B]` (K trainable peers, e.g. `mutual_kl`: each row reduced over B with the mask, then
+    summed over K, so each peer's gradient is that of its own row; the rows are also reported
+    as `loss/<name>/<k>`).
+
+    Args:
+      terms: the recipe's terms.
+      namespace: the forward pass's namespace (see module docstring).
+      mask: `[B]` 1 for real examples, 0 for padding.
+      step: the optimisation step (for scheduled weights; reported as `weight/<name>`).
+
+    Returns:
+      (total scalar, `{"loss": total, "loss/<name>": unweighted value, ...}`).
+
+    Raises:
+      ValueError: a term returned another shape (names the term, function and shape).
+      KeyError: a missing input path.
+    """
+    total = jnp.zeros((), jnp.float32)
+    metrics = {}
+    for t in terms:
+        args = [resolve(namespace, p) for p in t.inputs]
+        kw = dict(t.kw) | {k: resolve(namespace, p) for k, p in t.kw_inputs.items()}
+        value = jnp.asarray(t.fn(*args, **kw))
+        if value.ndim == 1:
+            value = losses_lib.masked_mean(value, mask)
+        elif value.ndim == 2 and value.shape[1] == mask.shape[0]:
+            rows = losses_lib.masked_mean(value, mask[None, :], axis=1)
+            for k in range(rows.shape[0]):
+                metrics[f"loss/{t.name}/{k}"] = rows[k]
+            value = jnp.sum(rows)
+        elif value.ndim != 0:
+            raise ValueError(
+                f"losses.{t.name}: {t.fn.__name__} returned shape {value.shape}, expected a "
+                f"scalar, [B] or [K, B] with B={mask.shape[0]}"
+            )
+        w = t.weight(step) if t.scheduled else t.weight
+        if t.scheduled:
+            metrics[f"weight/{t.name}"] = jnp.asarray(w, jnp.float32)
+        metrics[f"loss/{t.name}"] = value
+        total = total + w * value
+    metrics["loss"] = total
+    return total, metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# Modules and the program.
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Node:
+    """One module of the program.
+
+    Attributes:
+      name: config name (`models.<name>` or `teachers.<name>`).
+      path: namespace path of its outputs (`<name>` or `teacher.<name>`).
+      module: the Flax module.
+      input: key path of its input.
+      trainable: a trainable model (its variables are in the train state) or a frozen one.
+      deploy: part of the deployed/evaluated model (False: a training-only module).
+      train_mode: run with `train=True` (BatchNorm batch statistics, dropout); trainable
+        modules always train; frozen modules default to eval mode.
+      capture_bn: also return the moments of every BatchNorm layer's input as `<path>.bn`.
+    """
+
+    name: str
+    path: str
+    module: nn.Module
+    input: str
+    trainable: bool
+    deploy: bool = True
+    train_mode: bool = False
+    capture_bn: bool = False
+
+
+def capture_bn_moments(fn: Callable[[], Any], variables: Mapping[str, Any]) -> tuple[Any, dict]:
+    """Runs `fn()` (a Flax `apply`) and records each BatchNorm layer's input moments.
+
+    For DeepInversion's feature-distribution prior: for every `nn.BatchNorm` called inside,
+    in call order, `"<module path>" -> (batch_mean [C], batch_var [C], running_mean [C],
+    running_var [C])`, the batch moments over all axes but the last (biased variance, as the
+    reference hook's `input.var(unbiased=False)`), the running statistics from
+    `variables["batch_stats"]`. Works for any Flax model without changing it
+    (`flax.linen.intercept_methods`).
+
+    Source: Yin et al., "Dreaming to Distill" (CVPR 2020), Eq. 4; NVlabs/DeepInversion
+    `DeepInversionFeatureHook`.
+
+    Raises:
+      KeyError: a BatchNorm layer without running statistics in `variables`.
+    """
+    records: dict[str, Any] = {}
+    stats = variables.get("batch_stats", {})
+
+    def interceptor(next_fun, args, kwargs, context):
+        if isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__":
+            path = tuple(context.module.path)
+            node: Any = stats
+            for p in path:
+                if p not in node:
+                    raise KeyError(f"BatchNorm {'/'.join(path)}: no running statistics in batch_stats")
+                node = node[p]
+            mu, var = losses_lib.bn_batch_moments(jnp.asarray(args[0], jnp.float32))
+            records["/".join(path)] = (mu, var, node["mean"], node["var"])
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(interceptor):
+        out = fn()
+    return out, records
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Program:
+    """Everything static about a recipe's step (hashable by identity for jit).
+
+    Attributes:
+      nodes: the modules in dependency order.
+      frontends: `features.<key>` -> front-end function `wave [B, N] -> [B, T, F]`.
+      terms: the loss terms.
+      mixup_alpha: > 0 mixes waveforms and labels (Beta(alpha, alpha)) in the step before the
+        front-ends, so every module sees the same mixed view ("consistent teaching", Beyer et
+        al. CVPR 2022).
+      multi_label: labels are multi-hot (tagging): train metrics are micro-F1 at 0.5, not
+        argmax accuracy.
+    """
+
+    nodes: tuple[Node, ...]
+    frontends: Mapping[str, Callable[[jax.Array], jax.Array]]
+    terms: tuple[LossTerm, ...]
+    mixup_alpha: float = 0.0
+    multi_label: bool = False
+
+    # The train-step code before the program had `models`/`teachers` dicts; kept as views.
+    @property
+    def models(self) -> dict[str, nn.Module]:
+        """Trainable modules by name (including training-only ones)."""
+        return {n.name: n.module for n in self.nodes if n.trainable}
+
+    @property
+    def teachers(self) -> dict[str, nn.Module]:
+        """Frozen modules by name."""
+        return {n.name: n.module for n in self.nodes if not n.trainable}
+
+    @property
+    def deployed(self) -> tuple[str, ...]:
+        """Names of the trainable, deployed models (the ones evaluated and counted)."""
+        return tuple(n.name for n in self.nodes if n.trainable and n.deploy)
+
+    def features(self, audio: jax.Array | None, batch: Mapping[str, Any] | None = None,
+                 needed: set[str] | None = None) -> dict[str, jax.Array]:
+        """Front-end outputs by key: from `batch["features/<key>"]` when present, else computed
+        from `audio` (each distinct front-end function once).
+
+        Raises:
+          ValueError: a front-end is needed but the batch has neither audio nor its features.
+        """
+        batch = batch or {}
+        cache: dict[int, jax.Array] = {}
+        out = {}
+        for key, fe in self.frontends.items():
+            if needed is not None and key not in needed:
+                continue
+            if f"features/{key}" in batch:
+                out[key] = batch[f"features/{key}"]
+                continue
+            if audio is None:
+                raise ValueError(
+                    f"front-end features.{key} needs batch.audio or batch['features/{key}']; "
+                    f"the batch has {sorted(batch)}"
+                )
+            if id(fe) not in cache:
+                cache[id(fe)] = fe(audio)
+            out[key] = cache[id(fe)]
+        return out
+
+    def subgraph(self, names: tuple[str, ...]) -> tuple[Node, ...]:
+        """The nodes needed to compute the named nodes (themselves and their inputs), in order."""
+        by_path = {n.path: n for n in self.nodes}
+        want: set[str] = set()
+
+        def visit(node: Node):
+            if node.path in want:
+                return
+            want.add(node.path)
+            dep = _input_node(node.input, by_path)
+            if dep is not None:
+                visit(dep)
+
+        for n in self.nodes:
+            if n.name in names and n.trainable:
+                visit(n)
+        return tuple(n for n in self.nodes if n.path in want)
+
+
+def _input_node(path: str, by_path: Mapping[str, Node]) -> Node | None:
+    """The node whose outputs `path` reads (longest matching prefix), or None (batch/features)."""
+    parts = path.split(".")
+    for k in range(len(parts), 0, -1):
+        if ".".join(parts[:k]) in by_path:
+            return by_path[".".join(parts[:k])]
+    return None
+
+
+def _set_path(ns: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    node = ns
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def forward(
+    program: Program,
+    variables: Mapping[str, Any],
+    batch: Mapping[str, jax.Array],
+    rng: jax.Array,
+    *,
+    train: bool,
+    overrides: Mapping[str, jax.Array] | None = None,
+    nodes: tuple[Node, ...] | None = None,
+    stop_frozen: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fills the program's namespace: front-ends, then every module in dependency order.
+
+    Args:
+      program: the Program.
+      variables: `{node name: {"params", "batch_stats"}}` for every node computed (trainable
+        and frozen; frozen names as in `teachers.<name>`).
+      batch: `audio [B, N]` and/or `features/<key> [B, T, F]`, `labels [B, C]`, `mask [B]`,
+        optional joined arrays.
+      rng: dropout key (folded per module).
+      train: training mode for trainable modules (frozen ones use their `train_mode`).
+      overrides: `features.<key>` or any namespace path -> array used instead of the computed
+        value (model inversion optimises these; gradients reach them through frozen modules).
+      nodes: compute only these (default: all); e.g. `program.subgraph(program.deployed)`.
+      stop_frozen: wrap frozen modules' outputs in stop_gradient (training); False for
+        inversion, whose gradients must flow through the frozen teacher to its inputs.
+
+    Returns:
+      (namespace, new batch_stats of the trainable modules run in train mode, by name).
+    """
+    nodes = program.nodes if nodes is None else nodes
+    overrides = dict(overrides or {})
+    needed = {n.input.split(".", 1)[1] for n in nodes if n.input.startswith("features.")}
+    needed |= {t_in.split(".", 1)[1] for t in program.terms for t_in in
+               (*t.inputs, *t.kw_inputs.values()) if t_in.startswith("features.")}
+    needed -= {p.split(".", 1)[1] for p in overrides if p.startswith("features.")}
+    ns: dict[str, Any] = {"batch": dict(batch),
+                          "features": program.features(batch.get("audio"), batch, needed)}
+    for p, v in overrides.items():
+        _set_path(ns, p, v)
+    new_stats: dict[str, Any] = {}
+    for i, node in enumerate(nodes):
+        x = resolve(ns, node.input)
+        v = variables[node.name]
+        mode = train if node.trainable else node.train_mode
+        v_in = {"params": v["params"], "batch_stats": v.get("batch_stats", {})}
+
+        def apply(node=node, x=x, v_in=v_in, mode=mode, i=i):
+            return node.module.apply(
+                v_in, x, train=mode, mutable=["batch_stats"] if mode else False,
+                rngs={"dropout": jax.random.fold_in(rng, i)} if mode else None,
+            )
+
+        if node.capture_bn:
+            out, bn = capture_bn_moments(apply, v_in)
+        else:
+            out, bn = apply(), None
+        if mode:
+            (logits, feats), upd = out
+            if node.trainable:
+                new_stats[node.name] = upd.get("batch_stats", {})
+        else:
+            logits, feats = out
+        entry: dict[str, Any] = {"logits": logits, "feats": feats}
+        if bn is not None:
+            entry["bn"] = bn
+        if not node.trainable and stop_frozen:
+            entry = jax.lax.stop_gradient(entry)
+        _set_path(ns, node.path, entry)
+    deployed = [n for n in nodes if n.trainable and n.deploy]
+    if deployed:
+        ns["peers"] = {"logits": jnp.stack([resolve(ns, n.path)["logits"] for n in deployed])}
+    return ns, new_stats
+
+
+def train_metrics(program: Program, ns: Mapping[str, Any], batch: Mapping[str, jax.Array]) -> dict:
+    """Per deployed model: argmax accuracy (single-label) or micro-F1 at p = 0.5 (multi-label,
+    over known labels `batch.label_mask`), masked by `batch.mask`."""
+    out = {}
+    mask = batch["mask"]
+    for name in program.deployed:
+        z = ns[name]["logits"]
+        if program.multi_label:
+            lm = batch.get("label_mask", jnp.ones_like(z)) * mask[:, None]
+            pred = (z > 0).astype(jnp.float32)
+            y = (batch["labels"] > 0.5).astype(jnp.float32)
+            tp = jnp.sum(pred * y * lm)
+            fp_fn = jnp.sum(jnp.abs(pred - y) * lm)
+            out[f"train_micro_f1/{name}"] = 2 * tp / jnp.maximum(2 * tp + fp_fn, 1.0)
+        else:
+            hit = jnp.argmax(z, -1) == jnp.argmax(batch["labels"], -1)
+            out[f"train_accuracy/{name}"] = losses_lib.masked_mean(hit.astype(jnp.float32), mask)
+    return out
+
+
+def mix(program: Program, batch: Mapping[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
+    """Waveform mixup of the batch (audio and labels), if `program.mixup_alpha > 0`.
+
+    Raises:
+      ValueError: mixup with precomputed `features/<key>` or joined per-clip arrays in the batch
+        (only the audio would be mixed: the arrays would no longer match it).
+    """
+    if program.mixup_alpha <= 0:
+        return dict(batch)
+    extra = sorted(k for k in batch if k not in ("audio", "labels", "label_mask", "mask", "index"))
+    if extra:
+        raise ValueError(f"mixup_alpha={program.mixup_alpha} with per-clip arrays {extra} in the batch: "
+                         "they would not match the mixed audio; set mixup_alpha=0")
+    audio, labels = augment.mixup(jax.random.fold_in(rng, 0x7FFFFFFF), batch["audio"], batch["labels"],
+                                  alpha=program.mixup_alpha)
+    return dict(batch, audio=audio, labels=labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building a program from a config.
+
+
+def _frontend_fns(entries: Mapping[str, Any], sample_rate: int) -> dict[str, Any]:
+    """One front-end function per `features.<key>` entry; identical configs share one function.
+
+    A front-end given as `{"preset": name, ...}` is expanded first, so its sample rate is
+    checked too.
+
+    Raises:
+      ValueError: a front-end's sample rate differs from the data's (names the entry).
+    """
+    by_key: dict[str, Any] = {}
+    out = {}
+    for name, fe_cfg in entries.items():
+        fe = dict(fe_cfg)
+        if "preset" in fe:
+            preset = fe.pop("preset")
+            if preset not in frontends_lib.PRESETS:
+                raise ValueError(f"{name}.frontend.preset={preset!r}: known presets {sorted(frontends_lib.PRESETS)}")
+            fe = dict(frontends_lib.PRESETS[preset]) | fe
+        sr = fe.get("sample_rate")
+        if sr is not None and int(sr) != int(sample_rate):
+            raise ValueError(f"{name}.frontend.sample_rate={sr} but the data is {sample_rate} Hz")
+        key = json.dumps(fe, sort_keys=True, default=str)
+        if key not in by_key:
+            by_key[key] = frontends_lib.make_frontend(fe)
+        out[name] = by_key[key]
+    return out
+
+
+def build_program(cfg: Any, num_classes: int, sample_rate: int, *, multi_label: bool = False) -> Program:
+    """The Program of a train/invert/cache config (see module docstring for the fields).
+
+    `cfg.compute_dtype` ("float32" default, "bfloat16"): mixed precision. "bfloat16" is passed
+    to every model as `dtype=`: computation in bfloat16; parameters, BatchNorm statistics and
+    optimiser state stay float32; models return float32 logits/feats, so losses are float32.
+
+    Raises:
+      ValueError: unknown compute_dtype, node field, front-end name, input path that no node,
+        front-end or batch provides, a dependency cycle, or a deployed model fed by a
+        training-only module.
+    """
+    dtype = str(cfg.get("compute_dtype", "float32"))
+    if dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"compute_dtype={dtype!r}: expected 'float32' or 'bfloat16'")
+    extra = {} if dtype == "float32" else {"dtype": jnp.dtype(dtype)}
+    named_fe = dict(cfg.get("frontends", {}) or {})
+    fe_entries: dict[str, Any] = {k: v for k, v in named_fe.items()}
+    default_train_mode = bool(cfg.get("teacher_train_mode", False))
+    raw = []
+    for block, trainable in (("models", True), ("teachers", False)):
+        for name, m in (cfg.get(block, {}) or {}).items():
+            unknown = set(m) - NODE_FIELDS
+            if unknown:
+                raise ValueError(f"{block}.{name}: unknown field(s) {sorted(unknown)}; fields: {sorted(NODE_FIELDS)}")
+            path = name if trainable else f"teacher.{name}"
+            fe = m.get("frontend")
+            if m.get("input"):
+                if fe:
+                    raise ValueError(f"{block}.{name}: give either 'frontend' or 'input', not both")
+                inp = str(m.input)
+            elif isinstance(fe, str):
+                if fe not in named_fe:
+                    raise ValueError(f"{block}.{name}.frontend={fe!r}: no such entry in frontends {sorted(named_fe)}")
+                inp = f"features.{fe}"
+            elif fe:
+                key = name if trainable else f"teacher_{name}"
+                fe_entries[key] = fe
+                inp = f"features.{key}"
+            else:
+                raise ValueError(f"{block}.{name}: needs a 'frontend' or an 'input' key path")
+            module = models_lib.build(m.model, num_classes=num_classes, **(dict(m.get("kw", {}) or {}) | extra))
+            raw.append(Node(
+                name=name, path=path, module=module, input=inp, trainable=trainable,
+                deploy=bool(m.get("deploy", True)) if trainable else False,
+                train_mode=bool(m.get("train_mode", default_train_mode)) if not trainable else True,
+                capture_bn=bool(m.get("capture_bn", False)),
+            ))
+    # Dependency order (a node after the node its input reads).
+    by_path = {n.path: n for n in raw}
+    order: list[Node] = []
+    state: dict[str, int] = {}
+
+    def visit(n: Node, chain: tuple[str, ...]):
+        if state.get(n.path) == 2:
+            return
+        if state.get(n.path) == 1:
+            raise ValueError(f"modules form a cycle through their inputs: {' -> '.join(chain + (n.path,))}")
+        state[n.path] = 1
+        dep = _input_node(n.input, by_path)
+        if dep is not None:
+            if n.trainable and n.deploy and dep.trainable and not dep.deploy:
+                raise ValueError(f"models.{n.name} (deployed) reads {n.input!r} of the training-only models.{dep.name}")
+            visit(dep, chain + (n.path,))
+        elif not n.input.startswith(("batch.", "features.")):
+            raise ValueError(f"{n.path}.input={n.input!r}: expected batch.<key>, features.<key> or a module's outputs")
+        state[n.path] = 2
+        order.append(n)
+
+    for n in raw:
+        visit(n, ())
+    terms = tuple(LossTerm.from_config(n, t) for n, t in (cfg.get("losses", {}) or {}).items())
+    return Program(
+        nodes=tuple(order),
+        frontends=_frontend_fns(fe_entries, sample_rate),
+        terms=terms,
+        mixup_alpha=float(cfg.get("mixup_alpha", 0.0)),
+        multi_label=bool(multi_label),
+    )
