@@ -28,6 +28,8 @@ from configs import common
 
 TEACHER = dict(stem_width=96, widths=(96, 128, 160, 192), strides=(1, 2, 2, 2), stem_stride=2, dropout=0.1)
 STUDENT = dict(stem_width=16, widths=(16, 24, 32), strides=(2, 2, 2), stem_stride=2)
+# variant=tiny (tests): a 10x+ smaller teacher than TEACHER, still > 10x the student.
+TEACHER_TINY = dict(stem_width=64, widths=(64, 96, 128), strides=(1, 2, 2), stem_stride=2)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -35,13 +37,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     tiny = a.variant == "tiny"
     if a.variant not in ("default", "tiny"):
         raise ValueError(f"config argument variant={a.variant!r}: expected 'default' or 'tiny'")
-    data = common.data("fsdd", clip_seconds=1.0, max_examples=0, allow_download=True)
+    data = common.data("fsdd", clip_seconds=1.0, max_examples=64 if tiny else 0, allow_download=True)
     fe_teacher = common.frontend("logmel40_8k")
+    teacher_kw = TEACHER_TINY if tiny else TEACHER
     fe_student = common.frontend("logmel40_8k")
 
     def stage(model_kw, *, steps, lr, teacher=False, kd=False):
         c = common.train_config(
-            batch_size=32, num_steps=2 if tiny else steps, lr=lr, warmup_steps=0 if tiny else 50,
+            batch_size=8 if tiny else 32, num_steps=2 if tiny else steps, lr=lr, warmup_steps=0 if tiny else 50,
             eval_every=2 if tiny else 200, checkpoint_every=1 if tiny else 200,
         )
         c.data = data
@@ -51,7 +54,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.teachers = {}
         c.losses = {"ce": common.ce(name, weight=1.0)}
         if kd:
-            c.teachers = {"teacher": dict(model="temporal_cnn", kw=TEACHER, frontend=fe_teacher,
+            c.teachers = {"teacher": dict(model="temporal_cnn", kw=teacher_kw, frontend=fe_teacher,
                                           checkpoint="{parent}/../teacher", checkpoint_model="teacher")}
             c.losses = {"ce": common.ce(name, weight=1.0 - a.alpha),
                         "kd": common.hinton_kd(name, "teacher", weight=a.alpha, temperature=a.temperature)}
@@ -61,7 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c = ml_collections.ConfigDict()
     c.stages = {
-        "teacher": stage(TEACHER, steps=1200, lr=2e-3, teacher=True),
+        "teacher": stage(teacher_kw, steps=1200, lr=2e-3, teacher=True),
         "student": stage(STUDENT, steps=800, lr=3e-3),
         "kd": stage(STUDENT, steps=800, lr=3e-3, kd=True),
     }

@@ -8,6 +8,8 @@ validation metric, and finally evaluates those on the test split. It writes:
   workdir/tb/             TensorBoard event files
   workdir/ckpt/           orbax checkpoints (see kdjax.train.checkpoint)
   workdir/result.json     the final test metrics, parameter counts, training time
+  workdir/logits_<split>.npz   the selected models' logits `[N, C]` per split (source order)
+                          and the labels, for ensembles and paired per-clip comparisons
 Only process 0 writes logs and result files; checkpoints are saved collectively.
 """
 
@@ -258,10 +260,13 @@ def evaluate(
     batch_size: int,
     data_sharding: NamedSharding,
     metric: str = "accuracy",
+    logits_out: dict[str, np.ndarray] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Metrics of every trainable model on a whole split: `{name: {metric, loss, ...}}`.
+    """Metrics of every deployed model on a whole split: `{name: {metric, loss, ...}}`.
 
-    For single-label data also the confusion matrix and per-class accuracy.
+    For single-label data also the confusion matrix and per-class accuracy. If `logits_out` is
+    a dict, it receives each model's logits `[N, C]` (in source order, padding removed) and
+    `"labels"` `[N, C]`.
     """
     nproc, pidx = jax.process_count(), jax.process_index()
     logits: dict[str, list] = {n: [] for n in spec.deployed}
@@ -305,6 +310,10 @@ def evaluate(
             if metric != "accuracy":
                 r["accuracy"] = metrics_lib.accuracy(z, y, m)
         result[n] = r
+        if logits_out is not None:
+            logits_out[n] = z[m > 0].astype(np.float32)
+    if logits_out is not None:
+        logits_out["labels"] = y[m > 0].astype(np.float32)
     return result
 
 
@@ -500,7 +509,10 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     for split, src in split_src.items():
         if src is None:
             continue
-        res = evaluate(spec, eval_fn, final_params, final_stats, src, **eval_kw)
+        logits_out: dict[str, np.ndarray] = {}
+        res = evaluate(spec, eval_fn, final_params, final_stats, src, **eval_kw, logits_out=logits_out)
+        if is_main:  # for ensembles and per-clip comparisons of runs (e.g. recipes' results tables)
+            np.savez(os.path.join(workdir, f"logits_{split}.npz"), **logits_out)
         for n, r in res.items():
             result["models"].setdefault(n, {"best_step": int(best[n]["step"])})[split] = r
     ckpt.close()

@@ -12,7 +12,7 @@ module `<module>` of stage `<stage>`, and `{stage:<name>}` in any string of a st
 that stage's run folder (the same seed's folder when the referenced stage repeats), e.g.
 `data.join.emb = "{stage:cache}/arrays/{split}/emb.npy"` or
 `data.train_source.kw.root = "{stage:invert}/synthetic"`. Stage `s` runs in `<workdir>/<s>` (the teacher stage, `repeat=False`)
-or `<workdir>/<s>/seed<k>`; a stage whose `result.json` exists is skipped, so
+or `<workdir>/<s>/seed<k>` (`<workdir>/<s>/fold<f>` with `folds`, see `stage_runs`); a stage whose `result.json` exists is skipped, so
 re-running the same command after a crash resumes where it stopped.
 `summary.json` reports each stage's test metric (mean, std over seeds),
 parameter count and training time, and the gain of each stage over its
@@ -63,7 +63,7 @@ def _stage_dir(cfg: ml_collections.ConfigDict, workdir: str, name: str, seed_ind
     if name not in cfg.stages:
         raise ValueError(f"{where}: refers to stage {name!r}; stages are {list(cfg.stages)}")
     if cfg.stages[name].get("repeat", True):
-        return os.path.join(workdir, name, f"seed{seed_index}")
+        return os.path.join(workdir, name, _repeats(cfg)[seed_index][1])
     return os.path.join(workdir, name)
 
 
@@ -97,10 +97,35 @@ def link_stages(c: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict, wo
     return c
 
 
+def _repeats(cfg: ml_collections.ConfigDict) -> list[tuple[int, str, str | None]]:
+    """(index, run folder name, fold) of each repetition: `folds` when set, else `seeds`."""
+    folds = cfg.get("folds")
+    if folds:
+        return [(k, f"fold{f}", str(f)) for k, f in enumerate(folds)]
+    return [(k, f"seed{k}", None) for k in range(int(cfg.seeds))]
+
+
+def _substitute_fold(node, fold: str) -> None:
+    for k in list(node.keys()):
+        v = node[k]
+        if isinstance(v, str) and "{fold}" in v:
+            node[k] = v.replace("{fold}", fold)
+        elif hasattr(v, "keys"):
+            _substitute_fold(v, fold)
+
+
 def stage_runs(
     cfg: ml_collections.ConfigDict, workdir: str, names: list[str] | None = None
 ) -> list[tuple[str, int, str, ml_collections.ConfigDict]]:
-    """(stage, seed, workdir, config) for every run of the staged config, in order.
+    """(stage, repetition index, workdir, config) for every run of the staged config, in order.
+
+    Repeated stages (`repeat=True`, the default) run once per seed (`seeds`: seeds
+    `stage.seed + k`, folders `seed<k>`) or, when the config has `folds` (e.g. `[1, 2, 3, 4, 5]`
+    for ESC-10's official cross-validation), once per fold: folder `fold<f>`, `{fold}` in any
+    string of the stage config replaced by `f` (e.g. `data.test_split = "test_fold{fold}"`),
+    seed `stage.seed + k`. Every arm uses the same seeds, so arms are paired by seed/fold.
+    With folds, a teacher stage must repeat too (a teacher per fold, never trained on its
+    fold's test clips).
 
     Args:
       names: the stages to list (default: those in `cfg.run`).
@@ -116,12 +141,13 @@ def stage_runs(
             raise ValueError(f"run={cfg.run!r}: no stage {name!r}; stages are {list(cfg.stages)}")
         st = cfg.stages[name]
         repeat = st.get("repeat", True)
-        seeds = range(int(cfg.seeds)) if repeat else [0]
-        for k in seeds:
+        for k, folder, fold in (_repeats(cfg) if repeat else [(0, "", None)]):
             c = copy.deepcopy(st)
             with c.unlocked():
                 c.seed = int(st.seed) + k
-            wd = os.path.join(workdir, name, f"seed{k}") if repeat else os.path.join(workdir, name)
+                if fold is not None:
+                    _substitute_fold(c, fold)
+            wd = os.path.join(workdir, name, folder) if repeat else os.path.join(workdir, name)
             runs.append((name, k, wd, link_stages(c, cfg, workdir, k, name)))
     return runs
 

@@ -316,6 +316,15 @@ def test_stage_references_resolve_to_run_folders(tmp_path):
     assert k == 1 and wd.endswith("kd/seed1")
     assert c.teachers.t.checkpoint == str(tmp_path / "teacher") and c.teachers.t.checkpoint_model == "teacher"
     assert c.data.join.e == f"{tmp_path / 'teacher'}/arrays/{{split}}/e.npy"
+    # Folds: every repeated stage runs per fold, "{fold}" substituted, references per fold.
+    with cfg.unlocked():
+        cfg.folds = [2, 5]
+        cfg.stages.teacher.repeat = True
+        cfg.stages.kd.data.test_split = "test_fold{fold}"
+    runs = stage_runs(cfg, str(tmp_path))
+    assert [r[2][len(str(tmp_path)) + 1:] for r in runs] == ["teacher/fold2", "teacher/fold5", "kd/fold2", "kd/fold5"]
+    assert runs[3][3].data.test_split == "test_fold5" and runs[3][3].seed == 1
+    assert runs[3][3].teachers.t.checkpoint == str(tmp_path / "teacher" / "fold5")
     with cfg.unlocked():
         cfg.stages.kd.teachers.t.checkpoint = "nope:teacher"
     with pytest.raises(ValueError, match="refers to stage 'nope'"):
