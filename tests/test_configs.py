@@ -31,7 +31,7 @@ def test_config_runs_two_steps_at_variant_tiny(name, tmp_path, data_dir):
         if cfg.get("folds"):
             cfg.folds = list(cfg.folds)[:1]
     runs = stages.stage_runs(cfg, str(tmp_path))
-    for st, _, wd, c in runs:
+    for st, _, _wd, c in runs:
         assert c.get("kind", "train") != "train" or c.num_steps <= 2, f"{name}:{st} runs {c.num_steps} steps at tiny"
     seen = {}
     for st, _, wd, c in runs:
