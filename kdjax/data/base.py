@@ -133,23 +133,29 @@ class ClipSource:
 
 
 def check_source_kwargs(name: str, fn, kwargs: dict[str, Any]) -> None:
-    """Raises a one-line ValueError if `fn` (a module's `source`) does not take every key of `kwargs`.
+    """Raises a one-line ValueError if `fn` (a module's `source`) does not take every key of
+    `kwargs`, or needs a keyword that `kwargs` lacks.
 
-    The valid keywords come from `inspect.signature(fn)` (all but the leading `split`);
-    a `source` with `**kwargs` accepts anything.
+    The keywords come from `inspect.signature(fn)` (all but the leading `split`); a
+    `source` with `**kwargs` accepts any key.
     """
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [
-        p.name
-        for p in params.values()
+    params = [
+        p
+        for p in inspect.signature(fn).parameters.values()
         if p.name != "split" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
-    unknown = [k for k in kwargs if k not in valid]
-    if unknown:
+    valid = [p.name for p in params]
+    takes_any = any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()
+    )
+    unknown = [] if takes_any else [k for k in kwargs if k not in valid]
+    missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in kwargs]
+    problems = ([f"unknown keyword(s) {unknown} in data.kw"] if unknown else []) + (
+        [f"missing required keyword(s) {missing} in data.kw"] if missing else []
+    )
+    if problems:
         raise ValueError(
-            f"data.name={name!r}: unknown keyword(s) {unknown} in data.kw; valid keywords of "
+            f"data.name={name!r}: {'; '.join(problems)}; valid keywords of "
             f"kdjax.data.{name}.source: {sorted(valid)} (plus max_examples)"
         )
 
@@ -165,9 +171,10 @@ def get_source(name: str, split: str, *, max_examples: int | None = None, **kwar
       **kwargs: passed to the module's `source` (a config's `data.kw`).
 
     Raises:
-      ValueError: no dataset module of that name, or a keyword the module's `source`
+      ValueError: no dataset module of that name, a keyword the module's `source`
         does not take (one line naming the keyword and the valid ones, e.g. FSDD's
-        `allow_download` left in `data.kw` after switching `data.name`).
+        `allow_download` left in `data.kw` after switching `data.name`), or a required
+        keyword missing (e.g. the folder source's `sample_rate`).
     """
     try:
         mod = importlib.import_module(f"kdjax.data.{name}")

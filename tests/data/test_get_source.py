@@ -17,7 +17,7 @@ def test_unknown_keyword_names_key_and_valid_keywords(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg
     assert "'allow_download'" in msg and "data.name='folder'" in msg
-    for kw in ("root", "csv", "sample_rate", "fold_column"):
+    for kw in ("root", "csv", "sample_rate", "audio_dir", "val_fraction"):
         assert f"'{kw}'" in msg, msg
     with pytest.raises(ValueError, match=r"'root'.*valid keywords.*'allow_download'.*'data_dir'"):
         get_source("fsdd", "test", root=tmp_path)
