@@ -103,15 +103,7 @@ def source(
       ValueError: no root, missing columns, unknown split (lists the valid ones), label
         not in class_names, empty label, fractions outside [0, 1).
     """
-    if root is None and data_dir is None:
-        raise ValueError(
-            "folder: root is required: the folder holding the CSV and the audio "
-            "(data.kw.root=..., or --source DIR for python -m kdjax.data.prepare)"
-        )
-    root = pathlib.Path(data_dir or ".") / root if root is not None else pathlib.Path(data_dir)
-    root = root.expanduser()
-    if not root.is_dir():
-        raise DatasetNotFoundError(f"folder: root {root} not found (the folder holding {csv})")
+    root = _resolve_root(root, data_dir, csv)
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= float(frac) < 1.0:
             raise ValueError(f"folder: {name}={frac}: expected a fraction in [0, 1)")
@@ -170,6 +162,51 @@ def source(
         cache=cache,
         name=f"folder:{root.name}/{split}",
     )
+
+
+def _resolve_root(root, data_dir, csv: str) -> pathlib.Path:
+    """`data_dir/root`, `root` or `data_dir`; ValueError when neither, DatasetNotFoundError when absent."""
+    if root is None and data_dir is None:
+        raise ValueError(
+            "folder: root is required: the folder holding the CSV and the audio "
+            "(data.kw.root=..., or --source DIR for python -m kdjax.data.prepare)"
+        )
+    path = pathlib.Path(data_dir or ".") / root if root is not None else pathlib.Path(data_dir)
+    path = path.expanduser()
+    if not path.is_dir():
+        raise DatasetNotFoundError(f"folder: root {path} not found (the folder holding {csv})")
+    return path
+
+
+def default_splits(
+    *,
+    root: str | os.PathLike | None = None,
+    csv: str = "metadata.csv",
+    split_column: str | None = None,
+    fold_column: str | None = None,
+    delimiter: str = ",",
+    data_dir: str | os.PathLike | None = None,
+    **unused,
+) -> list[str]:
+    """The splits `python -m kdjax.data.prepare` checks by default (takes `source`'s keywords).
+
+    With `fold_column`: fold1..foldK (every clip once); else "train", "validation",
+    "test" (carved where the CSV lacks them) and any other value of `split_column`.
+
+    Raises:
+      DatasetNotFoundError, ValueError: as `source` (missing root or CSV, missing columns).
+    """
+    del unused
+    root = _resolve_root(root, data_dir, csv)
+    cols = [c for c in (split_column, fold_column) if c]
+    rows = read_table(root / csv, cols, dataset="folder", delimiter=delimiter,
+                      hint=f"expected a CSV with columns {cols} in {root}", what=f"the CSV {root / csv}")
+    if fold_column:
+        return [f"fold{k}" for k in sorted({r[fold_column] for r in rows}, key=_fold_order)]
+    valid = split_names(rows, split_column=split_column, fold_column=None)
+    std = [s for s in ("train", "validation", "test") if s in valid]
+    extra = sorted({r[split_column] for r in rows} - {"train", "validation", "val", "test"}) if split_column else []
+    return std + extra
 
 
 def split_names(rows: Sequence[Row], *, split_column: str | None, fold_column: str | None) -> list[str]:

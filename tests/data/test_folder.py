@@ -1,7 +1,5 @@
 """Generic folder + CSV source: a generated miniature folder and a folder of real FSDD clips."""
 
-import shutil
-
 import numpy as np
 import pytest
 import soundfile as sf
@@ -25,29 +23,6 @@ def mini(tmp_path):
         lines.append(f"clips/{stem}.wav,{lab},{tags},{fold},{s}")  # .wav in CSV, .flac on disk
     (tmp_path / "metadata.csv").write_text("\n".join(lines) + "\n")
     return tmp_path
-
-
-DIGITS, SPEAKERS, TAKES = (0, 1, 2, 3), ("george", "jackson", "lucas"), range(5)
-
-
-@pytest.fixture
-def corpus(tmp_path, data_dir):
-    """60 real FSDD clips (4 digits x 3 speakers x 5 takes) in `<root>/audio/`, and two CSVs:
-    `labels.csv` (take 0 = test, the rest = train; no validation split) and `all.csv` (one list)."""
-    root = tmp_path / "corpus"
-    (root / "audio").mkdir(parents=True)
-    split_rows, all_rows = ["file,word,set"], ["file,word"]
-    for d in DIGITS:
-        for spk in SPEAKERS:
-            for take in TAKES:
-                name = f"{d}_{spk}_{take}.flac"
-                shutil.copy(data_dir / "fsdd" / "audio" / name, root / "audio" / name)
-                word = ["zero", "one", "two", "three"][d]
-                split_rows.append(f"{name},{word},{'test' if take == 0 else 'train'}")
-                all_rows.append(f"{name},{word}")
-    (root / "labels.csv").write_text("\n".join(split_rows) + "\n")
-    (root / "all.csv").write_text("\n".join(all_rows) + "\n")
-    return root
 
 
 def _kw(**kw):
