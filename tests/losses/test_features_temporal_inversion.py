@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -271,3 +272,33 @@ def test_adversarial_js_vs_numpy_and_bounds():
     np.testing.assert_allclose(J.adversarial_js(f32(t), f32(s)), got, rtol=1e-6)
     far = J.adversarial_js(jnp.array([[100.0, 0.0]]), jnp.array([[0.0, 100.0]]))
     assert float(far[0]) == pytest.approx(math.log(2), rel=1e-5)
+
+
+def _js_ref64(s, t, temperature=1.0):
+    """float64 NumPy JS divergence of softmax(s/T) and softmax(t/T), mixture in log space."""
+    def log_softmax(z):
+        z = np.asarray(z, np.float64) / temperature
+        mx = z.max(-1, keepdims=True)
+        return z - mx - np.log(np.exp(z - mx).sum(-1, keepdims=True))
+
+    lp, lq = log_softmax(s), log_softmax(t)
+    lm = np.logaddexp(lp, lq) - np.log(2.0)
+    return 0.5 * (np.exp(lp) * (lp - lm)).sum(-1) + 0.5 * (np.exp(lq) * (lq - lm)).sum(-1)
+
+
+def test_adversarial_js_finite_when_a_class_underflows_in_both():
+    # logit gaps of 200: class 2 (and more) has probability ~e^-200, 0 in float32, in both
+    s = np.array([[200.0, 0.0, 0.0, -10.0], [0.0, 200.0, 0.0, 150.0], [3.0, 1.0, -200.0, 2.0]])
+    t = np.array([[0.0, 200.0, 0.0, -10.0], [0.0, 200.0, 0.0, 0.0], [1.0, 3.0, -200.0, 0.0]])
+    got = L.adversarial_js(f32(s), f32(t))
+    assert np.all(np.isfinite(got)), got
+    np.testing.assert_allclose(got, _js_ref64(s, t), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        L.adversarial_js(f32(s), f32(t), temperature=4.0), _js_ref64(s, t, 4.0), rtol=1e-5, atol=1e-7
+    )
+    g_s, g_t = jax.grad(lambda a, b: L.adversarial_js(a, b).sum(), argnums=(0, 1))(f32(s), f32(t))
+    assert np.all(np.isfinite(g_s)) and np.all(np.isfinite(g_t)), (g_s, g_t)
+    with jax.enable_x64(True):  # the float32 gradient matches the float64 one
+        g64 = jax.grad(lambda a: L.adversarial_js(a, jnp.asarray(t, jnp.float64)).sum())(
+            jnp.asarray(s, jnp.float64))
+    np.testing.assert_allclose(g_s, g64, rtol=1e-4, atol=1e-6)
