@@ -1,5 +1,6 @@
 """Feature, temporal and data-free losses vs NumPy references; identities; errors."""
 
+import functools
 import math
 
 import jax
@@ -113,6 +114,63 @@ def test_stats_pooling_hidden_loss_vs_numpy():
     )
     with pytest.raises(ValueError, match="projection"):
         L.stats_pooling_hidden_loss(f32(sf), f32(tf))
+
+
+def test_align_time_float64_weights_under_x64():
+    x = rng(21).normal(size=(2, 3, 4))
+    with jax.enable_x64(True):
+        for method in ("interpolate", "mean", "repeat", "truncate"):
+            w = L.time_alignment_matrix(3, 7 if method != "truncate" else 2, method)
+            assert w.dtype == jnp.float64, (method, w.dtype)
+        assert L.time_alignment_matrix(3, 7, dtype=jnp.float32).dtype == jnp.float32
+        got = L.align_time(jnp.asarray(x), 7, "interpolate")
+        assert got.dtype == jnp.float64
+        # float32-rounded weights (scale 3/7) would be off by ~1e-8
+        np.testing.assert_allclose(got, _ref.interp_linear(x, 7), rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(
+            L.align_time(jnp.asarray(x), 2, "mean"),
+            np.stack([x[:, 0:2].mean(1), x[:, 1:3].mean(1)], 1), rtol=1e-13)
+    assert L.time_alignment_matrix(3, 7).dtype == jnp.float32  # without x64: float32
+    assert L.align_time(jnp.asarray(x, jnp.bfloat16), 7).dtype == jnp.bfloat16
+
+
+def test_align_time_validates_the_method_at_equal_lengths():
+    x = f32(rng(22).normal(size=(2, 5, 3)))
+    with pytest.raises(ValueError, match="method must be"):
+        L.align_time(x, 5, "nearest")
+    with pytest.raises(ValueError, match="method must be"):
+        L.time_alignment_matrix(5, 5, "nearest")
+    with pytest.raises(ValueError, match="method must be"):
+        L.stats_pooling_hidden_loss(x, x, align="nearest")
+
+
+@pytest.mark.parametrize("metric", ["mse", "cosine"])
+def test_stats_pooling_hidden_loss_frame_mask(metric):
+    r = rng(23)
+    sf, tf, w = r.normal(size=(3, 6, 4)), r.normal(size=(3, 6, 5)), r.normal(size=(4, 5))
+    loss = jax.jit(functools.partial(L.stats_pooling_hidden_loss, metric=metric))
+    base = np.asarray(loss(f32(sf), f32(tf), projection=f32(w)))
+    # pad to 9 frames with garbage (NaN in the student, huge values in the teacher) under
+    # mask 0; example 1 is shorter (4 valid frames): its loss is that of its 4-frame sequence
+    pad = lambda x, v: np.concatenate([x, np.full((3, 3, x.shape[-1]), v)], 1)  # noqa: E731
+    sg, tg = pad(sf, np.nan), pad(tf, 1e6)
+    mask = np.zeros((3, 9))
+    mask[:, :6] = 1
+    mask[1, 4:] = 0
+    sg[1, 4:6], tg[1, 4:6] = -1e5, 7e5
+    got = np.asarray(loss(f32(sg), f32(tg), projection=f32(w), mask=f32(mask)))
+    short = loss(f32(sf[1:2, :4]), f32(tf[1:2, :4]), projection=f32(w))
+    np.testing.assert_allclose(got[[0, 2]], base[[0, 2]], rtol=1e-5)
+    np.testing.assert_allclose(got[1], short[0], rtol=1e-5)
+    # all-ones mask == no mask; gradients finite despite NaN garbage
+    ones = loss(f32(sf), f32(tf), projection=f32(w), mask=jnp.ones((3, 6)))
+    np.testing.assert_allclose(ones, base, rtol=1e-6)
+    g_s, g_w = jax.jit(jax.grad(
+        lambda a, ww: loss(a, f32(tg), projection=ww, mask=f32(mask)).sum(), argnums=(0, 1)
+    ))(f32(sg), f32(w))
+    assert np.all(np.isfinite(g_s)) and np.all(np.isfinite(g_w))
+    with pytest.raises(ValueError, match=r"mask must have shape \[B, T\]"):
+        L.stats_pooling_hidden_loss(f32(sg), f32(tg), projection=f32(w), mask=f32(mask[:, :6]))
 
 
 # ---------------------------------------------------------------- temporal
