@@ -82,6 +82,8 @@ def source(
       label_column: column with the class name (single-label) or names (with `label_sep`).
       label_sep: separator of several labels in one cell; set -> multi-label (multi-hot `[C]`).
       fold_column / split_column: optional columns defining splits.
+        (None and "" both mean unset for label_sep, fold_column and split_column, so a
+        config's `data.kw` can hold "" and be overridden from the command line.)
       val_fraction: fraction (0..1) of train_full held out as "validation" when the CSV
         has no validation split.
       test_fraction: fraction (0..1) of all rows held out as "test" when there is no
@@ -158,7 +160,7 @@ def source(
         recs,
         sample_rate=int(sample_rate),
         class_names=names,
-        multi_label=label_sep is not None,
+        multi_label=bool(label_sep),
         cache=cache,
         name=f"folder:{root.name}/{split}",
     )

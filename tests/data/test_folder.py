@@ -149,3 +149,11 @@ def test_root_errors(tmp_path):
         folder.source("train", sample_rate=8000)
     with pytest.raises(DatasetNotFoundError, match=str(tmp_path / "nowhere")):
         folder.source("train", root=tmp_path / "nowhere", sample_rate=8000)
+
+
+def test_empty_string_means_unset(corpus):
+    """configs/common.folder_data stores unset columns as "" (overridable from the command line)."""
+    kw = _kw(split_column="", csv="all.csv", test_fraction=0.2)
+    src = folder.source("test", root=corpus, label_sep="", fold_column="", **kw)
+    assert not src.multi_label and len(src) == 12
+
