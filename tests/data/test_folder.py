@@ -157,3 +157,18 @@ def test_empty_string_means_unset(corpus):
     src = folder.source("test", root=corpus, label_sep="", fold_column="", **kw)
     assert not src.multi_label and len(src) == 12
 
+
+def test_common_folder_data_block(corpus):
+    """configs/common.folder_data: the same keys as common.data, and its kw reach the source."""
+    import ml_collections
+
+    from configs import common
+
+    d = common.folder_data(str(corpus), "labels.csv", audio_dir="audio", path_column="file",
+                           label_column="word", split_column="set", sample_rate=8000,
+                           clip_seconds=1.0, val_fraction=0.25)
+    assert set(d) == set(common.data("fsdd", clip_seconds=1.0))
+    assert d["name"] == "folder" and d["eval_split"] == "validation"
+    d = ml_collections.ConfigDict(d)  # as a config holds it ("" columns survive)
+    sizes = {s: len(get_source(d.name, s, **d.kw)) for s in (d.train_split, d.eval_split, d.test_split)}
+    assert sizes == {"train": 36, "validation": 12, "test": 12}
