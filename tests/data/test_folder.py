@@ -116,6 +116,9 @@ def test_unknown_split_lists_the_valid_splits(mini, corpus):
     msg = str(e.value)
     for name in ("'all'", "'fold1'", "'test_fold3'", "'train_fold2'", "'validation_fold1'", "'fit_fold1'"):
         assert name in msg, msg
+    with pytest.raises(ValueError) as e:  # a train/validation/test name with only a fold column
+        folder.source("train", root=mini, fold_column="fold", sample_rate=8000)
+    assert "'train_fold1'" in str(e.value) and "'validation_fold3'" in str(e.value), str(e.value)
     with pytest.raises(ValueError) as e:
         folder.source("dev", root=corpus, **_kw())
     for name in ("'all'", "'train'", "'validation'", "'test'", "'train_full'"):
