@@ -168,7 +168,9 @@ class SegmentSource:
         if "start" not in r.meta:
             return load_audio(r.path, expected_sr=self.sample_rate)
         try:
-            wave, sr = sf.read(r.path, start=r.meta["start"], stop=r.meta["stop"], dtype="float32", always_2d=True)
+            wave, sr = sf.read(
+                r.path, start=r.meta["start"], stop=r.meta["stop"], dtype="float32", always_2d=True
+            )
         except Exception as e:
             raise AudioError(f"{r.path}: cannot decode audio ({type(e).__name__}: {e})") from None
         if sr != self.sample_rate:

@@ -114,7 +114,11 @@ def wav_declared_frames(path: str | os.PathLike) -> int | None:
                         return None
                     fmt_tag, _, _, _, block_align = struct.unpack("<HHIIH", fmt[:14])
                 elif cid == b"data":
-                    if block_align is None or fmt_tag not in _FRAMED_WAV_FORMATS or block_align == 0:
+                    if (
+                        block_align is None
+                        or fmt_tag not in _FRAMED_WAV_FORMATS
+                        or block_align == 0
+                    ):
                         return None
                     if size in (0, 0xFFFFFFFF):
                         return None

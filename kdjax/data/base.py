@@ -149,7 +149,9 @@ def check_source_kwargs(name: str, fn, kwargs: dict[str, Any]) -> None:
         p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()
     )
     unknown = [] if takes_any else [k for k in kwargs if k not in valid]
-    missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in kwargs]
+    missing = [
+        p.name for p in params if p.default is inspect.Parameter.empty and p.name not in kwargs
+    ]
     problems = ([f"unknown keyword(s) {unknown} in data.kw"] if unknown else []) + (
         [f"missing required keyword(s) {missing} in data.kw"] if missing else []
     )
@@ -181,9 +183,7 @@ def get_source(name: str, split: str, *, max_examples: int | None = None, **kwar
     except ModuleNotFoundError as e:
         if e.name != f"kdjax.data.{name}":
             raise
-        raise ValueError(
-            f"data.name={name!r}: no dataset module kdjax/data/{name}.py"
-        ) from None
+        raise ValueError(f"data.name={name!r}: no dataset module kdjax/data/{name}.py") from None
     check_source_kwargs(name, mod.source, kwargs)
     src = mod.source(split, **kwargs)
     if max_examples and len(src) > max_examples:

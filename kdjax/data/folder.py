@@ -113,7 +113,10 @@ def source(
     audio_root = root / audio_dir
     cols = [path_column, label_column] + [c for c in (fold_column, split_column) if c]
     rows = read_table(
-        csv_path, cols, dataset="folder", delimiter=delimiter,
+        csv_path,
+        cols,
+        dataset="folder",
+        delimiter=delimiter,
         hint=f"expected a CSV with columns {cols} in {root}",
         what=f"the CSV {csv_path} (set path_column=/label_column= to its column names)",
     )
@@ -134,11 +137,23 @@ def source(
     index = {n: i for i, n in enumerate(names)}
 
     def holdout(rs: list[Row], fraction: float, salt: str) -> tuple[list[Row], list[Row]]:
-        return _stratified_holdout(rs, fraction, key=lambda r: "\0".join(sorted(labels_of(r))),
-                                   path=lambda r: r[path_column], salt=f"{seed}:{salt}")
+        return _stratified_holdout(
+            rs,
+            fraction,
+            key=lambda r: "\0".join(sorted(labels_of(r))),
+            path=lambda r: r[path_column],
+            salt=f"{seed}:{salt}",
+        )
 
-    keep = _select(rows, split, split_column=split_column, fold_column=fold_column,
-                   holdout=holdout, val_fraction=val_fraction, test_fraction=test_fraction)
+    keep = _select(
+        rows,
+        split,
+        split_column=split_column,
+        fold_column=fold_column,
+        holdout=holdout,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+    )
 
     recs = []
     for r in keep:
@@ -201,17 +216,29 @@ def default_splits(
     del unused
     root = _resolve_root(root, data_dir, csv)
     cols = [c for c in (split_column, fold_column) if c]
-    rows = read_table(root / csv, cols, dataset="folder", delimiter=delimiter,
-                      hint=f"expected a CSV with columns {cols} in {root}", what=f"the CSV {root / csv}")
+    rows = read_table(
+        root / csv,
+        cols,
+        dataset="folder",
+        delimiter=delimiter,
+        hint=f"expected a CSV with columns {cols} in {root}",
+        what=f"the CSV {root / csv}",
+    )
     if fold_column:
         return [f"fold{k}" for k in sorted({r[fold_column] for r in rows}, key=_fold_order)]
     valid = split_names(rows, split_column=split_column, fold_column=None)
     std = [s for s in ("train", "validation", "test") if s in valid]
-    extra = sorted({r[split_column] for r in rows} - {"train", "validation", "val", "test"}) if split_column else []
+    extra = (
+        sorted({r[split_column] for r in rows} - {"train", "validation", "val", "test"})
+        if split_column
+        else []
+    )
     return std + extra
 
 
-def split_names(rows: Sequence[Row], *, split_column: str | None, fold_column: str | None) -> list[str]:
+def split_names(
+    rows: Sequence[Row], *, split_column: str | None, fold_column: str | None
+) -> list[str]:
     """Every split name `source` accepts for these CSV rows (sorted); see the module docstring."""
     out = {"all"}
     if split_column:

@@ -135,7 +135,9 @@ def main(argv):
         for split in splits:
             src = get_source(FLAGS.dataset, split, data_dir=FLAGS.source, **kw)
             srcs[split] = src
-            print(f"{FLAGS.dataset}/{split}: {len(src)} clips, {src.num_classes} classes, {src.sample_rate} Hz")
+            print(
+                f"{FLAGS.dataset}/{split}: {len(src)} clips, {src.num_classes} classes, {src.sample_rate} Hz"
+            )
             print(counts_table(src))
     except (DatasetNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -153,8 +155,14 @@ def main(argv):
         from kdjax.data import tfds_builder
 
         for split, src in srcs.items():
-            path = tfds_builder.build(src, dataset_name=FLAGS.dataset, split=split, data_dir=FLAGS.tfds_dir,
-                                      source_kw=kw, audio_dtype=FLAGS.audio_dtype)
+            path = tfds_builder.build(
+                src,
+                dataset_name=FLAGS.dataset,
+                split=split,
+                data_dir=FLAGS.tfds_dir,
+                source_kw=kw,
+                audio_dtype=FLAGS.audio_dtype,
+            )
             print(f"  -> TFDS ArrayRecord at {path}")
 
 

@@ -26,8 +26,17 @@ def mini(tmp_path):
 
 
 def _kw(**kw):
-    return dict(csv="labels.csv", audio_dir="audio", path_column="file", label_column="word",
-                split_column="set", sample_rate=8000) | kw
+    return (
+        dict(
+            csv="labels.csv",
+            audio_dir="audio",
+            path_column="file",
+            label_column="word",
+            split_column="set",
+            sample_rate=8000,
+        )
+        | kw
+    )
 
 
 def _files(src):
@@ -45,7 +54,9 @@ def test_single_label_folds_and_splits(mini):
     # validation_foldK is the next fold (ESC-50's convention), fit_foldK the rest of train_foldK
     va = folder.source("validation_fold1", root=mini, fold_column="fold", sample_rate=8000)
     fit = folder.source("fit_fold1", root=mini, fold_column="fold", sample_rate=8000)
-    assert [r.meta["fold"] for r in va.records] == ["2"] and [r.meta["fold"] for r in fit.records] == ["3"]
+    assert [r.meta["fold"] for r in va.records] == ["2"] and [
+        r.meta["fold"] for r in fit.records
+    ] == ["3"]
     assert len(folder.source("train", root=mini, split_column="set", sample_rate=8000)) == 2
     with pytest.raises(ValueError, match="unknown split"):
         folder.source("fold9", root=mini, fold_column="fold", sample_rate=8000)
@@ -72,8 +83,10 @@ def test_errors(mini, tmp_path_factory):
 
 
 def test_train_validation_test_from_a_train_test_csv_with_audio_dir(corpus):
-    tr, va, te = (folder.source(s, root=corpus, **_kw(val_fraction=0.25)) for s in
-                  ("train", "validation", "test"))
+    tr, va, te = (
+        folder.source(s, root=corpus, **_kw(val_fraction=0.25))
+        for s in ("train", "validation", "test")
+    )
     full = folder.source("train_full", root=corpus, **_kw())
     assert (len(tr), len(va), len(te), len(full)) == (36, 12, 12, 48)
     assert not set(_files(tr)) & set(_files(va))
@@ -86,7 +99,9 @@ def test_train_validation_test_from_a_train_test_csv_with_audio_dir(corpus):
     assert _files(folder.source("validation", root=corpus, **_kw(val_fraction=0.25))) == _files(va)
     lines = (corpus / "labels.csv").read_text().splitlines()
     (corpus / "shuffled.csv").write_text("\n".join(lines[:1] + lines[:0:-1]) + "\n")
-    shuffled = folder.source("validation", root=corpus, **_kw(csv="shuffled.csv", val_fraction=0.25))
+    shuffled = folder.source(
+        "validation", root=corpus, **_kw(csv="shuffled.csv", val_fraction=0.25)
+    )
     assert sorted(_files(shuffled)) == sorted(_files(va))
     other = folder.source("validation", root=corpus, **_kw(val_fraction=0.25, seed=1))
     assert sorted(_files(other)) != sorted(_files(va))
@@ -99,11 +114,20 @@ def test_train_validation_test_from_a_train_test_csv_with_audio_dir(corpus):
 
 
 def test_train_validation_test_from_one_list(corpus):
-    kw = dict(csv="all.csv", audio_dir="audio", path_column="file", label_column="word",
-              sample_rate=8000, val_fraction=0.25, test_fraction=0.2)
+    kw = dict(
+        csv="all.csv",
+        audio_dir="audio",
+        path_column="file",
+        label_column="word",
+        sample_rate=8000,
+        val_fraction=0.25,
+        test_fraction=0.2,
+    )
     tr, va, te = (folder.source(s, root=corpus, **kw) for s in ("train", "validation", "test"))
     assert (len(tr), len(va), len(te)) == (36, 12, 12)
-    assert sorted(_files(tr) + _files(va) + _files(te)) == sorted(_files(folder.source("all", root=corpus, **kw)))
+    assert sorted(_files(tr) + _files(va) + _files(te)) == sorted(
+        _files(folder.source("all", root=corpus, **kw))
+    )
     np.testing.assert_array_equal(np.bincount(te.label_ids(), minlength=4), [3, 3, 3, 3])
     np.testing.assert_array_equal(np.bincount(va.label_ids(), minlength=4), [3, 3, 3, 3])
     # get_source (what a train config calls) reaches the same splits
@@ -114,7 +138,14 @@ def test_unknown_split_lists_the_valid_splits(mini, corpus):
     with pytest.raises(ValueError) as e:
         folder.source("fold9", root=mini, fold_column="fold", sample_rate=8000)
     msg = str(e.value)
-    for name in ("'all'", "'fold1'", "'test_fold3'", "'train_fold2'", "'validation_fold1'", "'fit_fold1'"):
+    for name in (
+        "'all'",
+        "'fold1'",
+        "'test_fold3'",
+        "'train_fold2'",
+        "'validation_fold1'",
+        "'fit_fold1'",
+    ):
         assert name in msg, msg
     with pytest.raises(ValueError) as e:  # a train/validation/test name with only a fold column
         folder.source("train", root=mini, fold_column="fold", sample_rate=8000)
@@ -167,11 +198,21 @@ def test_common_folder_data_block(corpus):
 
     from configs import common
 
-    d = common.folder_data(str(corpus), "labels.csv", audio_dir="audio", path_column="file",
-                           label_column="word", split_column="set", sample_rate=8000,
-                           clip_seconds=1.0, val_fraction=0.25)
+    d = common.folder_data(
+        str(corpus),
+        "labels.csv",
+        audio_dir="audio",
+        path_column="file",
+        label_column="word",
+        split_column="set",
+        sample_rate=8000,
+        clip_seconds=1.0,
+        val_fraction=0.25,
+    )
     assert set(d) == set(common.data("fsdd", clip_seconds=1.0))
     assert d["name"] == "folder" and d["eval_split"] == "validation"
     d = ml_collections.ConfigDict(d)  # as a config holds it ("" columns survive)
-    sizes = {s: len(get_source(d.name, s, **d.kw)) for s in (d.train_split, d.eval_split, d.test_split)}
+    sizes = {
+        s: len(get_source(d.name, s, **d.kw)) for s in (d.train_split, d.eval_split, d.test_split)
+    }
     assert sizes == {"train": 36, "validation": 12, "test": 12}

@@ -31,9 +31,21 @@ def test_no_such_module():
 def test_main_wrong_data_kw_is_one_line(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
     p = subprocess.run(
-        [sys.executable, "-m", "kdjax.main", "--config", "configs/fsdd.py:stage=teacher",
-         "--workdir", str(tmp_path / "w"), "--config.stages.teacher.data.name=folder"],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "kdjax.main",
+            "--config",
+            "configs/fsdd.py:stage=teacher",
+            "--workdir",
+            str(tmp_path / "w"),
+            "--config.stages.teacher.data.name=folder",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
     )
     assert p.returncode == 1, p.stderr[-3000:]
     lines = [x for x in p.stderr.splitlines() if x.strip()]

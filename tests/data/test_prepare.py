@@ -13,13 +13,29 @@ from tests.conftest import REPO
 
 def _run(*args):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "kdjax.data.prepare", *args], capture_output=True,
-                          text=True, cwd=REPO, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "kdjax.data.prepare", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_prepare_builds_and_counts(data_dir, tmp_path):
-    r = _run("--dataset", "fsdd", "--source", str(data_dir), "--splits", "test", "--tfds_dir", str(tmp_path),
-             "--audio_dtype", "int16")
+    r = _run(
+        "--dataset",
+        "fsdd",
+        "--source",
+        str(data_dir),
+        "--splits",
+        "test",
+        "--tfds_dir",
+        str(tmp_path),
+        "--audio_dtype",
+        "int16",
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "fsdd/test: 300 clips, 10 classes, 8000 Hz" in r.stdout
     assert r.stdout.count(" 30\n") == 10  # 30 clips per digit
@@ -59,7 +75,10 @@ def test_prepare_folder_default_splits_are_the_folds(corpus):
     r = _run("--dataset", "folder", "--source", str(corpus), "--kw", kw)
     assert r.returncode == 0, r.stderr[-2000:]
     assert [line.split(":")[0] for line in r.stdout.splitlines() if line.startswith("folder/")] == [
-        "folder/fold1", "folder/fold2", "folder/fold3"]
+        "folder/fold1",
+        "folder/fold2",
+        "folder/fold3",
+    ]
 
 
 def test_prepare_folder_reports_every_bad_file(corpus):
@@ -90,7 +109,12 @@ def test_prepare_folder_errors_are_one_line(corpus, tmp_path, case):
     elif case == "no_csv":
         kw, expect = kw.replace("labels.csv", "missing.csv"), str(corpus / "missing.csv")
     else:
-        kw, expect = kw.replace(",sample_rate=8000", ""), "missing required keyword(s) ['sample_rate']"
+        kw, expect = (
+            kw.replace(",sample_rate=8000", ""),
+            "missing required keyword(s) ['sample_rate']",
+        )
     r = _run("--dataset", "folder", "--source", source, "--kw", kw)
     assert r.returncode == 1
-    assert len(_errors(r)) == 1 and _errors(r)[0].startswith("error:") and expect in _errors(r)[0], r.stderr
+    assert (
+        len(_errors(r)) == 1 and _errors(r)[0].startswith("error:") and expect in _errors(r)[0]
+    ), r.stderr

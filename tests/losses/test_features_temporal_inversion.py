@@ -129,7 +129,9 @@ def test_align_time_float64_weights_under_x64():
         np.testing.assert_allclose(got, _ref.interp_linear(x, 7), rtol=1e-13, atol=1e-14)
         np.testing.assert_allclose(
             L.align_time(jnp.asarray(x), 2, "mean"),
-            np.stack([x[:, 0:2].mean(1), x[:, 1:3].mean(1)], 1), rtol=1e-13)
+            np.stack([x[:, 0:2].mean(1), x[:, 1:3].mean(1)], 1),
+            rtol=1e-13,
+        )
     assert L.time_alignment_matrix(3, 7).dtype == jnp.float32  # without x64: float32
     assert L.align_time(jnp.asarray(x, jnp.bfloat16), 7).dtype == jnp.bfloat16
 
@@ -165,9 +167,11 @@ def test_stats_pooling_hidden_loss_frame_mask(metric):
     # all-ones mask == no mask; gradients finite despite NaN garbage
     ones = loss(f32(sf), f32(tf), projection=f32(w), mask=jnp.ones((3, 6)))
     np.testing.assert_allclose(ones, base, rtol=1e-6)
-    g_s, g_w = jax.jit(jax.grad(
-        lambda a, ww: loss(a, f32(tg), projection=ww, mask=f32(mask)).sum(), argnums=(0, 1)
-    ))(f32(sg), f32(w))
+    g_s, g_w = jax.jit(
+        jax.grad(
+            lambda a, ww: loss(a, f32(tg), projection=ww, mask=f32(mask)).sum(), argnums=(0, 1)
+        )
+    )(f32(sg), f32(w))
     assert np.all(np.isfinite(g_s)) and np.all(np.isfinite(g_w))
     with pytest.raises(ValueError, match=r"mask must have shape \[B, T\]"):
         L.stats_pooling_hidden_loss(f32(sg), f32(tg), projection=f32(w), mask=f32(mask[:, :6]))
@@ -334,6 +338,7 @@ def test_adversarial_js_vs_numpy_and_bounds():
 
 def _js_ref64(s, t, temperature=1.0):
     """float64 NumPy JS divergence of softmax(s/T) and softmax(t/T), mixture in log space."""
+
     def log_softmax(z):
         z = np.asarray(z, np.float64) / temperature
         mx = z.max(-1, keepdims=True)
@@ -352,11 +357,15 @@ def test_adversarial_js_finite_when_a_class_underflows_in_both():
     assert np.all(np.isfinite(got)), got
     np.testing.assert_allclose(got, _js_ref64(s, t), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(
-        L.adversarial_js(f32(s), f32(t), temperature=4.0), _js_ref64(s, t, 4.0), rtol=1e-5, atol=1e-7
+        L.adversarial_js(f32(s), f32(t), temperature=4.0),
+        _js_ref64(s, t, 4.0),
+        rtol=1e-5,
+        atol=1e-7,
     )
     g_s, g_t = jax.grad(lambda a, b: L.adversarial_js(a, b).sum(), argnums=(0, 1))(f32(s), f32(t))
     assert np.all(np.isfinite(g_s)) and np.all(np.isfinite(g_t)), (g_s, g_t)
     with jax.enable_x64(True):  # the float32 gradient matches the float64 one
         g64 = jax.grad(lambda a: L.adversarial_js(a, jnp.asarray(t, jnp.float64)).sum())(
-            jnp.asarray(s, jnp.float64))
+            jnp.asarray(s, jnp.float64)
+        )
     np.testing.assert_allclose(g_s, g64, rtol=1e-4, atol=1e-6)
