@@ -188,8 +188,8 @@ def _resolve_root(root, data_dir, csv: str) -> pathlib.Path:
             "folder: root is required: the folder holding the CSV and the audio "
             "(data.kw.root=..., or --source DIR for python -m kdjax.data.prepare)"
         )
-    path = pathlib.Path(data_dir or ".") / root if root is not None else pathlib.Path(data_dir)
-    path = path.expanduser()
+    base = pathlib.Path(data_dir).expanduser() if data_dir is not None else pathlib.Path(".")
+    path = base / pathlib.Path(root).expanduser() if root is not None else base
     if not path.is_dir():
         raise DatasetNotFoundError(f"folder: root {path} not found (the folder holding {csv})")
     return path
