@@ -89,3 +89,63 @@ def train_config(*, seed: int = 0, batch_size: int, num_steps: int, lr: float,
     c.compute_dtype = "float32"
     c.quiet = False
     return c
+
+
+def folder_data(
+    root: str,
+    csv: str,
+    *,
+    sample_rate: int,
+    clip_seconds: float,
+    audio_dir: str = "",
+    path_column: str = "filename",
+    label_column: str = "label",
+    label_sep: str = "",
+    split_column: str = "",
+    fold_column: str = "",
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    cache: bool = False,
+    train_split: str = "train",
+    eval_split: str = "validation",
+    test_split: str = "test",
+) -> dict[str, Any]:
+    """The `data` block (as `data(...)` returns) for your own audio + CSV (`kdjax.data.folder`).
+
+    Set `c.data = common.folder_data(...)` (or `c.stages.<stage>.data = ...` in a staged
+    config such as configs/fsdd.py) to train any recipe on a user's corpus; README "Train on
+    your own data" has a command that runs. Unset columns are "" (not None) so every key can
+    still be overridden with `--config....data.kw.<key>=...`; `max_examples=0` (all clips).
+
+    Args:
+      root: the corpus folder (holds `csv`). csv: the CSV's file name in root.
+      sample_rate: Hz every file must have (the models' front-ends must use it too).
+      clip_seconds: clip length the pipeline crops/pads to.
+      audio_dir: audio folder relative to root ("" = root); the CSV's paths are relative to it.
+      path_column, label_column, label_sep, split_column, fold_column, val_fraction,
+        test_fraction, seed, cache: passed to `kdjax.data.folder.source` (see its docstring:
+        without a validation split, `val_fraction` of train is held out, stratified).
+      train_split, eval_split, test_split: split names (default train/validation/test).
+    """
+    return data(
+        "folder",
+        train_split=train_split,
+        eval_split=eval_split,
+        test_split=test_split,
+        clip_seconds=clip_seconds,
+        root=str(root),
+        csv=csv,
+        audio_dir=audio_dir,
+        sample_rate=int(sample_rate),
+        path_column=path_column,
+        label_column=label_column,
+        label_sep=label_sep,
+        split_column=split_column,
+        fold_column=fold_column,
+        val_fraction=float(val_fraction),
+        test_fraction=float(test_fraction),
+        seed=int(seed),
+        cache=cache,
+        max_examples=0,
+    )

@@ -54,8 +54,9 @@ def read_table(
     dataset: str,
     delimiter: str = ",",
     hint: str = "",
+    what: str = "the official file",
 ) -> list[dict[str, str]]:
-    """Reads an official metadata CSV/TSV (UTF-8, an optional BOM is dropped) into row dicts.
+    """Reads a metadata CSV/TSV (UTF-8, an optional BOM is dropped) into row dicts.
 
     Args:
       path: the table.
@@ -63,6 +64,8 @@ def read_table(
       dataset: dataset name for messages.
       delimiter: "," or "\\t".
       hint: download hint used when the file is missing.
+      what: how the missing-column error names the file: "the official file" for a
+        corpus's published metadata; e.g. "the CSV <path>" for a user's own table.
 
     Raises:
       DatasetNotFoundError: file missing.
@@ -78,7 +81,7 @@ def read_table(
         if missing:
             raise ValueError(
                 f"{dataset}: {path} lacks column(s) {missing}; found {fields} "
-                f"(expected the official file with columns {list(columns)})"
+                f"(expected {what} with columns {list(columns)})"
             )
         rows = []
         for row in reader:
@@ -165,7 +168,9 @@ class SegmentSource:
         if "start" not in r.meta:
             return load_audio(r.path, expected_sr=self.sample_rate)
         try:
-            wave, sr = sf.read(r.path, start=r.meta["start"], stop=r.meta["stop"], dtype="float32", always_2d=True)
+            wave, sr = sf.read(
+                r.path, start=r.meta["start"], stop=r.meta["stop"], dtype="float32", always_2d=True
+            )
         except Exception as e:
             raise AudioError(f"{r.path}: cannot decode audio ({type(e).__name__}: {e})") from None
         if sr != self.sample_rate:

@@ -1,6 +1,6 @@
 """Reading audio files with errors that name the file and what was expected.
 
-Every dataset source decodes through `load_audio`, so a corrupt, empty or
+Every dataset source decodes through `load_audio`, so a corrupt, truncated, empty or
 wrongly-sampled file fails the same way everywhere: a one-line `AudioError`
 (a `ValueError`) that names the path.
 """
@@ -8,13 +8,14 @@ wrongly-sampled file fails the same way everywhere: a one-line `AudioError`
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
 import soundfile as sf
 
 
 class AudioError(ValueError):
-    """An audio file that cannot be used: unreadable, empty, or of another sample rate."""
+    """An audio file that cannot be used: unreadable, truncated, empty, or of another sample rate."""
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -42,8 +43,10 @@ def load_audio(
       float32 waveform in [-1, 1], shape `[N]` (mono) or `[N, channels]`.
 
     Raises:
-      AudioError: unreadable/corrupt file, empty file, or sample rate != expected_sr.
-        The message names the file and what was expected.
+      AudioError: unreadable/corrupt file, truncated file (a WAV whose header declares
+        more frames than the file holds: libsndfile would silently return the
+        shorter audio), empty file, or sample rate != expected_sr. The message
+        names the file and what was expected.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -55,6 +58,12 @@ def load_audio(
             f"{path}: cannot decode audio ({type(e).__name__}: {e}); expected a readable "
             "WAV/FLAC/OGG file"
         ) from None
+    declared = wav_declared_frames(path)
+    if declared is not None and wave.shape[0] < declared:
+        raise AudioError(
+            f"{path}: truncated audio file: its header declares {declared} frames but the file "
+            f"holds {wave.shape[0]} (re-copy or re-export it)"
+        )
     if expected_sr is not None and sr != expected_sr:
         raise AudioError(
             f"{path}: sample rate is {sr} Hz, expected {expected_sr} Hz (resample the file or "
@@ -67,6 +76,57 @@ def load_audio(
     if not np.all(np.isfinite(wave)):
         raise AudioError(f"{path}: audio contains NaN/inf samples")
     return wave.mean(axis=1) if mono else wave
+
+
+# WAV format tags whose data chunk is whole frames of `block_align` bytes (PCM, IEEE float,
+# A-law, mu-law, WAVE_FORMAT_EXTENSIBLE); compressed formats (ADPCM...) are not checked.
+_FRAMED_WAV_FORMATS = (0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE)
+
+
+def wav_declared_frames(path: str | os.PathLike) -> int | None:
+    """Frame count a RIFF/WAVE header declares (`data` chunk bytes // block align), or None.
+
+    libsndfile clamps a WAV's frame count to the bytes present, so a truncated WAV
+    reads "successfully" with fewer frames; this reads the header itself.
+
+    Returns:
+      The declared number of frames; None for non-WAV files, RF64/W64, compressed
+      WAV formats, streaming headers with an unknown data size (0 or 0xFFFFFFFF),
+      or a header that cannot be parsed (the decoder reports those).
+
+    Source: Microsoft RIFF/WAVE spec (`fmt ` chunk: format tag, channels, rate,
+    byte rate, block align; `data` chunk size in bytes).
+    """
+    try:
+        with open(path, "rb") as f:
+            riff = f.read(12)
+            if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+                return None
+            block_align = fmt_tag = None
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    return None
+                cid, size = head[:4], struct.unpack("<I", head[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(size + (size & 1))
+                    if len(fmt) < 16:
+                        return None
+                    fmt_tag, _, _, _, block_align = struct.unpack("<HHIIH", fmt[:14])
+                elif cid == b"data":
+                    if (
+                        block_align is None
+                        or fmt_tag not in _FRAMED_WAV_FORMATS
+                        or block_align == 0
+                    ):
+                        return None
+                    if size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                else:
+                    f.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to even sizes
+    except OSError:
+        return None
 
 
 def audio_info(path: str | os.PathLike) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import os
 import pathlib
 from collections.abc import Sequence
@@ -131,6 +132,36 @@ class ClipSource:
         return np.array([int(np.argmax(r.labels)) for r in self.records])
 
 
+def check_source_kwargs(name: str, fn, kwargs: dict[str, Any]) -> None:
+    """Raises a one-line ValueError if `fn` (a module's `source`) does not take every key of
+    `kwargs`, or needs a keyword that `kwargs` lacks.
+
+    The keywords come from `inspect.signature(fn)` (all but the leading `split`); a
+    `source` with `**kwargs` accepts any key.
+    """
+    params = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.name != "split" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    valid = [p.name for p in params]
+    takes_any = any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()
+    )
+    unknown = [] if takes_any else [k for k in kwargs if k not in valid]
+    missing = [
+        p.name for p in params if p.default is inspect.Parameter.empty and p.name not in kwargs
+    ]
+    problems = ([f"unknown keyword(s) {unknown} in data.kw"] if unknown else []) + (
+        [f"missing required keyword(s) {missing} in data.kw"] if missing else []
+    )
+    if problems:
+        raise ValueError(
+            f"data.name={name!r}: {'; '.join(problems)}; valid keywords of "
+            f"kdjax.data.{name}.source: {sorted(valid)} (plus max_examples)"
+        )
+
+
 def get_source(name: str, split: str, *, max_examples: int | None = None, **kwargs) -> ClipSource:
     """Finds `kdjax.data.<name>` and returns its `source(split, **kwargs)`.
 
@@ -139,19 +170,21 @@ def get_source(name: str, split: str, *, max_examples: int | None = None, **kwar
       split: split name understood by that module.
       max_examples: keep at most this many clips, evenly strided over the split's
         (deterministic) order, for quick runs and tests.
-      **kwargs: passed to the module's `source`.
+      **kwargs: passed to the module's `source` (a config's `data.kw`).
 
     Raises:
-      ValueError: no dataset module of that name.
+      ValueError: no dataset module of that name, a keyword the module's `source`
+        does not take (one line naming the keyword and the valid ones, e.g. FSDD's
+        `allow_download` left in `data.kw` after switching `data.name`), or a required
+        keyword missing (e.g. the folder source's `sample_rate`).
     """
     try:
         mod = importlib.import_module(f"kdjax.data.{name}")
     except ModuleNotFoundError as e:
         if e.name != f"kdjax.data.{name}":
             raise
-        raise ValueError(
-            f"data.name={name!r}: no dataset module kdjax/data/{name}.py"
-        ) from None
+        raise ValueError(f"data.name={name!r}: no dataset module kdjax/data/{name}.py") from None
+    check_source_kwargs(name, mod.source, kwargs)
     src = mod.source(split, **kwargs)
     if max_examples and len(src) > max_examples:
         stride = -(-len(src) // max_examples)

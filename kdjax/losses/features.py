@@ -29,14 +29,37 @@ __all__ = [
 AlignMethod = Literal["repeat", "interpolate", "mean", "truncate"]
 
 
-def time_alignment_matrix(t_in: int, t_out: int, method: AlignMethod = "interpolate") -> Array:
+_ALIGN_METHODS = ("repeat", "interpolate", "mean", "truncate")
+
+
+def _check_method(method: str) -> None:
+    if method not in _ALIGN_METHODS:
+        raise ValueError(
+            f"method must be 'repeat', 'interpolate', 'mean' or 'truncate', got {method!r}"
+        )
+
+
+def time_alignment_matrix(
+    t_in: int,
+    t_out: int,
+    method: AlignMethod = "interpolate",
+    *,
+    dtype: jnp.dtype | None = None,
+) -> Array:
     """The ``[T_out, T_in]`` matrix ``W`` with ``align_time(x)[b] = W @ x[b]`` (built from static shapes).
 
-    See :func:`align_time` for the methods. Raises ``ValueError`` for an unknown method, a
-    non-positive length, or ``"truncate"`` with ``T_out > T_in``.
+    See :func:`align_time` for the methods. ``dtype``: the matrix's dtype; default JAX's
+    default float (float64 under ``jax_enable_x64``, else float32). The weights are computed
+    in Python floats (double precision) and rounded once to ``dtype``.
+
+    Raises ``ValueError`` for an unknown method, a non-positive length, or ``"truncate"``
+    with ``T_out > T_in``.
     """
+    _check_method(method)
     if t_in < 1 or t_out < 1:
         raise ValueError(f"frame counts must be >= 1, got T_in={t_in}, T_out={t_out}")
+    if dtype is None:
+        dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
     rows: list[list[float]] = [[0.0] * t_in for _ in range(t_out)]
     if method == "repeat":
         k = max(1, math.ceil(t_out / t_in))  # EAsT: repeat_interleave(k), then truncate
@@ -57,18 +80,14 @@ def time_alignment_matrix(t_in: int, t_out: int, method: AlignMethod = "interpol
             frac = src - lo
             rows[i][lo] += 1.0 - frac
             rows[i][hi] += frac
-    elif method == "mean":
+    else:  # "mean"
         # Adaptive average pooling (torch adaptive_avg_pool1d windows); upsampling repeats.
         for i in range(t_out):
             start = (i * t_in) // t_out
             end = -((-(i + 1) * t_in) // t_out)
             for j in range(start, end):
                 rows[i][j] = 1.0 / (end - start)
-    else:
-        raise ValueError(
-            f"method must be 'repeat', 'interpolate', 'mean' or 'truncate', got {method!r}"
-        )
-    return jnp.asarray(rows, dtype=jnp.float32)
+    return jnp.asarray(rows, dtype=dtype)
 
 
 def align_time(x: Array, t_out: int, method: AlignMethod = "interpolate") -> Array:
@@ -92,20 +111,25 @@ def align_time(x: Array, t_out: int, method: AlignMethod = "interpolate") -> Arr
       method: see above.
 
     Returns:
-      ``[B, T_out, D]`` in ``x``'s dtype (identity when ``T == T_out``, for every method).
+      ``[B, T_out, D]`` in ``x``'s dtype (identity when ``T == T_out``, for every method); the
+      weights are built in ``x``'s (floating) dtype, so float64 inputs get float64 weights.
 
     Raises:
-      ValueError: if ``x`` is not ``[B, T, D]``, ``t_out < 1``, the method is unknown, or
-        ``"truncate"`` is asked to lengthen.
+      ValueError: if ``x`` is not ``[B, T, D]``, ``t_out < 1``, the method is unknown (also
+        when ``T == T_out``), or ``"truncate"`` is asked to lengthen.
 
     Source: EAsT code (``expand_feature_time``: repeat, truncate, time mean); Temporal KD
     (linear interpolation of the teacher's attention to the student's length).
     """
     check_ndim("x", x, 3, "[B, T, D]")
+    _check_method(method)
     t_in = x.shape[1]
+    if int(t_out) < 1:
+        raise ValueError(f"frame counts must be >= 1, got T_in={t_in}, T_out={t_out}")
     if t_in == t_out:
         return x
-    w = time_alignment_matrix(t_in, int(t_out), method).astype(x.dtype)
+    dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else None
+    w = time_alignment_matrix(t_in, int(t_out), method, dtype=dtype)
     return jnp.einsum("ot,btd->bod", w, x, precision=jax.lax.Precision.HIGHEST)
 
 
@@ -242,17 +266,26 @@ def _project(x: Array, projection: Array | Callable[[Array], Array] | None) -> A
     return x @ w
 
 
-def _hidden_distance(s: Array, t: Array, metric: str) -> Array:
-    """Per example: MSE over all entries, or mean over rows of (1 - cosine)."""
+def _hidden_distance(s: Array, t: Array, metric: str, mask: Array | None = None) -> Array:
+    """Per example: MSE over all entries, or mean over rows of (1 - cosine).
+
+    ``s, t``: ``[B, D]`` or ``[B, T, D]``; ``mask [B, T]`` (frames only) restricts the mean
+    to kept rows (equal weight per kept frame; every frame has the same ``D`` entries).
+    """
     if metric == "mse":
-        d = (s - t).reshape(s.shape[0], -1)
-        return jnp.mean(d * d, axis=-1)
-    if metric == "cosine":
+        if mask is None:
+            d = (s - t).reshape(s.shape[0], -1)
+            return jnp.mean(d * d, axis=-1)
+        per_row = jnp.mean((s - t) ** 2, axis=-1)
+    elif metric == "cosine":
         num = jnp.sum(s * t, axis=-1)
         den = jnp.maximum(safe_norm(s, axis=-1) * safe_norm(t, axis=-1), 1e-8)
-        cos = 1.0 - num / den
-        return cos.reshape(s.shape[0], -1).mean(-1)
-    raise ValueError(f"metric must be 'mse' or 'cosine', got {metric!r}")
+        per_row = 1.0 - num / den
+        if mask is None:
+            return per_row.reshape(s.shape[0], -1).mean(-1)
+    else:
+        raise ValueError(f"metric must be 'mse' or 'cosine', got {metric!r}")
+    return masked_mean(per_row, mask, axis=1)
 
 
 def stats_pooling_hidden_loss(
@@ -267,6 +300,7 @@ def stats_pooling_hidden_loss(
     frames_weight: float = 1.0,
     stats_weight: float = 1.0,
     align: AlignMethod = "interpolate",
+    mask: Array | None = None,
 ) -> Array:
     """FRAMI stage 2: match the teacher's hidden states before and after statistics pooling.
 
@@ -280,6 +314,16 @@ def stats_pooling_hidden_loss(
     ``[2D_s, 2D_t]`` matrix or callable, maps the student's if the widths differ). The teacher
     gets ``stop_gradient``.
 
+    Frame mask: with ``mask [B, T]`` (1 = real frame, 0 = padding, on the student's time
+    axis), the frames term averages over kept frames only and the pooled statistics are
+    ``stats_pool(..., mask=mask)``; masked frames (of the student, and of the teacher after
+    alignment) are zeroed before anything else, so whatever they hold (even NaN/inf) changes
+    neither value nor gradient: a padded batch gives each example the loss of its unpadded
+    sequence. Alignment mixes neighbouring teacher frames, so when the teacher's ``T'``
+    differs from ``T`` its padding should be removed or its frames aligned (and masked) first;
+    with ``T' == T`` (same hop) the mask covers both exactly. Given
+    ``student_stats``/``teacher_stats`` are used as they are (pool them with the mask).
+
     Args:
       student_frames: ``[B, T, D_s]``.
       teacher_frames: ``[B, T', D_t]``.
@@ -288,31 +332,52 @@ def stats_pooling_hidden_loss(
       projection, stats_projection: see above (``None``: identity, then widths must agree).
       frames_weight, stats_weight: weights of the two terms (FRAMI's are unpublished: default 1, 1).
       align: time alignment method of the teacher frames (default ``"interpolate"``).
+      mask: optional ``[B, T]`` frame mask (see above).
 
     Returns:
       ``[B]``.
 
     Raises:
-      ValueError: on ranks other than documented, or feature widths that differ after projection.
+      ValueError: on ranks other than documented, a mask that is not ``[B, T]``, an unknown
+        ``align`` method, or feature widths that differ after projection.
 
     Source: Kang et al., FRAMI, ICASSP 2023 (hidden states around statistics pooling reused in
     distillation; the loss form is not published, so metric and projection are arguments).
     """
     check_ndim("student_frames", student_frames, 3, "[B, T, D_s]")
     check_ndim("teacher_frames", teacher_frames, 3, "[B, T', D_t]")
+    _check_method(align)
+    keep = None
+    if mask is not None:
+        if tuple(jnp.shape(mask)) != tuple(student_frames.shape[:2]):
+            raise ValueError(
+                f"mask must have shape [B, T]={tuple(student_frames.shape[:2])} (the student's "
+                f"frames), got {tuple(jnp.shape(mask))}"
+            )
+        keep = (jnp.asarray(mask) != 0)[:, :, None]
+        # Zero padding first: garbage (even NaN) would otherwise reach the projection's gradient.
+        student_frames = jnp.where(keep, student_frames, 0)
     teacher_frames = jax.lax.stop_gradient(teacher_frames)
+    if keep is not None and teacher_frames.shape[1] == student_frames.shape[1]:
+        teacher_frames = jnp.where(keep, teacher_frames, 0)
     s_frames = _project(student_frames, projection)
     t_frames = align_time(teacher_frames, s_frames.shape[1], align)
+    if keep is not None:
+        t_frames = jnp.where(keep, t_frames, 0)
     if s_frames.shape != t_frames.shape:
         raise ValueError(
             f"projected student_frames {tuple(s_frames.shape)} and teacher_frames {tuple(t_frames.shape)} "
             "must have equal widths [B, T, D_t]: pass projection=[D_s, D_t]"
         )
     s_stats = (
-        stats_pool(s_frames) if student_stats is None else _project(student_stats, stats_projection)
+        stats_pool(s_frames, mask=mask)
+        if student_stats is None
+        else _project(student_stats, stats_projection)
     )
     t_stats = (
-        stats_pool(t_frames) if teacher_stats is None else jax.lax.stop_gradient(teacher_stats)
+        stats_pool(t_frames, mask=mask)
+        if teacher_stats is None
+        else jax.lax.stop_gradient(teacher_stats)
     )
     if s_stats.shape != t_stats.shape:
         raise ValueError(
@@ -320,5 +385,5 @@ def stats_pooling_hidden_loss(
             "[B, 2D_t]: pass stats_projection"
         )
     return frames_weight * _hidden_distance(
-        s_frames, t_frames, metric
+        s_frames, t_frames, metric, mask
     ) + stats_weight * _hidden_distance(s_stats, t_stats, metric)

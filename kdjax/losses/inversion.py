@@ -6,6 +6,7 @@ Imports only jax and the Python standard library.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -235,7 +236,10 @@ def adversarial_js(
     "adaptive" competition term).
 
     Formula: ``p = softmax(z_s / T)``, ``q = softmax(z_t / T)``, ``M = (p + q) / 2``,
-    ``JS = (KL(p || M) + KL(q || M)) / 2`` (natural log, in ``[0, ln 2]``). No stop-gradient:
+    ``JS = (KL(p || M) + KL(q || M)) / 2`` (natural log, in ``[0, ln 2]``). The mixture is
+    computed in log space, ``log M = logaddexp(log p, log q) - log 2``, so a class whose
+    probability underflows in both distributions (logit gaps beyond ~100 in float32) adds
+    ``0`` to value and gradient instead of ``0 * log 0 = NaN``. No stop-gradient:
     the synthesis step maximises it through both networks to the inputs; DeepInversion
     minimises ``1 - clip(JS, 0, 1)`` (compose that in the recipe).
 
@@ -259,5 +263,5 @@ def adversarial_js(
     lp = jax.nn.log_softmax(student_logits / temperature, axis=-1)
     lq = jax.nn.log_softmax(teacher_logits / temperature, axis=-1)
     p, q = jnp.exp(lp), jnp.exp(lq)
-    lm = jnp.log(0.5 * (p + q))
+    lm = jnp.logaddexp(lp, lq) - math.log(2.0)
     return 0.5 * (jnp.sum(p * (lp - lm), axis=-1) + jnp.sum(q * (lq - lm), axis=-1))

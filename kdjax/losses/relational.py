@@ -220,9 +220,16 @@ def distance_correlation(
     ``i = j``), double-centred ``A = a - mean_row - mean_col + mean_all`` (and ``B``),
     ``dCor_t = mean(A B) / sqrt(mean(A A) mean(B B) + eps)``, ``L = mean_t (1 - dCor_t)``.
     (With means, ``mean(A B)`` is the squared distance covariance ``dCov^2``, so this is the
-    squared distance correlation of Székely et al., as in the EAsT code.) ``L`` is 0 when the
-    student is a rotated/scaled/translated copy of the teacher, and invariant to rotation and
-    scale of either embedding. With ``mask [B]``, all means are over kept examples only.
+    squared distance correlation of Székely et al., as in the EAsT code.) ``L`` is exactly
+    invariant to translations and rotations (orthogonal maps) of either embedding, and
+    approximately scale invariant: ``eps`` and ``dist_eps`` are absolute, so scaling an
+    embedding by ``c`` changes ``L`` unless ``mean(A A) mean(B B) >> eps`` and the pairwise
+    squared distances ``>> dist_eps`` (relative error about ``eps / (2 mean(A A) mean(B B))``).
+    It is exact only as ``eps, dist_eps -> 0``: with the defaults, O(1) features behave as
+    scale invariant, while tiny ones (pairwise distances ~1e-4) push ``dCor`` towards 0 and
+    ``L`` towards 1. Likewise ``L`` is 0 (up to the eps terms) when the student is a
+    rotated/scaled/translated copy of the teacher. With ``mask [B]``, all means are over
+    kept examples only.
     The teacher gets ``stop_gradient``.
 
     Args:

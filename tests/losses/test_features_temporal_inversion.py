@@ -1,7 +1,9 @@
 """Feature, temporal and data-free losses vs NumPy references; identities; errors."""
 
+import functools
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -112,6 +114,67 @@ def test_stats_pooling_hidden_loss_vs_numpy():
     )
     with pytest.raises(ValueError, match="projection"):
         L.stats_pooling_hidden_loss(f32(sf), f32(tf))
+
+
+def test_align_time_float64_weights_under_x64():
+    x = rng(21).normal(size=(2, 3, 4))
+    with jax.enable_x64(True):
+        for method in ("interpolate", "mean", "repeat", "truncate"):
+            w = L.time_alignment_matrix(3, 7 if method != "truncate" else 2, method)
+            assert w.dtype == jnp.float64, (method, w.dtype)
+        assert L.time_alignment_matrix(3, 7, dtype=jnp.float32).dtype == jnp.float32
+        got = L.align_time(jnp.asarray(x), 7, "interpolate")
+        assert got.dtype == jnp.float64
+        # float32-rounded weights (scale 3/7) would be off by ~1e-8
+        np.testing.assert_allclose(got, _ref.interp_linear(x, 7), rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(
+            L.align_time(jnp.asarray(x), 2, "mean"),
+            np.stack([x[:, 0:2].mean(1), x[:, 1:3].mean(1)], 1),
+            rtol=1e-13,
+        )
+    assert L.time_alignment_matrix(3, 7).dtype == jnp.float32  # without x64: float32
+    assert L.align_time(jnp.asarray(x, jnp.bfloat16), 7).dtype == jnp.bfloat16
+
+
+def test_align_time_validates_the_method_at_equal_lengths():
+    x = f32(rng(22).normal(size=(2, 5, 3)))
+    with pytest.raises(ValueError, match="method must be"):
+        L.align_time(x, 5, "nearest")
+    with pytest.raises(ValueError, match="method must be"):
+        L.time_alignment_matrix(5, 5, "nearest")
+    with pytest.raises(ValueError, match="method must be"):
+        L.stats_pooling_hidden_loss(x, x, align="nearest")
+
+
+@pytest.mark.parametrize("metric", ["mse", "cosine"])
+def test_stats_pooling_hidden_loss_frame_mask(metric):
+    r = rng(23)
+    sf, tf, w = r.normal(size=(3, 6, 4)), r.normal(size=(3, 6, 5)), r.normal(size=(4, 5))
+    loss = jax.jit(functools.partial(L.stats_pooling_hidden_loss, metric=metric))
+    base = np.asarray(loss(f32(sf), f32(tf), projection=f32(w)))
+    # pad to 9 frames with garbage (NaN in the student, huge values in the teacher) under
+    # mask 0; example 1 is shorter (4 valid frames): its loss is that of its 4-frame sequence
+    pad = lambda x, v: np.concatenate([x, np.full((3, 3, x.shape[-1]), v)], 1)  # noqa: E731
+    sg, tg = pad(sf, np.nan), pad(tf, 1e6)
+    mask = np.zeros((3, 9))
+    mask[:, :6] = 1
+    mask[1, 4:] = 0
+    sg[1, 4:6], tg[1, 4:6] = -1e5, 7e5
+    got = np.asarray(loss(f32(sg), f32(tg), projection=f32(w), mask=f32(mask)))
+    short = loss(f32(sf[1:2, :4]), f32(tf[1:2, :4]), projection=f32(w))
+    np.testing.assert_allclose(got[[0, 2]], base[[0, 2]], rtol=1e-5)
+    np.testing.assert_allclose(got[1], short[0], rtol=1e-5)
+    # all-ones mask == no mask; gradients finite despite NaN garbage
+    ones = loss(f32(sf), f32(tf), projection=f32(w), mask=jnp.ones((3, 6)))
+    np.testing.assert_allclose(ones, base, rtol=1e-6)
+    g_s, g_w = jax.jit(
+        jax.grad(
+            lambda a, ww: loss(a, f32(tg), projection=ww, mask=f32(mask)).sum(), argnums=(0, 1)
+        )
+    )(f32(sg), f32(w))
+    assert np.all(np.isfinite(g_s)) and np.all(np.isfinite(g_w))
+    with pytest.raises(ValueError, match=r"mask must have shape \[B, T\]"):
+        L.stats_pooling_hidden_loss(f32(sg), f32(tg), projection=f32(w), mask=f32(mask[:, :6]))
 
 
 # ---------------------------------------------------------------- temporal
@@ -271,3 +334,38 @@ def test_adversarial_js_vs_numpy_and_bounds():
     np.testing.assert_allclose(J.adversarial_js(f32(t), f32(s)), got, rtol=1e-6)
     far = J.adversarial_js(jnp.array([[100.0, 0.0]]), jnp.array([[0.0, 100.0]]))
     assert float(far[0]) == pytest.approx(math.log(2), rel=1e-5)
+
+
+def _js_ref64(s, t, temperature=1.0):
+    """float64 NumPy JS divergence of softmax(s/T) and softmax(t/T), mixture in log space."""
+
+    def log_softmax(z):
+        z = np.asarray(z, np.float64) / temperature
+        mx = z.max(-1, keepdims=True)
+        return z - mx - np.log(np.exp(z - mx).sum(-1, keepdims=True))
+
+    lp, lq = log_softmax(s), log_softmax(t)
+    lm = np.logaddexp(lp, lq) - np.log(2.0)
+    return 0.5 * (np.exp(lp) * (lp - lm)).sum(-1) + 0.5 * (np.exp(lq) * (lq - lm)).sum(-1)
+
+
+def test_adversarial_js_finite_when_a_class_underflows_in_both():
+    # logit gaps of 200: class 2 (and more) has probability ~e^-200, 0 in float32, in both
+    s = np.array([[200.0, 0.0, 0.0, -10.0], [0.0, 200.0, 0.0, 150.0], [3.0, 1.0, -200.0, 2.0]])
+    t = np.array([[0.0, 200.0, 0.0, -10.0], [0.0, 200.0, 0.0, 0.0], [1.0, 3.0, -200.0, 0.0]])
+    got = L.adversarial_js(f32(s), f32(t))
+    assert np.all(np.isfinite(got)), got
+    np.testing.assert_allclose(got, _js_ref64(s, t), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        L.adversarial_js(f32(s), f32(t), temperature=4.0),
+        _js_ref64(s, t, 4.0),
+        rtol=1e-5,
+        atol=1e-7,
+    )
+    g_s, g_t = jax.grad(lambda a, b: L.adversarial_js(a, b).sum(), argnums=(0, 1))(f32(s), f32(t))
+    assert np.all(np.isfinite(g_s)) and np.all(np.isfinite(g_t)), (g_s, g_t)
+    with jax.enable_x64(True):  # the float32 gradient matches the float64 one
+        g64 = jax.grad(lambda a: L.adversarial_js(a, jnp.asarray(t, jnp.float64)).sum())(
+            jnp.asarray(s, jnp.float64)
+        )
+    np.testing.assert_allclose(g_s, g64, rtol=1e-4, atol=1e-6)

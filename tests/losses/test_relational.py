@@ -122,6 +122,28 @@ def test_dcor_identity_and_invariances():
         )
 
 
+def test_dcor_scale_invariance_is_approximate_and_exact_as_eps_vanishes():
+    """The docstring's statement: approximately scale invariant (the eps terms set a scale),
+    exact when eps = dist_eps = 0."""
+    doc = " ".join(L.distance_correlation.__doc__.split())
+    assert "approximately scale invariant" in doc and "exact only as ``eps, dist_eps -> 0``" in doc
+    s, t = _data(12, b=6, t=3, tt=3)
+    s, t = f32(s), f32(t)
+    base = float(J.distance_correlation(s, t))
+    # O(1)-scale features: rescaling changes the default-eps value by far less than 1e-4
+    for c in (0.1, 10.0, 1e3):
+        assert float(J.distance_correlation(c * s, t)) == pytest.approx(base, abs=1e-4)
+    # tiny features: the eps terms dominate and the loss moves towards 1 (not invariant)
+    tiny = float(J.distance_correlation(1e-4 * s, 1e-4 * t))
+    assert tiny > base + 0.1
+    # eps = dist_eps = 0: invariant at every scale, to float32 rounding
+    exact = dict(eps=0.0, dist_eps=0.0)
+    ref = float(J.distance_correlation(s, t, **exact))
+    for c in (1e-4, 1e-2, 10.0, 1e3):
+        assert float(J.distance_correlation(c * s, t, **exact)) == pytest.approx(ref, rel=1e-4)
+        assert float(J.distance_correlation(c * s, c * t, **exact)) == pytest.approx(ref, rel=1e-4)
+
+
 def test_dcor_masking():
     s, t = _data(9, b=5, t=4, tt=4)
     s, t = f32(s), f32(t)
