@@ -13,7 +13,12 @@ Config (a stage with `kind="invert"`):
              or "random", jitter (random circular time shift of up to this many frames per
              step, DeepInversion's jitter), flip (random time reversal), views: 1 or 2 (2:
              the frozen modules also see a second augmented view, `view2.<path>`, for
-             contrastive terms), log_every}
+             contrastive terms), memory_bank: {path, size} (optional: the namespace path,
+             e.g. "teacher.t.feats.embedding", of the final synthetic samples of earlier
+             batches, kept for the last `size` samples and given to the objective as
+             `batch.memory_bank` `[M, D]`, e.g. as `feature_invariant_contrastive`'s negatives
+             via `kw_inputs={"memory_bank": "batch.memory_bank"}`; contrastive model
+             inversion, Fang et al. IJCAI 2021), log_every}
   losses    terms over the namespace: `features.<feature>` is the synthetic batch `[B, T, F]`
             (after augmentation), `batch.labels` its targets, e.g. softmax_xent(teacher.t.logits,
             batch.labels), bn_statistics_loss(teacher.t.bn), total_variation / l2_prior
@@ -39,10 +44,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from kdjax.train.program import Program, build_program, forward, weighted_loss
+from kdjax.train.program import Program, build_program, forward, resolve, weighted_loss
 
 INVERT_FIELDS = {"feature", "num_batches", "batch_size", "steps", "lr", "init_mean", "init_std",
-                 "targets", "jitter", "flip", "views", "log_every", "seed"}
+                 "targets", "jitter", "flip", "views", "log_every", "seed", "memory_bank"}
 
 
 def _augment(x: jax.Array, rng: jax.Array, jitter: int, flip: bool) -> jax.Array:
@@ -57,8 +62,10 @@ def _augment(x: jax.Array, rng: jax.Array, jitter: int, flip: bool) -> jax.Array
 
 def inversion_objective(program: Program, feature: str, teachers: Any, x: jax.Array,
                         labels: jax.Array, rng: jax.Array, *, jitter: int = 0, flip: bool = False,
-                        views: int = 1) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The weighted objective of synthetic inputs `x [B, T, F]` with targets `labels [B, C]`.
+                        views: int = 1, memory_bank: jax.Array | None = None,
+                        ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The weighted objective of synthetic inputs `x [B, T, F]` with targets `labels [B, C]`
+    (and an optional `memory_bank [M, D]` of earlier samples' features, `batch.memory_bank`).
 
     Gradients flow through the frozen modules to `x` only (the modules' variables are
     constants here; `jax.grad` is taken with respect to `x`).
@@ -68,6 +75,8 @@ def inversion_objective(program: Program, feature: str, teachers: Any, x: jax.Ar
     """
     mask = jnp.ones(x.shape[0], jnp.float32)
     batch = {"labels": labels, "mask": mask}
+    if memory_bank is not None:
+        batch["memory_bank"] = memory_bank
     key = f"features.{feature}"
     ns, _ = forward(program, teachers, batch, rng, train=False,
                     overrides={key: _augment(x, jax.random.fold_in(rng, 11), jitter, flip)},
@@ -122,21 +131,24 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
     tx = optax.adam(float(inv.lr))
     jitter, flip, views = int(inv.get("jitter", 0)), bool(inv.get("flip", False)), int(inv.get("views", 1))
 
+    bank_cfg = inv.get("memory_bank") or {}
+    bank_path, bank_size = str(bank_cfg.get("path", "")), int(bank_cfg.get("size", 0) or 0)
+
     @jax.jit
-    def step(x, opt_state, labels, rng):
+    def step(x, opt_state, labels, rng, bank):
         (loss, m), g = jax.value_and_grad(
             lambda x: inversion_objective(program, feature, teachers, x, labels, rng, jitter=jitter,
-                                          flip=flip, views=views), has_aux=True)(x)
+                                          flip=flip, views=views, memory_bank=bank), has_aux=True)(x)
         upd, opt_state = tx.update(g, opt_state, x)
         return optax.apply_updates(x, upd), opt_state, m
 
     first_teacher = next(iter(program.teachers), None)
 
     @jax.jit
-    def final_logits(x, teachers):
+    def final_outputs(x, teachers):
         ns, _ = forward(program, teachers, {"mask": jnp.ones(x.shape[0])}, jax.random.key(0),
                         train=False, overrides={f"features.{feature}": x})
-        return ns["teacher"][first_teacher]["logits"]
+        return ns["teacher"][first_teacher]["logits"], (resolve(ns, bank_path) if bank_path else None)
 
     out_dir = os.path.join(workdir, "synthetic")
     os.makedirs(out_dir, exist_ok=True)
@@ -148,10 +160,24 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
     log_every = int(inv.get("log_every", 0) or steps)
     seed = int(inv.get("seed", cfg.get("seed", 0)))
     t0, made, first_loss, last_loss = time.time(), 0, None, None
+    bank: jax.Array | None = None  # features of the last `bank_size` final samples (batch.memory_bank)
+
+    if bank_size:  # starts empty, [0, D]: the first batch has no extra negatives
+        z_shape = jax.eval_shape(final_outputs, jax.ShapeDtypeStruct(shape, jnp.float32), teachers)[1]
+        bank = jnp.zeros((0, *z_shape.shape[1:]), jnp.float32)
+
+    def add_to_bank(x):
+        nonlocal bank
+        if bank_size:
+            bank = jnp.concatenate([bank, final_outputs(x, teachers)[1]])[-bank_size:]
+
     try:
         for b in range(n_batches):
             path = os.path.join(out_dir, f"shard_{b:05d}.npz")
             if os.path.exists(path):
+                if bank_size:  # resume: rebuild the bank from the shards already written
+                    with np.load(path) as z:
+                        add_to_bank(jnp.asarray(z[f"features/{feature}"]))
                 continue
             rng = jax.random.fold_in(jax.random.key(seed), b)
             labels = jnp.asarray(_targets(str(inv.get("targets", "balanced")), bsz, num_classes,
@@ -160,7 +186,7 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
                 jax.random.fold_in(rng, 1), shape, jnp.float32)
             opt_state = tx.init(x)
             for s in range(steps):
-                x, opt_state, m = step(x, opt_state, labels, jax.random.fold_in(rng, 100 + s))
+                x, opt_state, m = step(x, opt_state, labels, jax.random.fold_in(rng, 100 + s), bank)
                 if s == 0 or s == steps - 1 or (s + 1) % log_every == 0:
                     m = jax.device_get(m)
                     if not np.isfinite(m["loss"]):
@@ -177,11 +203,12 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
                 raise TrainingDivergedError(f"invert: non-finite inputs at batch {b}; stopped, {made} new shard(s) kept")
             arrays = {f"features/{feature}": x_host, "labels": np.asarray(labels)}
             if first_teacher is not None:
-                arrays["teacher_logits"] = np.asarray(final_logits(x, teachers), np.float32)
+                arrays["teacher_logits"] = np.asarray(final_outputs(x, teachers)[0], np.float32)
             tmp = path + ".tmp.npz"
             np.savez(tmp, **arrays)
             os.replace(tmp, path)  # complete shards only
             made += 1
+            add_to_bank(x)
     finally:
         log.close()
     dt = time.time() - t0

@@ -345,3 +345,24 @@ def test_paired_difference_matches_scipy():
         assert abs(t975(df) - scipy_stats.t.ppf(0.975, df)) < 1e-3
     with pytest.raises(ValueError):
         paired_difference([1, 2], [1])
+
+
+def test_invert_two_views_and_memory_bank_feed_the_contrastive_term(tiny_teacher, tmp_path):
+    """The bank holds earlier batches' final features: at batch 0 it is empty (same loss as
+    without a bank), at batch 1 its rows are extra negatives (a strictly larger InfoNCE)."""
+    from kdjax.train.stages import run_config
+
+    def run(size, wd):
+        c = _invert_cfg(tiny_teacher, num_batches=2, steps=2, views=2,
+                        memory_bank=dict(path="teacher.t.feats.embedding", size=size))
+        with c.unlocked():
+            c.losses.cont = dict(fn="feature_invariant_contrastive", kw=dict(temperature=0.5),
+                                 inputs=["teacher.t.feats.embedding", "view2.teacher.t.feats.embedding"],
+                                 **({"kw_inputs": {"memory_bank": "batch.memory_bank"}} if size else {}))
+        run_config(c, str(wd))
+        rows = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: r["invert/loss/cont"] for r in rows}
+
+    plain, banked = run(0, tmp_path / "plain"), run(8, tmp_path / "bank")
+    assert np.isclose(banked[1], plain[1], rtol=1e-6)  # batch 0, step 0: empty bank
+    assert banked[3] > plain[3] + 1e-3  # batch 1, step 0: 8 extra negatives
