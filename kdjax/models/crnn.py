@@ -57,6 +57,8 @@ class Model(nn.Module):
       rnn_units: GRU units per direction.
       rnn_layers: stacked bidirectional GRU layers.
       dropout: dropout after the front and before the classifier.
+      conv_impl: "1d" convolution formulation, see `kdjax.models.layers` ("auto": one matmul on
+        CPU, `lax.conv` elsewhere).
       dtype: computation dtype (None: float32); the GRU carry stays float32; logits/feats are
         returned as float32.
 
@@ -78,6 +80,7 @@ class Model(nn.Module):
     rnn_units: int = 32
     rnn_layers: int = 1
     dropout: float = 0.0
+    conv_impl: str = "auto"
     dtype: Any = None
 
     @nn.compact
@@ -93,7 +96,14 @@ class Model(nn.Module):
                     f"crnn: time_strides {self.time_strides} and conv_widths {self.conv_widths} differ"
                 )
             for i, (w, s) in enumerate(zip(self.conv_widths, self.time_strides, strict=True)):
-                h = Conv1D(w, self.conv_kernel, s, dtype=self.dtype, name=f"conv{i}")(h)
+                h = Conv1D(
+                    w,
+                    self.conv_kernel,
+                    s,
+                    conv_impl=self.conv_impl,
+                    dtype=self.dtype,
+                    name=f"conv{i}",
+                )(h)
                 h = nn.relu(batch_norm(train, self.dtype, f"bn{i}")(h))
                 feats[f"fmap{i}"] = h
         else:
