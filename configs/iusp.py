@@ -170,7 +170,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         fe_s = fe_t  # one front-end computed once; the paper's 20-mel student input is variant=paper
         teacher_kw = TINY_TEACHER if tiny else LOCAL_TEACHER
         students = {s: TINY_STUDENT for s in SIZES} if tiny else LOCAL_STUDENTS
-        lr, steps, batch = a.lr or 3e-3, 2 if tiny else (a.steps or 300), a.batch or (4 if tiny else 16)
+        lr, steps, batch = a.lr or 3e-3, 2 if tiny else (a.steps or 300), a.batch or (8 if tiny else 16)
         t_steps = 2 if tiny else (a.teacher_steps or 3 * steps)
         warm, every = (0, 2) if tiny else (20, max(steps // 2, 1))
 
@@ -182,6 +182,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             out["train_source"] = dict(name=d["name"], kw=dict(out["kw"], num_mixtures=counts[0]))
         if tiny:
             out["kw"]["max_examples"] = counts[1] if counts else 8
+            out["clip_seconds"] = 2.0
         return out
 
     label_mask = {"mask": "batch.label_mask"}
@@ -234,6 +235,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.seeds = 1 if tiny and a.seeds == 3 else a.seeds
     c.variant = a.variant
     c.runnable_here = not paper
-    if tiny:  # the config test: one student size, every arm
-        c.run = a.stage or ",".join(["teacher"] + [f"{arm}_small" for arm in ARMS])
+    if tiny:  # the config test: the teacher (BCE) and the two relational arms (BCE+KD+SP / +IUSP)
+        c.run = a.stage or "teacher,sp_small,iusp_small"
     return c
