@@ -170,7 +170,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         fe_s = fe_t  # one front-end computed once; the paper's 20-mel student input is variant=paper
         teacher_kw = TINY_TEACHER if tiny else LOCAL_TEACHER
         students = {s: TINY_STUDENT for s in SIZES} if tiny else LOCAL_STUDENTS
-        lr, steps, batch = a.lr or 3e-3, 2 if tiny else (a.steps or 300), a.batch or (8 if tiny else 16)
+        lr, steps, batch = a.lr or 3e-3, 2 if tiny else (a.steps or 120), a.batch or (8 if tiny else 16)
         t_steps = 2 if tiny else (a.teacher_steps or 3 * steps)
         warm, every = (0, 2) if tiny else (20, max(steps // 2, 1))
 

@@ -159,7 +159,9 @@ def dataset_table(name: str, workdir: str, n_boot: int, seed: int = 0) -> tuple[
                 verdict = "does not hold"
             ci = (f"[{boot['ci95_low']:.2f}, {boot['ci95_high']:.2f}]" if "ci95_low" in boot else "undefined")
             lines += [
-                f"IUSP gain / SP gain (micro-AUPRC, seeds {common}): **{ratio:.2f}** "
+                f"IUSP gain / SP gain (micro-AUPRC, seeds {common}): "
+                + (f"**{ratio:.2f}** " if g_sp > 0 else f"**undefined** (SP gain <= 0; raw quotient {ratio:.2f}) ")
+                +
                 f"(SP gain {g_sp:+.4f}, IUSP gain {g_iu:+.4f}); 95% two-level bootstrap interval {ci} "
                 f"over {boot['n_boot']} replicates, P(SP gain <= 0) = {boot['p_sp_gain_nonpositive']:.2f}"
                 + (f", P(ratio in paper's [1.271, 2.224]) = {boot['p_ratio_in_claim']:.2f}" if "p_ratio_in_claim" in boot else "")
