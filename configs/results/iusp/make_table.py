@@ -155,6 +155,8 @@ def dataset_table(name: str, workdir: str, n_boot: int, seed: int = 0) -> tuple[
                 verdict = "holds"
             elif g_sp > 0 and ratio > 1 or g_sp <= 0 < g_iu:
                 verdict = "direction only (IUSP - SP not significant)" if diff["ci95_low"] <= 0 else "holds in direction"
+            elif g_sp <= 0 and g_iu <= 0:
+                verdict = "does not hold (neither SP nor IUSP gains over BCE)"
             else:
                 verdict = "does not hold"
             ci = (f"[{boot['ci95_low']:.2f}, {boot['ci95_high']:.2f}]" if "ci95_low" in boot else "undefined")
