@@ -51,11 +51,9 @@ variant=local: real multi-label sets from ../shared/data, sized for a 2-core sha
             speaker-disjoint). lr 3e-3 (cosine), short runs (`steps`); weights as third-party.
 variant=tiny: 2 steps on a few clips (tests/test_configs.py -k iusp).
 
-PLATFORM NOTE (worked around here, not fixed): `kdjax.train.loop.evaluate` passes raw logits to
-`eval_metric`, but `metrics.micro_auprc` (DCASE) expects probabilities (its thresholds are
-scores >= 0.01 plus 1.0), so `eval_metric="micro_auprc"` would score logits. This module
-registers `metrics.micro_auprc_sigmoid` (micro_auprc of sigmoid(logits); same signature) on
-import and selects with it; mAP is rank-based and is unaffected.
+Model selection: DCASE 2019 Task 5 micro-AUPRC (`eval_metric="micro_auprc"`), computed by the
+loop on sigmoid probabilities (the committed raw runs logged it as `micro_auprc_sigmoid`, the
+same number, from before the loop did the sigmoid itself).
 
 Results (ours, variant=local, 3 seeds, 120-step students; full tables, intervals, commands and
 logs in configs/results/iusp/README.md, built by configs/results/iusp/make_table.py):
@@ -75,29 +73,9 @@ frame_mask (a batch key holding a `[B, T]` student-frame mask; "" = none: fixed-
 
 from __future__ import annotations
 
-import inspect
-
 import ml_collections
-import numpy as np
 
 from configs import common
-from kdjax.train import metrics as _metrics
-
-
-def micro_auprc_sigmoid(scores: np.ndarray, labels: np.ndarray, *, mask: np.ndarray | None = None,
-                        label_mask: np.ndarray | None = None, min_threshold: float = 0.01) -> float:
-    """DCASE 2019 Task 5 micro-AUPRC of `sigmoid(scores)`: `scores` are logits `[N, C]`.
-
-    See `kdjax.train.metrics.micro_auprc` (labels `[N, C]`, mask `[N]`, label_mask `[N, C]`,
-    same errors). Registered as `kdjax.train.metrics.micro_auprc_sigmoid` (PLATFORM NOTE).
-    """
-    p = 1.0 / (1.0 + np.exp(-np.clip(np.asarray(scores, np.float64), -60.0, 60.0)))
-    return _metrics.micro_auprc(p, labels, mask=mask, label_mask=label_mask, min_threshold=min_threshold)
-
-
-if not hasattr(_metrics, "micro_auprc_sigmoid"):
-    _metrics.micro_auprc_sigmoid = micro_auprc_sigmoid
-assert "label_mask" in inspect.signature(_metrics.micro_auprc_sigmoid).parameters
 
 SIZES = ("small", "medium", "large")
 ARMS = ("bce", "kd", "sp", "iusp")
@@ -197,7 +175,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                 eval_every=max(n_steps // 3, 1) if teacher and not tiny else every,
                                 checkpoint_every=n_steps if not tiny else 1, log_every=max(every // 2, 1))
         c.data = data_block()
-        c.eval_metric = "micro_auprc_sigmoid"
+        c.eval_metric = "micro_auprc"
         c.quiet = True
         name = "teacher" if teacher else "student"
         c.models = {name: dict(model="temporal_cnn", kw=model_kw, frontend=fe_t if teacher else fe_s)}

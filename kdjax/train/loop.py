@@ -264,7 +264,8 @@ def evaluate(
 ) -> dict[str, dict[str, Any]]:
     """Metrics of every deployed model on a whole split: `{name: {metric, loss, ...}}`.
 
-    For single-label data also the confusion matrix and per-class accuracy. If `logits_out` is
+    Multi-label data: the metric is computed on `sigmoid(logits)` (probabilities). For
+    single-label data also the confusion matrix and per-class accuracy. If `logits_out` is
     a dict, it receives each model's logits `[N, C]` (in source order, padding removed) and
     `"labels"` `[N, C]`.
     """
@@ -299,7 +300,10 @@ def evaluate(
     for n in spec.deployed:
         z = np.concatenate(logits[n]).astype(np.float64)
         r: dict[str, Any] = {}
-        r[metric] = float(metric_fn(z, y, **metric_kw))
+        # Multi-label metrics take probabilities (DCASE micro-AUPRC thresholds scores in [0, 1]);
+        # rank-based metrics (mAP, ROC-AUC) are unchanged by the sigmoid. Logits are saved as is.
+        scores = 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0))) if source.multi_label else z
+        r[metric] = float(metric_fn(scores, y, **metric_kw))
         if not source.multi_label:
             zmax = z.max(-1, keepdims=True)
             logp = z - zmax - np.log(np.exp(z - zmax).sum(-1, keepdims=True))

@@ -74,13 +74,14 @@ def link_stages(c: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict, wo
     Raises:
       ValueError: a reference to a stage that does not exist (names the field).
     """
-    for t_name, t in (c.get("teachers", {}) or {}).items():
-        ref = str(t.get("checkpoint", ""))
-        m = re.fullmatch(r"([A-Za-z0-9_]+):([A-Za-z0-9_]+)", ref)
-        if m:
-            t.checkpoint = _stage_dir(cfg, workdir, m.group(1), seed_index,
-                                      f"stages.{stage}.teachers.{t_name}.checkpoint={ref!r}")
-            t.checkpoint_model = m.group(2)
+    with c.unlocked():  # checkpoint_model may be a new field of a locked config
+        for t_name, t in (c.get("teachers", {}) or {}).items():
+            ref = str(t.get("checkpoint", ""))
+            m = re.fullmatch(r"([A-Za-z0-9_]+):([A-Za-z0-9_]+)", ref)
+            if m:
+                t.checkpoint = _stage_dir(cfg, workdir, m.group(1), seed_index,
+                                          f"stages.{stage}.teachers.{t_name}.checkpoint={ref!r}")
+                t.checkpoint_model = m.group(2)
 
     def walk(node, where):
         for k in list(node.keys()):

@@ -181,17 +181,32 @@ def test_multi_label_train_metric_is_micro_f1_over_known_labels():
 
 
 def test_selection_metric_is_dcase_micro_auprc_of_probabilities():
+    """The loop scores multi-label models on sigmoid probabilities (the DCASE micro-AUPRC
+    thresholds scores in [0, 1]); scoring raw logits would give another number."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from kdjax.data.synthetic import ArraySource
     from kdjax.train import metrics
 
     c = _stage("iusp")
-    assert c.eval_metric == "micro_auprc_sigmoid"
+    assert c.eval_metric == "micro_auprc"
     rng = np.random.default_rng(0)
-    z = rng.normal(size=(20, C)) * 3
+    z = (rng.normal(size=(20, C)) * 3).astype(np.float32)
     y = (rng.random((20, C)) < 0.3).astype(np.float32)
-    lm = (rng.random((20, C)) < 0.9).astype(np.float32)
-    fn = getattr(metrics, c.eval_metric)
-    assert fn(z, y, label_mask=lm) == metrics.micro_auprc(_np_sigmoid(z), y, label_mask=lm)
-    assert fn(z, y) != metrics.micro_auprc(z, y)  # scoring logits directly would differ
+    audio = np.zeros((20, 64), np.float32)
+    audio[:, :C] = z  # a stand-in model whose logits are the first C samples of each clip
+    src = ArraySource({"audio": audio, "labels": y}, sample_rate=16000, class_names=[str(k) for k in range(C)],
+                      multi_label=True)
+    spec = type("Spec", (), {"deployed": ("student",)})()
+    mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+    out = {}
+    r = loop.evaluate(spec, lambda p, b, inputs: {"student": inputs["audio"][:, :C]}, {}, {}, src,
+                      clip_samples=64, batch_size=8, data_sharding=NamedSharding(mesh, P("data")),
+                      metric="micro_auprc", logits_out=out)
+    np.testing.assert_allclose(r["student"]["micro_auprc"], metrics.micro_auprc(_np_sigmoid(z), y), rtol=1e-9)
+    assert r["student"]["micro_auprc"] != metrics.micro_auprc(z, y)
+    np.testing.assert_array_equal(out["student"], z)  # logits are saved as they are
 
 
 def test_config_arguments():

@@ -311,6 +311,7 @@ def test_stage_references_resolve_to_run_folders(tmp_path):
         "stages": {"teacher": {"seed": 0, "repeat": False},
                    "kd": {"seed": 0, "teachers": {"t": {"checkpoint": "teacher:teacher"}},
                           "data": {"join": {"e": "{stage:teacher}/arrays/{split}/e.npy"}}}}})
+    cfg.lock()  # as absl's config flag hands it over: checkpoint_model is a new field
     runs = stage_runs(cfg, str(tmp_path))
     _, k, wd, c = runs[2]
     assert k == 1 and wd.endswith("kd/seed1")
