@@ -5,6 +5,13 @@ What is timed (issue #6):
            jnp log-mel front-end ("logmel40_8k", on device) -> frozen teacher forward (eval mode)
            -> student forward/backward -> 0.1 CE + 0.9 T^2 KL (T=4) -> AdamW update.
   student  the same without the teacher (the fsdd `student` stage: CE only).
+  cnn2d, crnn, transformer
+           model-zoo train steps: the fsdd `student` stage with its student swapped for
+           `kdjax.models.<kind>` at its DEFAULT size (PANNs-style 2-D CNN; Conv1D front + BiGRU;
+           frame transformer with a class token), mixup off, CE only -> AdamW. PyTorch references
+           `_torch_zoo_model` below: the same layers and shapes (asserted: equal parameter counts),
+           the same front-end and input `[B, 8000]`; the log-mel `[B, 40, 101]` is transposed to
+           `[B, 101, 40]` (frames x mels) as kdjax's models take it. Variants: `--zoo_variants`.
 The PyTorch reference (below, `torch_*`) is the same architecture (TC-ResNet-style 1-D convs over
 mel channels with BatchNorm, equal parameter counts, asserted), the same input `[B, 8000]` 8 kHz
 waveforms, the same front-end work (`torch.stft` + mel matmul + dB with an 80 dB floor), the same
@@ -26,6 +33,9 @@ Run (about 10 minutes on 2 cores): `python benchmarks/train_step.py` from a venv
 (see benchmarks/README or the issue: torch is not a kdjax requirement). Flags: --batch_sizes,
 --steps (timed per worker), --block, --variants, --out.
 Writes benchmarks/results/train_step.json and train_step.md.
+Model zoo, appended as a new section to those files (existing rows kept; ~5 minutes):
+  python benchmarks/train_step.py --steps_kinds=cnn2d,crnn,transformer --batch_sizes=32 \
+      --steps=10 --warmup=2 --append
 """
 
 from __future__ import annotations
@@ -52,13 +62,30 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("worker", "", "internal: run as a worker (jax|torch)")
 flags.DEFINE_string("spec", "", "internal: worker spec (JSON)")
 flags.DEFINE_list("batch_sizes", ["16", "32", "64"], "batch sizes")
-flags.DEFINE_list("steps_kinds", ["kd", "student"], "which steps: kd (teacher+student), student")
+flags.DEFINE_list(
+    "steps_kinds",
+    ["kd", "student"],
+    "which steps: kd (teacher+student), student, and model-zoo students cnn2d, crnn, transformer",
+)
 flags.DEFINE_list(
     "variants",
     ["jax:xla", "jax:auto", "torch:eager", "torch:eager_1thread", "torch:compile", "torch:compile_1thread"],
     "framework:variant list; jax:<conv_impl> (xla = plain lax.conv path, auto = kdjax's default "
     "choice per backend, default = the model's default), torch:eager|compile[_1thread] (default "
     "threads = 2, or 1 thread)",
+)
+flags.DEFINE_list(
+    "zoo_variants",
+    ["jax:default", "torch:eager_1thread"],
+    "framework:variant list for the model-zoo kinds (jax:default = the model's own conv choice). "
+    "torch:eager (2 threads) is not in the default: on the shared 2-core machine it was 3-30x "
+    "slower than 1 thread in every row measured (3-34x, see train_step.md) and costs minutes per run",
+)
+flags.DEFINE_bool(
+    "append",
+    False,
+    "append this run as a new section to --out (JSON: under 'appended_runs'; .md: a new section "
+    "at the end) instead of rewriting them; skips the input-pipeline measurement",
 )
 flags.DEFINE_integer("steps", 30, "timed steps per worker (after warm-up)")
 flags.DEFINE_integer("warmup", 5, "untimed steps after the first (compile) step")
@@ -71,6 +98,8 @@ SR = 8000
 NUM_CLASSES = 10
 ALPHA, TEMP = 0.9, 4.0
 LR, WD = 3e-3, 1e-4
+# Model-zoo kinds: kdjax.models.<kind> keywords (empty: the module's defaults).
+ZOO = {"cnn2d": {}, "crnn": {}, "transformer": {}}
 
 
 def _proc_status_mib(key: str) -> float:
@@ -116,8 +145,13 @@ def _batches(batch: int, n: int = 4) -> list[dict[str, np.ndarray]]:
 def _jax_stage_config(kind: str, conv_impl: str | None):
     from configs import fsdd
 
-    stages = fsdd.get_config(f"stage={kind}").stages
+    stages = fsdd.get_config(f"stage={'kd' if kind == 'kd' else 'student'}").stages
     cfg = stages["kd" if kind == "kd" else "student"]
+    if kind in ZOO:
+        with cfg.unlocked():
+            cfg.models.student.model = kind
+            cfg.models.student.kw = dict(ZOO[kind])
+            cfg.mixup_alpha = 0.0  # the torch reference does not mix
     if conv_impl is not None:
         with cfg.unlocked():
             for m in list(cfg.models.values()) + list(cfg.get("teachers", {}).values()):
@@ -163,6 +197,105 @@ def jax_worker(spec: dict):
 
     first, _ = one()
     return counts, first, one, rss0, {"jax": jax.__version__, "backend": jax.default_backend()}
+
+
+# ------------------------------------------------------------------------------------------------
+# PyTorch references of the model-zoo students (kdjax.models.cnn2d / crnn / transformer defaults).
+
+
+def _torch_zoo_model(kind: str, n_mels: int, **kw):
+    """The PyTorch twin of `kdjax.models.<kind>` at its defaults; input the log-mel `[B, F, T]`.
+
+    Returns (module, number of redundant parameters not counted; see torch_worker).
+    """
+    import math
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    if kw:
+        raise ValueError(f"{kind}: the torch twin is written for the kdjax defaults only, got {kw}")
+
+    class CNN2d(nn.Module):  # kdjax.models.cnn2d: PANNs CNN10-style, widths (16, 32, 64, 128)
+        def __init__(self, widths=(16, 32, 64, 128), block_dropout=0.2, dropout=0.5):
+            super().__init__()
+            self.bn0 = nn.BatchNorm1d(n_mels)  # over the mel bins, statistics over batch and time
+            layers, c = [], 1
+            for w in widths:
+                layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
+                           nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
+                           nn.AvgPool2d(2), nn.Dropout(block_dropout)]
+                c = w
+            self.blocks = nn.Sequential(*layers)
+            self.drop = nn.Dropout(dropout)
+            self.fc1 = nn.Linear(c, c)
+            self.head = nn.Linear(c, NUM_CLASSES)
+
+        def forward(self, x):  # [B, F, T]
+            h = self.blocks(self.bn0(x).transpose(1, 2).unsqueeze(1))  # [B, C, T', F']
+            frames = h.mean(3)  # [B, C, T']
+            pooled = frames.amax(2) + frames.mean(2)
+            emb = F.relu(self.fc1(self.drop(pooled)))
+            return self.head(self.drop(emb))
+
+    class CRNN(nn.Module):  # kdjax.models.crnn: Conv1D(32, k3) x2 (strides 1, 2) + BiGRU(32)
+        def __init__(self, widths=(32, 32), kernel=3, strides=(1, 2), units=32):
+            super().__init__()
+            layers, c = [], n_mels
+            for w, st in zip(widths, strides, strict=True):
+                layers += [nn.Conv1d(c, w, kernel, st, padding=kernel // 2, bias=False), nn.BatchNorm1d(w),
+                           nn.ReLU()]
+                c = w
+            self.front = nn.Sequential(*layers)
+            self.gru = nn.GRU(c, units, batch_first=True, bidirectional=True)
+            self.head = nn.Linear(2 * units, NUM_CLASSES)
+
+        def forward(self, x):  # [B, F, T]
+            out, _ = self.gru(self.front(x).transpose(1, 2))  # [B, T', 2H]
+            return self.head(out.mean(1))
+
+    class Block(nn.Module):  # pre-LN, written-out attention (kdjax returns the probabilities)
+        def __init__(self, dim, heads, mlp_dim):
+            super().__init__()
+            self.heads = heads
+            self.ln1, self.ln2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+            self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim, bias=False), nn.Linear(dim, dim)
+            self.out = nn.Linear(dim, dim)
+            self.mlp1, self.mlp2 = nn.Linear(dim, mlp_dim), nn.Linear(mlp_dim, dim)
+
+        def forward(self, x):
+            b, n, d = x.shape
+            h = self.ln1(x)
+            split = lambda y: y.reshape(b, n, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+            q, k, v = split(self.q(h)), split(self.k(h)), split(self.v(h))
+            probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // self.heads), dim=-1)
+            x = x + self.out((probs @ v).transpose(1, 2).reshape(b, n, d))
+            return x + self.mlp2(F.gelu(self.mlp1(self.ln2(x)), approximate="tanh"))  # flax gelu = tanh
+
+    class Transformer(nn.Module):  # kdjax.models.transformer: dim 64, depth 2, heads 4, 1025 tokens
+        def __init__(self, dim=64, depth=2, heads=4, max_tokens=1025):
+            super().__init__()
+            self.embed = nn.Linear(n_mels, dim)
+            self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+            self.pos = nn.Parameter(0.02 * torch.randn(max_tokens, dim))
+            self.blocks = nn.Sequential(*[Block(dim, heads, 4 * dim) for _ in range(depth)])
+            self.ln = nn.LayerNorm(dim, eps=1e-6)
+            self.head = nn.Linear(dim, NUM_CLASSES)
+
+        def forward(self, x):  # [B, F, T]
+            tok = self.embed(x.transpose(1, 2))
+            h = torch.cat([self.cls.expand(tok.shape[0], -1, -1), tok], 1) + self.pos[: tok.shape[1] + 1]
+            return self.head(self.ln(self.blocks(h))[:, 0])
+
+    if kind == "cnn2d":
+        return CNN2d(), 0
+    if kind == "crnn":
+        m = CRNN()
+        return m, 2 * 2 * m.gru.hidden_size  # b_hr, b_hz per direction
+    if kind == "transformer":
+        return Transformer(), 0
+    raise ValueError(f"no torch twin for {kind!r}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -227,9 +360,15 @@ def torch_worker(spec: dict):
         db = 10.0 * torch.log10(torch.clamp(fb @ p, min=1e-10))
         return torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - 80.0)
 
-    student = TCResNet(fe["n_mels"], **spec["student_kw"])
+    redundant = 0
+    if spec["kind"] in ZOO:
+        student, redundant = _torch_zoo_model(spec["kind"], fe["n_mels"], **ZOO[spec["kind"]])
+    else:
+        student = TCResNet(fe["n_mels"], **spec["student_kw"])
     teacher = TCResNet(fe["n_mels"], **spec["teacher_kw"]).eval() if spec["kind"] == "kd" else None
-    counts = {"student": sum(p.numel() for p in student.parameters())}
+    # torch.nn.GRU's b_hr, b_hz are redundant with b_ir, b_iz (the two are summed); flax's GRUCell
+    # omits them, so they are not counted (same math, same FLOPs).
+    counts = {"student": sum(p.numel() for p in student.parameters()) - redundant}
     if teacher is not None:
         counts["teacher.teacher"] = sum(p.numel() for p in teacher.parameters())
         for p in teacher.parameters():
@@ -339,7 +478,7 @@ class Worker:
 
 def measure_config(kind: str, batch: int, common: dict) -> list[dict]:
     workers = []
-    for v in FLAGS.variants:
+    for v in FLAGS.zoo_variants if kind in ZOO else FLAGS.variants:
         fw, variant = v.split(":")
         w = Worker(fw, dict(common, kind=kind, batch=batch, variant=variant))
         print(f"[{kind} b{batch}] {w.name}: {json.dumps({k: v for k, v in w.ready.items() if k != 'trace'})}",
@@ -410,6 +549,95 @@ def measure_pipeline() -> dict:
             "batches_per_s": round(FLAGS.pipeline_batches / dt, 1), "load_1min": round(os.getloadavg()[0], 2)}
 
 
+def _result_rows(results: list[dict]) -> list[str]:
+    """The markdown results table (header + one row per worker)."""
+    lines = [
+        "| step | batch | impl | median ms | steps/s | ratio vs torch eager | first step s | "
+        "peak RSS MiB (after import) | load 1-min |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['step']} | {r['batch']} | {r['impl']} | failed: {r['error'][:80]} |||||| |")
+            continue
+        lines.append(
+            f"| {r['step']} | {r['batch']} | {r['impl']} | {r['median_ms']:.1f} | {r['steps_per_s']:.2f} | "
+            f"{r.get('ratio_vs_torch_eager', float('nan')):.3f} | {r['first_step_s']:.2f} | "
+            f"{r['peak_rss_mib']:.0f} ({r['rss_after_import_mib']:.0f}) | "
+            f"{min(r['load_1min']):.2f}-{max(r['load_1min']):.2f} |"
+        )
+    return lines
+
+
+def append_run(common: dict, path: pathlib.Path) -> None:
+    """--append: measure --steps_kinds x --batch_sizes and add them as a new section of the results.
+
+    JSON: the existing object gains (or extends) "appended_runs"; markdown: a section is added at the
+    end. Existing rows are not touched.
+    """
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    results: list[dict] = []
+    for kind in FLAGS.steps_kinds:
+        for b in FLAGS.batch_sizes:
+            results += measure_config(kind, int(b), common)
+    versions: dict = {}
+    params: dict = {}
+    for r in results:
+        versions |= {k: v for k, v in r.get("versions", {}).items() if k in ("jax", "torch")}
+        if "params" in r:
+            params[r["step"]] = r["params"]
+    zoo = any(k in ZOO for k in FLAGS.steps_kinds)
+    section = {
+        "benchmark": "kdjax model-zoo student train steps vs PyTorch twins (benchmarks/train_step.py --append)"
+        if zoo else "kdjax train steps vs PyTorch reference (benchmarks/train_step.py --append)",
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpu_count": os.cpu_count(), "processor": platform.processor(),
+                    "load_avg_start": load_start, "load_avg_end": [round(x, 2) for x in os.getloadavg()]},
+        "versions": versions,
+        "params": params,
+        "settings": {"steps": FLAGS.steps, "warmup": FLAGS.warmup, "block": FLAGS.block,
+                     "steps_kinds": FLAGS.steps_kinds, "batch_sizes": FLAGS.batch_sizes,
+                     "variants": FLAGS.variants, "zoo_variants": FLAGS.zoo_variants, "zoo_kw": ZOO,
+                     "memory": "peak RSS (VmHWM) of each worker process"},
+        "results": results,
+    }
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.setdefault("appended_runs", []).append(section)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    md = path.with_suffix(".md")
+    m = section["machine"]
+    lines = [
+        "",
+        f"## {'Model-zoo students' if zoo else 'Train steps'} (appended {section['date']})",
+        "",
+        f"{m['cpu_count']} CPU cores, shared with other engineers' work; load average "
+        f"{m['load_avg_start']} (start) -> {m['load_avg_end']} (end). Versions: {versions}. "
+        f"{FLAGS.steps} timed steps per worker after {FLAGS.warmup} warm-up steps, blocks of "
+        f"{FLAGS.block}, frameworks alternating; ratio = step time / the fastest torch eager setting "
+        f"run ({', '.join(v for v in (FLAGS.zoo_variants if zoo else FLAGS.variants) if 'eager' in v)}) "
+        "in the same run (< 1: kdjax faster).",
+    ]
+    if zoo:
+        lines += [
+            "",
+            "Each step: 8 kHz audio `[B, 8000]` -> log-mel 40 x 101 (on device) -> the student "
+            "(`kdjax.models.<step>` at its defaults; PyTorch twin `_torch_zoo_model` with the same "
+            "layers) -> CE -> AdamW (lr 3e-3, wd 1e-4); no mixup, no teacher. "
+            "`jax:default` = the model's default convolution path (crnn's Conv1D front: one matmul on "
+            "CPU; cnn2d: `lax.conv`). torch.nn.GRU's redundant hidden biases b_hr, b_hz are not "
+            "counted in its parameters.",
+        ]
+    lines += ["", *_result_rows(results), "", f"Parameter counts (equal in both frameworks, asserted): {params}.", ""]
+    ratios = [f"{r['step']} {r['ratio_vs_torch_eager']:.2f}" for r in results
+              if r["impl"].startswith("jax") and "ratio_vs_torch_eager" in r]
+    if ratios:
+        lines += [f"kdjax/torch (faster eager) per step: {', '.join(ratios)}.", ""]
+    text = md.read_text() if md.exists() else ""
+    md.write_text(text.rstrip("\n") + "\n" + "\n".join(lines))
+    print("appended to", path, md, flush=True)
+
+
 def write_markdown(out: dict, path: pathlib.Path) -> None:
     m = out["machine"]
     lines = [
@@ -427,20 +655,7 @@ def write_markdown(out: dict, path: pathlib.Path) -> None:
         "`jax:xla` is the plain lax.conv path; `jax:auto` is kdjax's default (see "
         "kdjax/models/layers.py).",
         "",
-        "| step | batch | impl | median ms | steps/s | ratio vs torch eager | first step s | "
-        "peak RSS MiB (after import) | load 1-min |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in out["results"]:
-        if "error" in r:
-            lines.append(f"| {r['step']} | {r['batch']} | {r['impl']} | failed: {r['error'][:80]} |||||| |")
-            continue
-        lines.append(
-            f"| {r['step']} | {r['batch']} | {r['impl']} | {r['median_ms']:.1f} | {r['steps_per_s']:.2f} | "
-            f"{r.get('ratio_vs_torch_eager', float('nan')):.3f} | {r['first_step_s']:.2f} | "
-            f"{r['peak_rss_mib']:.0f} ({r['rss_after_import_mib']:.0f}) | "
-            f"{min(r['load_1min']):.2f}-{max(r['load_1min']):.2f} |"
-        )
+    ] + _result_rows(out["results"])
     p = out["input_pipeline"]
     lines += [
         "",
@@ -471,6 +686,10 @@ def main(argv):
     np.save(os.path.join(tmp, "fb.npy"), fb)
     common = {"frontend": fe, "mel_fb": os.path.join(tmp, "fb.npy"),
               "student_kw": dict(fsdd.STUDENT), "teacher_kw": dict(fsdd.TEACHER)}
+    path = pathlib.Path(FLAGS.out)
+    if FLAGS.append:
+        append_run(common, path)
+        return
     load_start = [round(x, 2) for x in os.getloadavg()]
     # The input pipeline is measured at the start, after the KD configs and at the end (the
     # load changes); the ratio uses the median.

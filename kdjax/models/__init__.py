@@ -8,7 +8,19 @@ Standard feats keys (when the model has them):
   attention  `[L, B, H, N, N]` transformer attention weights
 
 Models are found by module name: `build("temporal_cnn", **kw)` is
-`kdjax.models.temporal_cnn.Model(**kw)`.
+`kdjax.models.temporal_cnn.Model(**kw)`. The zoo (each module's docstring names its paper and
+reference implementation):
+  temporal_cnn    TC-ResNet-style 1-D CNN (mel bins as channels)
+  cp_resnet       CP-ResNet, receptive field limited by `rho` (Koutini et al. 2019)
+  cnn2d           PANNs CNN10-style 2-D CNN (Kong et al. 2020)
+  mobile_fcn      Mobile-FCN tagger (EAsT's MagnaTagATune student; Choi et al. 2016 FCN)
+  crnn            conv front + bidirectional GRU (Cakir et al. 2017)
+  lstm_p          LSTM with projection, KWS (Sak et al. 2014)
+  att_rnn         Att-RNN (de Andrade et al. 2018)
+  mhatt_rnn       multi-head attention RNN (Rybakov et al. 2020)
+  transformer     frame transformer with a class token, returns attention (AST/ViT-style)
+  stats_pool_net  x-vector TDNN + statistics pooling (Snyder et al. 2018)
+  attention_head  Temporal KD's training-only attention over a student's frames (Choi et al. 2022)
 """
 
 from __future__ import annotations

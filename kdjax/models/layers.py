@@ -59,38 +59,51 @@ def same_padding(length: int, kernel: int, stride: int) -> tuple[int, int, int]:
     return out, total // 2, total - total // 2
 
 
-def conv1d_matmul(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+def conv1d_matmul(x: jax.Array, kernel: jax.Array, stride: int = 1, dilation: int = 1) -> jax.Array:
     """1-D "SAME" convolution as one matmul over shifted patches (im2col).
 
     Shapes: x `[B, T, Cin]`, kernel `[k, Cin, Cout]` -> `[B, ceil(T / stride), Cout]`. Equals
-    `lax.conv_general_dilated(x, kernel, (stride,), "SAME", dimension_numbers=("NWC", "WIO", "NWC"))`.
+    `lax.conv_general_dilated(x, kernel, (stride,), "SAME", rhs_dilation=(dilation,),
+    dimension_numbers=("NWC", "WIO", "NWC"))`; a dilated kernel (TDNN context, e.g. {t-2, t, t+2}
+    is k=3, dilation=2) spans `(k - 1) * dilation + 1` frames and is padded as that span.
     """
     k, cin, cout = kernel.shape
     if x.shape[-1] != cin:
         raise ValueError(f"conv1d_matmul: input has {x.shape[-1]} channels, kernel expects {cin}")
+    if dilation < 1:
+        raise ValueError(f"conv1d_matmul: dilation must be >= 1, got {dilation}")
     b, t = x.shape[0], x.shape[1]
-    out, lo, hi = same_padding(t, k, stride)
+    out, lo, hi = same_padding(t, (k - 1) * dilation + 1, stride)
     if k == 1:
         cols = x[:, :: stride, :] if stride > 1 else x
     else:
         xp = jnp.pad(x, ((0, 0), (lo, hi), (0, 0)))
         span = (out - 1) * stride + 1
-        cols = jnp.concatenate([xp[:, i : i + span : stride, :] for i in range(k)], axis=-1)
+        cols = jnp.concatenate(
+            [xp[:, i * dilation : i * dilation + span : stride, :] for i in range(k)], axis=-1
+        )
     y = jnp.dot(cols.reshape(b * out, k * cin), kernel.reshape(k * cin, cout))
     return y.reshape(b, out, cout)
 
 
-def conv1d_xla(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+def conv1d_xla(x: jax.Array, kernel: jax.Array, stride: int = 1, dilation: int = 1) -> jax.Array:
     """The plain path: `lax.conv_general_dilated`, "SAME" padding, `[B, T, Cin] -> [B, T', Cout]`."""
-    return lax.conv_general_dilated(x, kernel, (stride,), "SAME", dimension_numbers=("NWC", "WIO", "NWC"))
+    return lax.conv_general_dilated(
+        x,
+        kernel,
+        (stride,),
+        "SAME",
+        rhs_dilation=(dilation,),
+        dimension_numbers=("NWC", "WIO", "NWC"),
+    )
 
 
 class Conv1D(nn.Module):
     """1-D "SAME" convolution over time, `[B, T, Cin] -> [B, ceil(T / stride), features]`.
 
-    A drop-in for `nn.Conv(features, (kernel,), (stride,), use_bias=...)` on 3-D inputs (same
-    parameter names, shapes and initialisers), with the formulation chosen by `conv_impl`
-    (module docstring).
+    A drop-in for `nn.Conv(features, (kernel,), (stride,), use_bias=..., kernel_dilation=...)`
+    on 3-D inputs (same parameter names, shapes and initialisers), with the formulation chosen by
+    `conv_impl` (module docstring).
     """
 
     features: int
@@ -101,6 +114,7 @@ class Conv1D(nn.Module):
     dtype: Any = None  # computation dtype (None: promote input/params); params stay float32
     kernel_init: Callable = nn.initializers.lecun_normal()
     bias_init: Callable = nn.initializers.zeros_init()
+    dilation: int = 1  # taps `dilation` frames apart (TDNN context); last: positional args unchanged
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -109,7 +123,7 @@ class Conv1D(nn.Module):
         impl = resolve_conv_impl(self.conv_impl)
         w = self.param("kernel", self.kernel_init, (self.kernel, x.shape[-1], self.features), jnp.float32)
         x, w = nn.dtypes.promote_dtype(x, w, dtype=self.dtype)
-        y = (conv1d_matmul if impl == "matmul" else conv1d_xla)(x, w, self.stride)
+        y = (conv1d_matmul if impl == "matmul" else conv1d_xla)(x, w, self.stride, self.dilation)
         if self.use_bias:
             y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(y.dtype)
         return y
