@@ -135,7 +135,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     a = common.parse_arg(
         arg, variant="local", data="fsdd", stage="default", seeds=3, teacher_model="temporal_cnn",
         syn_batches=0, syn_batch=0, inv_steps=0, inv_lr=0.5, init_mean=-68.0, init_std=25.0,
-        jitter=3, flip=False, w_ce=1.0, w_bn=1e-2, bn_first=10.0, w_tv=1e-4, w_l2=1e-5,
+        jitter=3, flip=False, w_ce=1.0, w_bn=3e-3, bn_first=10.0, w_tv=1e-4, w_l2=1e-5,
         w_cont=1.0, cont_tau=0.1, cont_feat="embedding", bank=256,
         kd_t=4.0, w_kd=1.0, w_hid=1.0, hidden_metric="mse", frames_w=1.0, stats_w=1.0,
         student_steps=0, teacher_steps=0,
@@ -152,10 +152,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     s_kw = dict(STUDENT_TINY if tiny else STUDENT_PAPER if paper else STUDENT_LOCAL)
     t_model = a.teacher_model
     if t_model == "stats_pool_net":  # the model zoo's TDNN + statistics pooling (feats frames/stats/embedding)
-        t_kw = dict(widths=(16, 16), embedding_dim=16) if tiny else dict(widths=(128, 128, 128), embedding_dim=128)
-    t_width = int(t_kw.get("widths", (0,))[-1]) if t_model == "temporal_cnn" else int(t_kw["widths"][-1])
+        t_kw = (dict(widths=(16, 16), kernels=(5, 3), dilations=(1, 2), embed_dim=16) if tiny
+                else dict(widths=(64, 64, 64, 64, 128), kernels=(5, 3, 3, 1, 1), dilations=(1, 2, 3, 1, 1),
+                          embed_dim=64, dropout=0.1))
+    elif t_model != "temporal_cnn":
+        raise ValueError(f"config argument teacher_model={t_model!r}: expected temporal_cnn or stats_pool_net")
+    t_width = int(t_kw["widths"][-1])  # the teacher's frame width (the projection's output)
     # Sizes: (teacher steps, student steps, batch, synthetic batches, synthetic batch, inversion steps).
-    sizes = dict(tiny=(2, 2, 8, 1, 8, 2), local=(600, 300, 32, 6, 40, 150), paper=(20000, 10000, 64, 80, 128, 2000))
+    sizes = dict(tiny=(2, 2, 8, 1, 8, 2), local=(600, 300, 32, 6, 40, 250), paper=(20000, 10000, 64, 80, 128, 2000))
     t_steps, s_steps, bsz, n_syn, syn_b, inv_steps = sizes[a.variant]
     t_steps, s_steps = a.teacher_steps or t_steps, a.student_steps or s_steps
     n_syn, syn_b, inv_steps = a.syn_batches or n_syn, a.syn_batch or syn_b, a.inv_steps or inv_steps
