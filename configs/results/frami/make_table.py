@@ -177,10 +177,11 @@ def main():
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--arg", default="variant=local,data=fsdd")
     ap.add_argument("--no_pictures", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the output names and README block (e.g. _v1)")
     args = ap.parse_args()
     workdir = os.path.abspath(args.workdir)
     cfg = frami.get_config(args.arg)
-    data = cfg.stages.teacher.data.name
+    data = cfg.stages.teacher.data.name + args.tag
     s = stages_lib.summarize(cfg, workdir)
     # FRAMI vs DeepInversion, recomputed here from the per-seed values too (same function).
     st = s["stages"]
