@@ -71,7 +71,7 @@ Run:
 Runtime (variant=local, data=fsdd, 3 seeds, 2-core shared CPU at load ~9-16, no GPU): about
 30 min end to end (teacher ~2 min, DeepInversion 113 s, FRAMI inversion 719 s, 15 students
 40-110 s each); per stage in configs/results/frami/README.md. variant=tiny (3 stages by
-default, `stage=all` for all 8): ~80 s of CPU, 7 min wall at load ~15.
+default, `stage=all` for all 8): tests/test_configs.py -k frami 56 s at load ~3 (7 min at load ~15).
 
 Arguments: variant, data, stage (default | all | stages joined by "+", e.g. di+cont), seeds, teacher_model
 (temporal_cnn | stats_pool_net), syn_batches, syn_batch, inv_steps, inv_lr, init_mean,
