@@ -1,0 +1,260 @@
+"""FRAMI: data-free KD by feature-rich audio model inversion, with DeepInversion as baseline.
+
+Paper: Kang, He, Wang, Peng, Qu, Xiao, "Feature-Rich Audio Model Inversion for Data-Free
+Knowledge Distillation Towards General Sound Classification", ICASSP 2023, arXiv 2303.07643.
+No public code. Builds on DeepInversion (Yin et al., CVPR 2020) and contrastive model
+inversion (CMI, Fang et al., IJCAI 2021). What is known of it: /work/shared/PAPERS.md section 5.
+
+What is reproduced (the method, on our data; not the paper's numbers)
+  A teacher (log-mel front-end + network + mean/std statistics pooling + classifier) is
+  trained on real data, then inverted into log-mel spectrograms `[B, T, F]` (dB); students
+  learn from the synthetic spectrograms ONLY and are tested on the real test split.
+  Stages (one command runs all; each alone with `:stage=<name>`):
+    teacher    train on real data (cross-entropy), named front-end `frontends.mel`
+    inv_di     DeepInversion: CE(teacher(x), sampled target) + a_bn * BN-statistics prior on
+               every BatchNorm of the teacher (`teacher.t.bn`, `capture_bn=True`; first layer
+               x `bn_first`) + a_tv * TV(x) + a_l2 * ||x||; Adam on x; random time jitter
+    inv_frami  inv_di's objective + a_cont * feature-invariant contrastive loss (InfoNCE
+               between the teacher features `teacher.t.feats.<cont_feat>` of two augmented
+               views of each sample, `views=2`; negatives: the other samples and a memory
+               bank of the last `bank` samples of earlier batches, `memory_bank`)
+    di         student, KD only (Hinton T^2 KL), on inv_di's synthetic set   (the baseline)
+    cont       student, KD only, on inv_frami's set          ("+ contrastive" arm)
+    hidden     student, KD + a_hid * hidden-state reuse, on inv_di's set ("+ hidden" arm)
+    frami      student, KD + a_hid * hidden-state reuse, on inv_frami's set (full FRAMI)
+    real       student, KD only, on the REAL train split (upper bound; not data-free)
+  Hidden-state reuse: `stats_pooling_hidden_loss` between the student's frames (before
+  pooling) and the teacher's, and between their mean+std statistics (after pooling), via a
+  learnable linear projection from the student's width to the teacher's
+  (`kdjax/models/frame_projection.py`, a training-only module `deploy=False`: it is neither
+  evaluated nor counted in the student's parameters). Every student arm has `baseline="di"`,
+  so `summary.json` gives each arm's paired difference over DeepInversion (same seeds).
+  Inversion runs once per arm (seed 0, `repeat=False`); students repeat over `seeds`, so
+  the paired intervals cover student seeds only, not inversion randomness.
+  Students are selected by nothing: no real validation split is read (`eval_split=""`, the
+  last parameters are kept), because a data-free student must not see real data.
+
+Unknown (config arguments, our choices documented; none is the paper's published value)
+  Objective weights (w_ce, w_bn, bn_first, w_tv, w_l2, w_cont), contrastive temperature
+  (cont_tau), bank size (bank), which feature is contrasted (cont_feat: embedding|stats),
+  what "feature-invariant" augments (we use DeepInversion's random circular time shift of up
+  to `jitter` frames, and time flip if `flip=true`, drawn independently per view), Adam
+  lr / steps of the inversion, init x ~ N(init_mean, init_std^2) dB (FSDD: the measured
+  mean/std of the real log-mel, -68 / 25 dB -- an assumption that uses one pair of real-data
+  statistics), the hidden-state loss form (hidden_metric: mse|cosine, frames_w, stats_w,
+  linear projection), KD temperature and weights, architectures, mel parameters (FSDD:
+  `logmel40_8k`; paper variant: `logmel_frami`, 64 mels, log(x + 1e-6)), synthetic-set size
+  (syn_batches x syn_batch), and all of the paper's numbers.
+
+Numbers: FSDD, variant=local, student test accuracy, mean +- std over student seeds 0-2 (one
+inversion per arm), copied from configs/results/frami/README.md (generated there by
+configs/results/frami/make_table.py from the workdir, with paired intervals, set sizes,
+diversity and inversion times). The paper's numbers are not in PAPERS.md (unknown to us), so
+there is no paper column.
+    teacher 0.967 | real-data KD 0.940 +- 0.009 | DeepInversion 0.146 +- 0.041 |
+    + contrastive 0.133 +- 0.003 | + hidden 0.133 +- 0.024 | FRAMI 0.114 +- 0.010
+  Every synthetic-only arm is near chance (0.10) in our setting (240 synthetic samples, 250
+  steps per batch; the spectrograms stay noise-like): FRAMI vs DeepInversion -0.031, 95% CI
+  [-0.158, +0.096] over student seeds only -- no evidence either way. FRAMI's set is more
+  diverse (within-class cosine distance of teacher embeddings 0.145 vs 0.052).
+
+Variants (`variant=`):
+  paper  UrbanSound8K (`urbansound8k`, 10-fold CV; we run fold 1 only unless `folds` is set),
+         ESC-50 (`esc50`, fold 1), AudioMNIST (`audiomnist`) -- `data=us8k|esc50|audiomnist`.
+         NOT runnable here: the datasets are not in /work/shared/data and the sizes need a GPU.
+  local  sized for a 2-core shared CPU (`data=fsdd|esc10|sc12`).
+  tiny   a few steps and tiny models (tests/test_configs.py).
+
+Run:
+  python -m kdjax.main --config configs/frami.py:variant=local,data=fsdd --workdir workdirs/frami_fsdd
+  python configs/results/frami/make_table.py workdirs/frami_fsdd   # the table
+Runtime (variant=local, data=fsdd, 3 seeds, 2-core shared CPU at load ~9-16, no GPU): about
+30 min end to end (teacher ~2 min, DeepInversion 113 s, FRAMI inversion 719 s, 15 students
+40-110 s each); per stage in configs/results/frami/README.md. variant=tiny (3 stages by
+default, `stage=all` for all 8): tests/test_configs.py -k frami 56 s at load ~3 (7 min at load ~15).
+
+Arguments: variant, data, stage (default | all | stages joined by "+", e.g. di+cont), seeds, teacher_model
+(temporal_cnn | stats_pool_net), syn_batches, syn_batch, inv_steps, inv_lr, init_mean,
+init_std, jitter, flip, w_ce, w_bn, bn_first, w_tv, w_l2, w_cont, cont_tau, cont_feat, bank,
+kd_t, w_kd, w_hid, hidden_metric, frames_w, stats_w, student_steps, teacher_steps.
+
+Raises (get_config): ValueError for an unknown variant/data pair, cont_feat or hidden_metric.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs import common
+
+STAGES = ("teacher", "inv_di", "inv_frami", "di", "cont", "hidden", "frami", "real")
+
+# Architectures (temporal CNNs: frames [B, T', D], stats [B, 2D] = mean+std pooling). The
+# teacher and student have the same total time stride (16), so their frames align 1:1.
+TEACHER_LOCAL = dict(stem_width=64, widths=(64, 96, 128), strides=(2, 2, 2), stem_stride=2, dropout=0.1)
+STUDENT_LOCAL = dict(stem_width=16, widths=(16, 24, 32), strides=(2, 2, 2), stem_stride=2)
+TEACHER_PAPER = dict(stem_width=128, widths=(128, 160, 192, 256), strides=(2, 2, 2, 1), stem_stride=2, dropout=0.1)
+STUDENT_PAPER = dict(stem_width=32, widths=(32, 48, 64), strides=(2, 2, 2), stem_stride=2)
+TEACHER_TINY = dict(stem_width=8, widths=(12, 16), strides=(2, 2), stem_stride=2)
+STUDENT_TINY = dict(stem_width=8, widths=(8, 8), strides=(2, 2), stem_stride=2)
+
+
+def _frame_width(kw: dict) -> int:
+    return int(kw["widths"][-1])
+
+
+def _data(a: ml_collections.ConfigDict) -> tuple[dict, dict]:
+    """(data block, front-end) for the variant/data pair.
+
+    Raises:
+      ValueError: an unknown pair.
+    """
+    tiny = a.variant == "tiny"
+    if a.variant in ("local", "tiny"):
+        if a.data == "fsdd":  # 8 kHz, 1 s spoken digits: the AudioMNIST analogue
+            d = common.data("fsdd", clip_seconds=1.0, max_examples=64 if tiny else 0, allow_download=True)
+            return d, common.frontend("logmel40_8k")
+        if a.data == "esc10":  # 16 kHz, 5 s; fold 1 of the official 5-fold CV
+            d = common.data("esc10", train_split="train_fold1", eval_split="", test_split="test_fold1",
+                            clip_seconds=5.0)
+            return d, common.frontend("logmel_frami")
+        if a.data == "sc12":  # Speech Commands 12 classes (the local copy: the official test set, split)
+            d = common.data("speech_commands", clip_seconds=1.0)
+            return d, common.frontend("logmel40_16k")
+    if a.variant == "paper":
+        if a.data == "us8k":  # resampled to 16 kHz; <= 4 s excerpts
+            d = common.data("urbansound8k", train_split="train_fold1", eval_split="validation_fold1",
+                            test_split="test_fold1", clip_seconds=4.0, sample_rate=16000)
+            return d, common.frontend("logmel_frami")
+        if a.data == "esc50":
+            d = common.data("esc50", train_split="train_fold1", eval_split="validation_fold1",
+                            test_split="test_fold1", clip_seconds=5.0)
+            return d, common.frontend("logmel_frami", sample_rate=44100, n_fft=2048, win_length=1103,
+                                      hop_length=441, fmax=22050.0)
+        if a.data == "audiomnist":
+            d = common.data("audiomnist", clip_seconds=1.0)
+            return d, common.frontend("logmel_frami", sample_rate=48000, n_fft=2048, win_length=1200,
+                                      hop_length=480, fmax=24000.0)
+    raise ValueError(f"config arguments variant={a.variant!r}, data={a.data!r}: expected variant=local|tiny with "
+                     "data=fsdd|esc10|sc12, or variant=paper with data=us8k|esc50|audiomnist")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The staged FRAMI / DeepInversion config (see the module docstring for the arguments)."""
+    a = common.parse_arg(
+        arg, variant="local", data="fsdd", stage="default", seeds=3, teacher_model="temporal_cnn",
+        syn_batches=0, syn_batch=0, inv_steps=0, inv_lr=0.5, init_mean=-68.0, init_std=25.0,
+        jitter=3, flip=False, w_ce=1.0, w_bn=3e-3, bn_first=10.0, w_tv=1e-4, w_l2=1e-5,
+        w_cont=1.0, cont_tau=0.1, cont_feat="embedding", bank=256,
+        kd_t=4.0, w_kd=1.0, w_hid=1.0, hidden_metric="mse", frames_w=1.0, stats_w=1.0,
+        student_steps=0, teacher_steps=0,
+    )
+    if a.variant not in ("paper", "local", "tiny"):
+        raise ValueError(f"config argument variant={a.variant!r}: expected paper, local or tiny")
+    if a.cont_feat not in ("embedding", "stats"):
+        raise ValueError(f"config argument cont_feat={a.cont_feat!r}: expected embedding or stats")
+    if a.hidden_metric not in ("mse", "cosine"):
+        raise ValueError(f"config argument hidden_metric={a.hidden_metric!r}: expected mse or cosine")
+    tiny, paper = a.variant == "tiny", a.variant == "paper"
+    data, fe = _data(a)
+    t_kw = dict(TEACHER_TINY if tiny else TEACHER_PAPER if paper else TEACHER_LOCAL)
+    s_kw = dict(STUDENT_TINY if tiny else STUDENT_PAPER if paper else STUDENT_LOCAL)
+    t_model = a.teacher_model
+    if t_model == "stats_pool_net":  # the model zoo's TDNN + statistics pooling (feats frames/stats/embedding)
+        t_kw = (dict(widths=(16, 16), kernels=(5, 3), dilations=(1, 2), embed_dim=16) if tiny
+                else dict(widths=(64, 64, 64, 64, 128), kernels=(5, 3, 3, 1, 1), dilations=(1, 2, 3, 1, 1),
+                          embed_dim=64, dropout=0.1))
+    elif t_model != "temporal_cnn":
+        raise ValueError(f"config argument teacher_model={t_model!r}: expected temporal_cnn or stats_pool_net")
+    t_width = int(t_kw["widths"][-1])  # the teacher's frame width (the projection's output)
+    # Sizes: (teacher steps, student steps, batch, synthetic batches, synthetic batch, inversion steps).
+    sizes = dict(tiny=(2, 2, 8, 1, 8, 2), local=(600, 300, 32, 6, 40, 250), paper=(20000, 10000, 64, 80, 128, 2000))
+    t_steps, s_steps, bsz, n_syn, syn_b, inv_steps = sizes[a.variant]
+    t_steps, s_steps = a.teacher_steps or t_steps, a.student_steps or s_steps
+    n_syn, syn_b, inv_steps = a.syn_batches or n_syn, a.syn_batch or syn_b, a.inv_steps or inv_steps
+
+    # checkpoint_model is given although "teacher:teacher" names it: link_stages adds the key, which
+    # fails on the locked config of `kdjax.main` (a platform bug, worked around here).
+    teacher_ref = dict(model=t_model, kw=t_kw, frontend="mel", checkpoint="teacher:teacher", checkpoint_model="teacher")
+
+    def train_stage(steps: int, lr: float, *, synthetic: str = "", hidden: bool = False,
+                    teacher: bool = False) -> ml_collections.ConfigDict:
+        c = common.train_config(batch_size=bsz, num_steps=steps, lr=lr, warmup_steps=0 if tiny else 30,
+                                eval_every=2 if tiny else (200 if teacher else steps),
+                                checkpoint_every=2 if tiny else steps, log_every=2 if tiny else 50)
+        c.kind = "train"
+        c.frontends = {"mel": fe}
+        c.data = dict(data)
+        if teacher:
+            if tiny:  # no validation pass at tiny (time): the last parameters are the teacher's
+                c.data = dict(data, eval_split="")
+            c.models = {"teacher": dict(model=t_model, kw=t_kw, frontend="mel")}
+            c.teachers = {}
+            c.losses = {"ce": common.ce("teacher")}
+            c.repeat, c.baseline = False, ""
+            return c
+        # Students: no real validation data (data-free); the last parameters are kept.
+        c.data = dict(data, eval_split="")
+        if synthetic:
+            c.data = dict(c.data, train_source=dict(name="synthetic", kw=dict(root=f"{{stage:{synthetic}}}/synthetic")))
+        c.models = {"student": dict(model="temporal_cnn", kw=s_kw, frontend="mel")}
+        c.teachers = {"t": dict(teacher_ref)}
+        c.losses = {"kd": common.hinton_kd("student", "t", weight=a.w_kd, temperature=a.kd_t)}
+        if hidden:
+            c.models["proj"] = dict(model="frame_projection", kw=dict(width=t_width),
+                                    input="student.feats.frames", deploy=False)
+            c.losses["hidden"] = dict(
+                fn="stats_pooling_hidden_loss", weight=a.w_hid,
+                inputs=["proj.feats.frames", "teacher.t.feats.frames"],
+                kw=dict(metric=a.hidden_metric, frames_weight=a.frames_w, stats_weight=a.stats_w),
+                kw_inputs={"student_stats": "proj.feats.stats", "teacher_stats": "teacher.t.feats.stats"})
+        c.eval_model = "student"  # not `proj` (the training-only projection)
+        c.repeat, c.baseline = True, "" if synthetic == "inv_di" and not hidden else "di"
+        return c
+
+    def invert_stage(frami: bool) -> ml_collections.ConfigDict:
+        c = ml_collections.ConfigDict()
+        c.kind, c.seed, c.repeat, c.baseline = "invert", 0, False, ""
+        c.data = dict(data, eval_split="", test_split="")
+        c.frontends = {"mel": fe}
+        c.models = {}
+        c.teachers = {"t": dict(teacher_ref, capture_bn=True)}
+        c.invert = dict(feature="mel", num_batches=n_syn, batch_size=syn_b, steps=inv_steps, lr=a.inv_lr,
+                        init_mean=a.init_mean, init_std=a.init_std, targets="balanced", jitter=a.jitter,
+                        flip=a.flip, views=1, log_every=max(1, inv_steps // 5), seed=0)
+        c.losses = {
+            "ce": dict(fn="softmax_xent", weight=a.w_ce, inputs=["teacher.t.logits", "batch.labels"]),
+            "bn": dict(fn="bn_statistics_loss", weight=a.w_bn, kw=dict(first_layer_weight=a.bn_first),
+                       inputs=["teacher.t.bn"]),
+            "tv": dict(fn="total_variation", weight=a.w_tv, inputs=["features.mel"]),
+            "l2": dict(fn="l2_prior", weight=a.w_l2, inputs=["features.mel"]),
+        }
+        if frami:
+            feat = f"teacher.t.feats.{a.cont_feat}"
+            c.invert.views = 2
+            c.invert.memory_bank = dict(path=feat, size=a.bank)
+            c.losses.cont = dict(fn="feature_invariant_contrastive", weight=a.w_cont,
+                                 kw=dict(temperature=a.cont_tau), inputs=[feat, f"view2.{feat}"],
+                                 kw_inputs={"memory_bank": "batch.memory_bank"})
+        return c
+
+    s_lr = 3e-3
+    c = ml_collections.ConfigDict()
+    c.stages = {
+        "teacher": train_stage(t_steps, 2e-3, teacher=True),
+        "inv_di": invert_stage(False),
+        "inv_frami": invert_stage(True),
+        "di": train_stage(s_steps, s_lr, synthetic="inv_di"),
+        "cont": train_stage(s_steps, s_lr, synthetic="inv_frami"),
+        "hidden": train_stage(s_steps, s_lr, synthetic="inv_di", hidden=True),
+        "frami": train_stage(s_steps, s_lr, synthetic="inv_frami", hidden=True),
+        "real": train_stage(s_steps, s_lr),
+    }
+    # tiny (tests, < ~60 s on a loaded 2-core CPU, where every stage costs ~20 s of compilation):
+    # the stages that exercise every feature (inversion with DeepInversion's terms + two views +
+    # memory bank; a synthetic-only student with the training-only projection); `stage=all`
+    # runs all eight.
+    default = "teacher,inv_frami,frami" if tiny else ",".join(STAGES)
+    c.run = default if a.stage == "default" else ",".join(STAGES) if a.stage == "all" else a.stage.replace("+", ",")
+    c.seeds = a.seeds
+    return c

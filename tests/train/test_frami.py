@@ -1,0 +1,147 @@
+"""FRAMI (configs/frami.py): what is specific to it beyond the platform's DeepInversion tests.
+
+- the feature-invariant contrastive term (two views + memory bank) inside the inversion
+  objective decreases when the synthetic inputs are optimised against a tiny teacher;
+- the hidden-state reuse term inside the train step equals a NumPy computation (linear
+  projection of the student's frames, mean+std pooling, MSE to the teacher's frames/stats);
+- the training-only projection is not part of the deployed model (nor its parameter count);
+- the diversity measures equal explicit NumPy loops.
+No training run and no data files: tiny random-init models, synthetic batches only.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import frami
+from kdjax import models as models_lib
+from kdjax import synthetic_diversity as div
+from kdjax.train import loop
+from kdjax.train.invert import inversion_objective
+from kdjax.train.program import build_program
+from kdjax.train.state import TrainState
+from kdjax.train.step import train_step
+
+SR, C = 8000, 10
+
+
+def _stage(name):
+    return frami.get_config("variant=tiny,data=fsdd").stages[name]
+
+
+def _teacher_vars(p, shape):
+    t = p.teachers["t"]  # jitted: op-by-op initialisation is slow on a loaded CPU
+    return {"t": jax.jit(lambda k: t.init(k, jnp.zeros(shape), train=False))(jax.random.key(0))}
+
+
+def _mel_shape(p, b):
+    return jax.eval_shape(p.frontends["mel"], jax.ShapeDtypeStruct((b, SR), jnp.float32)).shape
+
+
+def test_config_arms_read_the_right_synthetic_sets_and_baseline():
+    c = frami.get_config("variant=local,data=fsdd")
+    roots = {s: c.stages[s].data.get("train_source", {}).get("kw", {}).get("root") for s in
+             ("di", "cont", "hidden", "frami", "real")}
+    assert roots == {"di": "{stage:inv_di}/synthetic", "cont": "{stage:inv_frami}/synthetic",
+                     "hidden": "{stage:inv_di}/synthetic", "frami": "{stage:inv_frami}/synthetic",
+                     "real": None}
+    assert {s: c.stages[s].baseline for s in ("di", "cont", "hidden", "frami", "real")} == \
+        {"di": "", "cont": "di", "hidden": "di", "frami": "di", "real": "di"}
+    assert all(c.stages[s].data.eval_split == "" for s in ("di", "cont", "hidden", "frami", "real"))
+    assert "cont" in c.stages.inv_frami.losses and "cont" not in c.stages.inv_di.losses
+    assert c.stages.inv_frami.invert.views == 2 and c.stages.inv_frami.invert.memory_bank.size > 0
+    with pytest.raises(ValueError, match="variant='paper', data='fsdd'"):
+        frami.get_config("variant=paper,data=fsdd")
+
+
+def test_contrastive_term_with_two_views_and_bank_decreases():
+    c = _stage("inv_frami")
+    with c.unlocked():  # only the contrastive term: what FRAMI adds to DeepInversion
+        c.losses = {"cont": c.losses.cont}
+    p = build_program(c, C, SR)
+    shape = _mel_shape(p, 8)
+    teachers = _teacher_vars(p, shape)
+    x = -68.0 + 25.0 * jax.random.normal(jax.random.key(1), shape)
+    labels = jax.nn.one_hot(jnp.arange(8) % C, C)
+    d = frami.TEACHER_TINY["widths"][-1]
+    bank = jax.random.normal(jax.random.key(2), (16, d))  # earlier samples' embeddings [M, D]
+    tx = optax.adam(0.5)
+
+    @jax.jit
+    def step(x, opt, k):
+        (loss, m), g = jax.value_and_grad(
+            lambda x: inversion_objective(p, "mel", teachers, x, labels, jax.random.fold_in(jax.random.key(3), k),
+                                          jitter=2, views=2, memory_bank=bank), has_aux=True)(x)
+        u, opt = tx.update(g, opt, x)
+        return optax.apply_updates(x, u), opt, m["loss/cont"]
+
+    opt = tx.init(x)
+    vals = []
+    for k in range(20):
+        x, opt, v = step(x, opt, k)
+        vals.append(float(v))
+    assert np.isfinite(vals).all()
+    assert np.mean(vals[-5:]) < np.mean(vals[:5]) - 0.05, vals
+
+
+def test_hidden_term_in_the_train_step_equals_numpy():
+    c = _stage("frami")
+    p = build_program(c, C, SR)
+    shape = _mel_shape(p, 4)
+    teachers = _teacher_vars(p, shape)
+    batch = {"features/mel": np.asarray(-68 + 25 * jax.random.normal(jax.random.key(4), shape), np.float32),
+             "labels": np.eye(C, dtype=np.float32)[[0, 1, 2, 3]], "mask": np.ones(4, np.float32)}
+    params, stats = loop.init_variables(p, jax.random.key(5), SR, teachers, batch=batch)
+    state = TrainState.create(params=params, batch_stats=stats, tx=optax.sgd(0.0))
+    _, m = jax.jit(lambda s, t, b, r: train_step(s, t, b, r, spec=p))(state, teachers, batch, jax.random.key(6))
+    # NumPy: the student's frames (as the step computes them: train-mode BatchNorm), projected.
+    from kdjax.train.program import forward
+
+    variables = dict(teachers) | {n: {"params": params[n], "batch_stats": stats[n]} for n in p.models}
+    ns, _ = jax.jit(lambda v, b: forward(p, v, b, jax.random.key(0), train=True))(variables, batch)
+    s_frames = np.asarray(ns["student"]["feats"]["frames"], np.float64)
+    w = np.asarray(params["proj"]["proj"]["kernel"], np.float64)
+    b = np.asarray(params["proj"]["proj"]["bias"], np.float64)
+    pf = s_frames @ w + b
+    t_frames = np.asarray(ns["teacher"]["t"]["feats"]["frames"], np.float64)
+    assert pf.shape == t_frames.shape  # same total stride: frames align 1:1
+    pool = lambda f: np.concatenate([f.mean(1), np.sqrt(np.maximum(f.var(1), 1e-8))], -1)  # noqa: E731
+    per_ex = ((pf - t_frames) ** 2).mean((1, 2)) + ((pool(pf) - pool(t_frames)) ** 2).mean(1)
+    np.testing.assert_allclose(float(m["loss/hidden"]), per_ex.mean(), rtol=1e-4)
+    kd_w = c.losses.kd.weight
+    np.testing.assert_allclose(float(m["loss"]), kd_w * float(m["loss/kd"]) + c.losses.hidden.weight * per_ex.mean(),
+                               rtol=1e-4)
+
+
+def test_projection_is_training_only_and_not_counted():
+    p = build_program(_stage("frami"), C, SR)
+    assert p.deployed == ("student",) and set(p.models) == {"student", "proj"}
+    assert "proj" not in {n.name for n in p.subgraph(p.deployed)}  # eval runs the student only
+    shape = _mel_shape(p, 2)
+    teachers = jax.eval_shape(lambda: _teacher_vars(p, shape))  # shapes only: nothing compiles
+    params, _ = jax.eval_shape(lambda t: loop.init_variables(p, jax.random.key(0), SR, t), teachers)
+    n_proj = models_lib.count_params(params["proj"])
+    width_s, width_t = frami.STUDENT_TINY["widths"][-1], frami.TEACHER_TINY["widths"][-1]
+    assert n_proj == width_s * width_t + width_t
+    # The hidden arm's deployed student has exactly the DeepInversion arm's parameters.
+    di = _stage("di")
+    p_di = build_program(di, C, SR)
+    params_di, _ = jax.eval_shape(lambda t: loop.init_variables(p_di, jax.random.key(0), SR, t), teachers)
+    assert models_lib.count_params(params_di["student"]) == models_lib.count_params(params["student"])
+
+
+def test_diversity_measures_equal_explicit_loops():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(7, 5))
+    cos = [1 - z[i] @ z[j] / np.linalg.norm(z[i]) / np.linalg.norm(z[j]) for i in range(7) for j in range(i + 1, 7)]
+    euc = [np.linalg.norm(z[i] - z[j]) for i in range(7) for j in range(i + 1, 7)]
+    np.testing.assert_allclose(div.mean_pairwise_cosine_distance(z), np.mean(cos), rtol=1e-12)
+    np.testing.assert_allclose(div.mean_pairwise_distance(z), np.mean(euc), rtol=1e-9)
+    y = np.array([0, 0, 0, 1, 1, 2, 2])
+    want = np.mean([div.mean_pairwise_distance(z[y == k]) for k in (0, 1, 2)])
+    np.testing.assert_allclose(div.within_class(div.mean_pairwise_distance, z, np.eye(3)[y]), want)
+    assert div.mean_pairwise_cosine_distance(np.ones((4, 3))) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="N >= 2"):
+        div.mean_pairwise_distance(np.ones((1, 3)))
