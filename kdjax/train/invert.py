@@ -18,7 +18,10 @@ Config (a stage with `kind="invert"`):
              batches, kept for the last `size` samples and given to the objective as
              `batch.memory_bank` `[M, D]`, e.g. as `feature_invariant_contrastive`'s negatives
              via `kw_inputs={"memory_bank": "batch.memory_bank"}`; contrastive model
-             inversion, Fang et al. IJCAI 2021), log_every}
+             inversion, Fang et al. IJCAI 2021), clip: [low, high] (optional: after every
+             update the inputs are clamped to this range, in the front-end's units, e.g.
+             [-100, 20] dB for a dB log-mel floored at -100; DeepInversion clips images to
+             the valid pixel range the same way), log_every}
   losses    terms over the namespace: `features.<feature>` is the synthetic batch `[B, T, F]`
             (after augmentation), `batch.labels` its targets, e.g. softmax_xent(teacher.t.logits,
             batch.labels), bn_statistics_loss(teacher.t.bn), total_variation / l2_prior
@@ -47,7 +50,7 @@ import optax
 from kdjax.train.program import Program, build_program, forward, resolve, weighted_loss
 
 INVERT_FIELDS = {"feature", "num_batches", "batch_size", "steps", "lr", "init_mean", "init_std",
-                 "targets", "jitter", "flip", "views", "log_every", "seed", "memory_bank"}
+                 "targets", "jitter", "flip", "views", "log_every", "seed", "memory_bank", "clip"}
 
 
 def _augment(x: jax.Array, rng: jax.Array, jitter: int, flip: bool) -> jax.Array:
@@ -131,6 +134,9 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
     tx = optax.adam(float(inv.lr))
     jitter, flip, views = int(inv.get("jitter", 0)), bool(inv.get("flip", False)), int(inv.get("views", 1))
 
+    clip = tuple(float(v) for v in inv.clip) if inv.get("clip") else None
+    if clip is not None and (len(clip) != 2 or clip[0] >= clip[1]):
+        raise ValueError(f"invert.clip={inv.clip!r}: expected [low, high] with low < high")
     bank_cfg = inv.get("memory_bank") or {}
     bank_path, bank_size = str(bank_cfg.get("path", "")), int(bank_cfg.get("size", 0) or 0)
 
@@ -140,7 +146,10 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
             lambda x: inversion_objective(program, feature, teachers, x, labels, rng, jitter=jitter,
                                           flip=flip, views=views, memory_bank=bank), has_aux=True)(x)
         upd, opt_state = tx.update(g, opt_state, x)
-        return optax.apply_updates(x, upd), opt_state, m
+        x = optax.apply_updates(x, upd)
+        if clip is not None:
+            x = jnp.clip(x, clip[0], clip[1])
+        return x, opt_state, m
 
     first_teacher = next(iter(program.teachers), None)
 

@@ -200,7 +200,7 @@ def test_invert_stage_lowers_its_objective_and_shards_round_trip(tiny_teacher, t
     from kdjax.train.stages import run_config
 
     before = load_best_variables(tiny_teacher, "teacher")
-    c = _invert_cfg(tiny_teacher)
+    c = _invert_cfg(tiny_teacher, clip=[-60.0, -20.0])  # init N(-40, 10^2) reaches past both ends
     r = run_config(c, str(tmp_path / "inv"))["summary"]
     assert r["num_samples"] == 16 and r["loss_last"] < r["loss_first"]
     assert _leaves_equal(before, load_best_variables(tiny_teacher, "teacher"))
@@ -208,6 +208,7 @@ def test_invert_stage_lowers_its_objective_and_shards_round_trip(tiny_teacher, t
     assert len(src) == 16 and src.num_classes == 10 and src.sample_rate == 8000
     ex = src[3]
     assert ex["features/mel"].shape == tuple(r["shape"][1:]) and ex["labels"].sum() == 1
+    assert src.arrays["features/mel"].min() == -60.0 and src.arrays["features/mel"].max() == -20.0  # clamped
     assert np.bincount(np.argmax(src.arrays["labels"], -1), minlength=10).max() <= 2  # balanced targets
     # Gradients reach the inputs, through the frozen teacher.
     p = build_program(c, 10, 8000)
