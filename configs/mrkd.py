@@ -80,11 +80,12 @@ Arguments: variant=local|tiny|paper, data=esc10|sc12|fsdd (local/tiny) or dcase|
 (paper), reps=`+`-separated subset of logmel, mfcc, stft, cqt (`+`, since
 `,` separates config arguments),  loss=dml|ensemble,
 reduction=mean|sum, temperature (T > 0), weight (>= 0), t2_scale, stage=all|alone|joint,
-alone=shared|separate, seeds (ignored for esc10, which uses its 5 folds), steps, batch, lr
+alone=shared|separate, seeds (ignored for esc10, which uses its folds), folds (esc10: the first
+N of the 5 folds, default 5; re-running with a larger N skips the finished runs), steps, batch, lr
 (0: the variant's default).
 
 Raises (get_config): ValueError for an unknown variant/data/representation/loss/reduction/
-stage/alone, fewer than 2 representations, a non-positive temperature or a negative weight.
+stage/alone/folds, fewer than 2 representations, a non-positive temperature or a negative weight.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """
     a = common.parse_arg(arg, variant="local", data="esc10", reps="", loss="dml",
                          reduction="mean", temperature=1.0, weight=1.0, t2_scale=True, stage="all",
-                         alone="shared", seeds=3, steps=0, batch=0, lr=0.0)
+                         alone="shared", seeds=3, folds=5, steps=0, batch=0, lr=0.0)
     if a.variant not in ("local", "tiny", "paper"):
         raise ValueError(f"config argument variant={a.variant!r}: expected local, tiny or paper")
     valid_data = DATA_PAPER if a.variant == "paper" else DATA_LOCAL
@@ -214,7 +215,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     def stage(names: list[str], mutual: bool) -> ml_collections.ConfigDict:
         c = common.train_config(batch_size=batch, num_steps=steps, lr=lr, warmup_steps=0 if tiny else steps // 20,
                                 eval_every=2 if tiny else max(steps // 4, 1),
-                                checkpoint_every=1 if tiny else max(steps // 4, 1),
+                                checkpoint_every=2 if tiny else max(steps // 4, 1),
                                 log_every=1 if tiny else 25)
         c.data = data
         c.models = {r: dict(model="temporal_cnn", kw=peer_kw, frontend=fes[r]) for r in names}
@@ -255,6 +256,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         raise ValueError(f"config argument stage={a.stage!r}: expected all, alone or joint")
     c.seeds = 1 if folds else a.seeds
     if folds:
-        c.folds = folds
+        if not 1 <= a.folds <= len(folds):
+            raise ValueError(f"config argument folds={a.folds}: expected 1..{len(folds)}")
+        # The first `folds` folds (fold f always gets seed f - 1, as in the full run), so a
+        # run can be done fold-prefix by fold-prefix, pairing both arms early.
+        c.folds = folds[: a.folds]
     c.reps = ",".join(reps)  # read by make_table.py
     return c
