@@ -17,8 +17,10 @@ Usage:
       --out configs/results/mrkd
 Writes `<out>/tables.md` (the markdown tables) and `<out>/tables.json` (every per-run number).
 
+A workdir without any run finished in both arms gets a line saying so instead of a table.
+
 Raises:
-  SystemExit: a workdir without any finished run of both arms (names it).
+  SystemExit: a malformed name=workdir argument.
 """
 
 from __future__ import annotations
@@ -153,7 +155,11 @@ def main(argv=None):
         name, _, wd = item.partition("=")
         if not wd:
             raise SystemExit(f"make_table: expected name=workdir, got {item!r}")
-        all_d[name] = collect(wd)
+        try:
+            all_d[name] = collect(wd)
+        except SystemExit as e:  # not finished yet: say so in the tables instead of failing
+            parts.append(f"### {name}\n\nNo paired result yet: {e}\n")
+            continue
         parts.append(table(name, all_d[name]))
     os.makedirs(args.out, exist_ok=True)
     (pathlib.Path(args.out) / "tables.md").write_text("\n".join(parts))
