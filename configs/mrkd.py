@@ -75,9 +75,12 @@ weight 1, logmel+mfcc+stft):
   sc12 (3 seeds, 400 steps):  logmel 81.4 vs 82.6, -1.2 [-3.2, +0.9]; mfcc 83.7 vs 81.9,
       +1.8 [+0.8, +2.8] (significant); stft 79.9 vs 79.3, +0.6 [-3.5, +4.8]; ensemble of the
       alone peers 85.3.
-ESC_DOC
+  esc10 (5 folds, 150 steps): logmel 77.8 vs 80.2, -2.5 [-5.4, +0.4]; mfcc 79.5 vs 81.5,
+      -2.0 [-7.2, +3.2]; stft 76.5 vs 77.8, -1.3 [-6.8, +4.3] (none significant); ensemble
+      of the alone peers 81.2.
   So the claim is not reproduced at these short, untuned CPU budgets: one peer of six gains
-  significantly, none loses significantly. Runtime: ESC_RUNTIME
+  significantly, none loses significantly. Runtime: esc10 62 min wall for 5 folds x 2 arms at that
+  load (summed training time 1735 s alone, 1191 s joint);
   sc12 37 min wall for 3 seeds x 2 arms at that load (summed training
   time 964 s alone, 680 s joint). fsdd: not run (no CPU time left).
 
