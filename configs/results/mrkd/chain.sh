@@ -1,8 +1,7 @@
 #!/bin/bash
 # usage: chain.sh <data> <arg name> <values...>: runs configs/mrkd.py:data=<data>,<arg>=<v> for each v in turn
-cd /work/wt-mrkd
-. /work/venv/bin/activate
-export PYTHONPATH=/work/wt-mrkd JAX_PLATFORMS=cpu
+cd "$(dirname "$0")/../../.."  # the repository root (run with the venv active)
+export PYTHONPATH=$PWD JAX_PLATFORMS=cpu
 d=$1; key=$2; shift 2
 for v in "$@"; do
   echo "== $(date -u +%FT%TZ) start data=$d,$key=$v load $(cut -d' ' -f1-3 /proc/loadavg)"
