@@ -78,11 +78,13 @@ weight 1, logmel+mfcc+stft):
   esc10 (5 folds, 150 steps): logmel 77.8 vs 80.2, -2.5 [-5.4, +0.4]; mfcc 79.5 vs 81.5,
       -2.0 [-7.2, +3.2]; stft 76.5 vs 77.8, -1.3 [-6.8, +4.3] (none significant); ensemble
       of the alone peers 81.2.
-  So the claim is not reproduced at these short, untuned CPU budgets: one peer of six gains
+  fsdd (3 seeds, 400 steps):  logmel 98.3 vs 97.8, +0.6 [-1.2, +2.3]; mfcc 98.3 vs 98.4,
+      -0.1 [-3.5, +3.2]; stft 97.3 vs 96.7, +0.7 [-1.0, +2.3] (none significant).
+  So the claim is not reproduced at these short, untuned CPU budgets: one peer of nine gains
   significantly, none loses significantly. Runtime: esc10 62 min wall for 5 folds x 2 arms at that
   load (summed training time 1735 s alone, 1191 s joint);
   sc12 37 min wall for 3 seeds x 2 arms at that load (summed training
-  time 964 s alone, 680 s joint). fsdd: not run (no CPU time left).
+  time 964 s alone, 680 s joint); fsdd 6.4 min at load 2-4 (130 s alone, 149 s joint).
 
 Run:
   python -m kdjax.main --config configs/mrkd.py:data=esc10 --workdir workdirs/mrkd_esc10
