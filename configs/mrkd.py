@@ -1,0 +1,280 @@
+"""Multi-representation knowledge distillation (MRKD): peers on different input representations
+learn jointly by mutual distillation; any one peer is deployed alone.
+
+Paper: Gao, Xu, Wang, Peng, "Multi-Representation Knowledge Distillation For Audio
+Classification", arXiv 2002.09607 (2020); journal version Multimedia Tools and Applications
+(2022), doi 10.1007/s11042-021-11610-8. No public code (/work/shared/PAPERS.md section 1).
+
+What is reproduced (known from the paper): the raw waveform is turned into several
+representations, one model per representation, all trained jointly end to end, sharing
+knowledge by distillation; each model improves; inference uses one model. Here the K peers are
+K trainable models in `models` (each with its own jnp front-end, computed on device inside the
+ONE jitted train step), and every peer's objective is
+
+    L_i = CE(y, p_i) + weight * M_i,     p_k = softmax(z_k / T),  sg = stop_gradient
+    loss=dml:      M_i = w * sum_{j != i} KL(sg(p_j) || p_i),  w = 1/(K-1) (reduction=mean) or 1 (sum)
+    loss=ensemble: M_i = KL(sg(mean_{j != i} p_j) || p_i)
+    (times T^2 when t2_scale; `kdjax.losses.mutual_kl` over `peers.logits` [K, B, C])
+
+summed over peers in one step (simultaneous updates; the official DML code updates peers
+sequentially). The targets are stop-gradient, so each peer receives exactly its own gradient
+(tests/train/test_mrkd.py checks this and the loss values against NumPy).
+
+UNKNOWN in the paper, hence config arguments with documented defaults (assumptions, not the
+paper's values): the loss (`loss=dml`, Deep Mutual Learning, Zhang et al. CVPR 2018, the
+closest published base; or `loss=ensemble`), the reduction over peers (`reduction=mean`, DML
+Eq. 10; `sum` as the DML code), the temperature (`temperature=1`, DML), the weight
+(`weight=1`), the representation set (`reps=logmel+mfcc+stft`, tiny: `logmel+mfcc`; `cqt` is
+available), the architectures (here 1-D temporal CNNs, `temporal_cnn`, fastest on 2 CPU cores),
+the datasets (which DCASE edition / FSDKaggle) and all hyperparameters.
+
+Representations (`reps`, any subset of size >= 2, see `representation`): `logmel` (64 mel bins,
+dB), `mfcc` (40 MFCCs from 40 mels + deltas + delta-deltas, 120 channels), `stft` (linear
+log-power spectrogram, n_fft/2+1 bins, dB), `cqt` (log-CQT, 12 bins/octave from C1, dB).
+Windows 25 ms, hops 10 ms (CQT: 16 ms at 16 kHz); `[B, T, F]` features, F used as channels.
+
+Stages (`stage=all` runs both; each arm repeats over `seeds`, or over the 5 official ESC-10
+folds with `data=esc10`, `{fold}` in the split names; the same seed per repetition in both arms):
+  alone  the K peers with cross-entropy only. With `alone=shared` (default) they are trained
+         side by side in one step; nothing couples them (per-peer CE, per-parameter AdamW, no
+         global gradient clipping: `grad_clip` must be 0), so this is exactly K independent
+         CE trainings with the same initialisations, data order and steps as `joint` (the
+         only difference between the arms is the mutual term). `alone=separate` runs one
+         stage `alone_<rep>` per peer instead (own process setup; different init keys).
+  joint  the K peers, per-peer CE + weight * mutual term.
+Each arm writes result.json (every peer's test accuracy of its best-by-validation parameters,
+or its last ones where there is no validation split) and `logits_test.npz` (every peer's test
+logits + labels); `configs/results/mrkd/make_table.py` builds the results table from the
+workdirs (each peer joint vs alone, paired difference with 95% interval, and the logit-average
+ensemble of the independently trained peers).
+
+Variants:
+  local  small models sized to the 2-core CPU (data=esc10 | sc12 | fsdd):
+         esc10  ESC-10 (`esc50` source, subset esc10, 16 kHz, 5 s), official 5-fold CV:
+                train on train_fold{fold} (4 folds, 320 clips), no validation split (last
+                parameters), test on test_fold{fold} (80 clips).
+         sc12   Speech Commands v2, 12 classes, speaker-disjoint train/validation/test built
+                from the official test set (`speech_commands` source), 1 s, 16 kHz; 3 seeds;
+                model selection on validation.
+         fsdd   FSDD (8 kHz), official split (takes 0-4 test, 5-9 validation, 10-49 train).
+  tiny   2 steps on a few clips (tests/test_configs.py).
+  paper  the paper's task types, for users who have the data (NOT runnable here: neither
+         data set is on this machine): data=dcase (DCASE 2018/2019 Task 1A acoustic scenes,
+         `dcase_scenes` source, 48 kHz, 10 s, train fold1_train, test fold1_evaluate) or
+         data=fsdkaggle2018 (DCASE 2018 Task 2 general-purpose tagging, `fsd50k` source with
+         corpus=fsdkaggle2018, 44.1 kHz, single-label 41 classes; train/test only, so no
+         validation split), larger temporal CNNs. Settings are assumptions (see above).
+
+Measured (2-core shared CPU, no GPU, 1-min load 12-17 from other jobs; configs/results/mrkd/
+README.md has the tables, exact commands, seeds and raw logs; the numbers there are built by
+make_table.py, not typed). The paper gives no numbers comparable to these data sets or models
+(it reports DCASE scenes / FSDKaggle2018 with its own, unpublished architectures), so there is
+nothing to put next to ours; its claim to check is the direction "each peer improves".
+Test accuracy %, joint vs alone, paired difference [95% interval], defaults (DML mean, T 1,
+weight 1, logmel+mfcc+stft):
+  sc12 (3 seeds, 400 steps):  logmel 81.4 vs 82.6, -1.2 [-3.2, +0.9]; mfcc 83.7 vs 81.9,
+      +1.8 [+0.8, +2.8] (significant); stft 79.9 vs 79.3, +0.6 [-3.5, +4.8]; ensemble of the
+      alone peers 85.3.
+  esc10 (5 folds, 150 steps): logmel 77.8 vs 80.2, -2.5 [-5.4, +0.4]; mfcc 79.5 vs 81.5,
+      -2.0 [-7.2, +3.2]; stft 76.5 vs 77.8, -1.3 [-6.8, +4.3] (none significant); ensemble
+      of the alone peers 81.2.
+  fsdd (3 seeds, 400 steps):  logmel 98.3 vs 97.8, +0.6 [-1.2, +2.3]; mfcc 98.3 vs 98.4,
+      -0.1 [-3.5, +3.2]; stft 97.3 vs 96.7, +0.7 [-1.0, +2.3] (none significant).
+  So the claim is not reproduced at these short, untuned CPU budgets: one peer of nine gains
+  significantly, none loses significantly. Runtime: esc10 62 min wall for 5 folds x 2 arms at that
+  load (summed training time 1735 s alone, 1191 s joint);
+  sc12 37 min wall for 3 seeds x 2 arms at that load (summed training
+  time 964 s alone, 680 s joint); fsdd 6.4 min at load 2-4 (130 s alone, 149 s joint).
+
+Run:
+  python -m kdjax.main --config configs/mrkd.py:data=esc10 --workdir workdirs/mrkd_esc10
+  python -m kdjax.main --config configs/mrkd.py:data=sc12,seeds=3 --workdir workdirs/mrkd_sc12
+  python -m kdjax.main --config configs/mrkd.py:data=esc10,stage=joint,loss=ensemble --workdir ...
+  python configs/results/mrkd/make_table.py workdirs/mrkd_esc10 ...
+Arguments: variant=local|tiny|paper, data=esc10|sc12|fsdd (local/tiny) or dcase|fsdkaggle2018
+(paper), reps=`+`-separated subset of logmel, mfcc, stft, cqt (`+`, since
+`,` separates config arguments),  loss=dml|ensemble,
+reduction=mean|sum, temperature (T > 0), weight (>= 0), t2_scale, stage=all|alone|joint,
+alone=shared|separate, seeds (ignored for esc10, which uses its folds), folds (esc10: the first
+N of the 5 folds, default 5; re-running with a larger N skips the finished runs), steps, batch, lr
+(0: the variant's default).
+
+Raises (get_config): ValueError for an unknown variant/data/representation/loss/reduction/
+stage/alone/folds, fewer than 2 representations, a non-positive temperature or a negative weight.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import ml_collections
+
+from configs import common
+
+REPS = ("logmel", "mfcc", "stft", "cqt")
+LOSSES = {"dml": "peers", "ensemble": "ensemble"}
+DATA_LOCAL = ("esc10", "sc12", "fsdd")
+DATA_PAPER = ("dcase", "fsdkaggle2018")
+
+# Temporal CNN peers (kdjax.models.temporal_cnn: features' F bins are the conv channels).
+PEER_LOCAL = dict(stem_width=32, widths=(32, 48, 64), strides=(2, 2, 2), stem_stride=2, dropout=0.1)
+PEER_TINY = dict(stem_width=8, widths=(8,), strides=(2,), stem_stride=2)
+PEER_PAPER = dict(stem_width=64, widths=(64, 128, 128, 256), strides=(1, 2, 2, 2), stem_stride=2, dropout=0.2)
+
+
+def representation(name: str, sample_rate: int) -> dict[str, Any]:
+    """The front-end config of one representation at `sample_rate` Hz (25 ms windows, 10 ms hops).
+
+    16 kHz uses the presets of `kdjax.frontends.PRESETS` (logmel64_16k, mfcc40_16k + deltas,
+    stft_16k, cqt_16k); other rates scale the window/hop to the same durations (n_fft: the next
+    power of two >= the window), mel bands up to the Nyquist rate (at most 7.5 kHz for logmel,
+    8 kHz for MFCC, as the presets) and CQT bins up to 0.9 x Nyquist.
+
+    Returns:
+      A front-end dict for `kdjax.frontends.make_frontend` (output `[B, T, F]`).
+
+    Raises:
+      ValueError: an unknown representation name.
+    """
+    if name not in REPS:
+        raise ValueError(f"config argument reps: unknown representation {name!r}; valid: {list(REPS)}")
+    sr = int(sample_rate)
+    if sr == 16000:
+        preset = {"logmel": "logmel64_16k", "mfcc": "mfcc40_16k", "stft": "stft_16k", "cqt": "cqt_16k"}[name]
+        fe = common.frontend(preset)
+    else:
+        win, hop = int(round(0.025 * sr)), int(round(0.010 * sr))
+        n_fft = 1 << (win - 1).bit_length()
+        nyq = sr / 2
+        if name == "logmel":
+            fe = dict(name="logmel", sample_rate=sr, n_fft=n_fft, win_length=win, hop_length=hop,
+                      n_mels=64, fmin=min(125.0, nyq / 32), fmax=min(7500.0, nyq), log="db")
+        elif name == "mfcc":
+            fe = dict(name="mfcc", sample_rate=sr, n_fft=n_fft, win_length=win, hop_length=hop,
+                      n_mels=40, n_mfcc=40, fmin=20.0, fmax=min(8000.0, nyq))
+        elif name == "stft":
+            fe = dict(name="stft", sample_rate=sr, n_fft=n_fft, win_length=win, hop_length=hop,
+                      power=2.0, log="db")
+        else:
+            fmin = 32.703195662574764
+            n_bins = int(math.floor(12 * math.log2(0.9 * nyq / fmin)))
+            fe = dict(name="logcqt", sample_rate=sr, hop_length=1 << (int(round(0.016 * sr)) - 1).bit_length(),
+                      fmin=fmin, n_bins=n_bins, bins_per_octave=12)
+    if name == "mfcc":  # MFCC + deltas + delta-deltas (3 x 40 channels)
+        fe = dict(fe, deltas_order=2, delta_width=9)
+    return fe
+
+
+def _data(a: ml_collections.ConfigDict) -> tuple[dict[str, Any], list[int] | None, int]:
+    """(data block, folds or None, sample rate) of the chosen data set."""
+    tiny = a.variant == "tiny"
+    mx = dict(max_examples=16) if tiny else {}
+    if a.data == "esc10":
+        d = common.data("esc50", train_split="train_fold{fold}", eval_split="",
+                        test_split="test_fold{fold}", clip_seconds=1.0 if tiny else 5.0,
+                        subset="esc10", cache=True, **mx)
+        return d, [1, 2, 3, 4, 5], 16000
+    if a.data == "sc12":
+        return common.data("speech_commands", clip_seconds=1.0, cache=True, **mx), None, 16000
+    if a.data == "fsdd":
+        return common.data("fsdd", clip_seconds=1.0, allow_download=False, **mx), None, 8000
+    if a.data == "dcase":
+        return common.data("dcase_scenes", eval_split="", test_split="evaluate", clip_seconds=10.0), None, 48000
+    if a.data == "fsdkaggle2018":
+        # Clips of 0.3-30 s: 4 s random crops for training, the first 4 s at test (an assumption).
+        return common.data("fsd50k", eval_split="", corpus="fsdkaggle2018", clip_seconds=4.0), None, 44100
+    raise AssertionError(a.data)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The staged MRKD config (see the module docstring for arguments and stages).
+
+    Raises:
+      ValueError: bad arguments (see the module docstring).
+    """
+    a = common.parse_arg(arg, variant="local", data="esc10", reps="", loss="dml",
+                         reduction="mean", temperature=1.0, weight=1.0, t2_scale=True, stage="all",
+                         alone="shared", seeds=3, folds=5, steps=0, batch=0, lr=0.0)
+    if a.variant not in ("local", "tiny", "paper"):
+        raise ValueError(f"config argument variant={a.variant!r}: expected local, tiny or paper")
+    valid_data = DATA_PAPER if a.variant == "paper" else DATA_LOCAL
+    if a.variant == "paper" and a.data == "esc10":  # the default data set of the other variants
+        a.data = "dcase"
+    if a.data not in valid_data:
+        raise ValueError(f"config argument data={a.data!r}: expected one of {valid_data} for variant={a.variant}")
+    # Default set: logmel+mfcc+stft (variant=tiny: logmel+mfcc, to keep the config test fast).
+    reps = [r for r in str(a.reps or ("logmel+mfcc" if a.variant == "tiny" else "logmel+mfcc+stft")).split("+") if r]
+    if len(reps) < 2 or len(set(reps)) != len(reps):
+        raise ValueError(f"config argument reps={a.reps!r}: expected >= 2 distinct representations of {list(REPS)}")
+    if a.loss not in LOSSES:
+        raise ValueError(f"config argument loss={a.loss!r}: expected one of {sorted(LOSSES)}")
+    if a.reduction not in ("mean", "sum"):
+        raise ValueError(f"config argument reduction={a.reduction!r}: expected mean or sum")
+    if not a.temperature > 0:
+        raise ValueError(f"config argument temperature={a.temperature}: expected > 0")
+    if a.weight < 0:
+        raise ValueError(f"config argument weight={a.weight}: expected >= 0")
+    if a.alone not in ("shared", "separate"):
+        raise ValueError(f"config argument alone={a.alone!r}: expected shared or separate")
+    data, folds, sr = _data(a)
+    fes = {r: representation(r, sr) for r in reps}  # raises for unknown names
+    tiny, paper = a.variant == "tiny", a.variant == "paper"
+    peer_kw = PEER_TINY if tiny else PEER_PAPER if paper else PEER_LOCAL
+    # Steps/batch/lr per data set (local: sized to ~2.5 min per arm on the loaded 2-core CPU).
+    steps = {"esc10": 150, "sc12": 400, "fsdd": 400, "dcase": 20000, "fsdkaggle2018": 30000}[a.data]
+    steps = 2 if tiny else (a.steps or steps)
+    batch = 8 if tiny else (a.batch or (64 if paper else 32))
+    lr = a.lr or 3e-3
+
+    def stage(names: list[str], mutual: bool) -> ml_collections.ConfigDict:
+        c = common.train_config(batch_size=batch, num_steps=steps, lr=lr, warmup_steps=0 if tiny else steps // 20,
+                                eval_every=2 if tiny else max(steps // 4, 1),
+                                checkpoint_every=2 if tiny else max(steps // 4, 1),
+                                log_every=1 if tiny else 25)
+        c.data = data
+        c.models = {r: dict(model="temporal_cnn", kw=peer_kw, frontend=fes[r]) for r in names}
+        c.teachers = {}
+        c.losses = {f"ce_{r}": common.ce(r, weight=1.0) for r in names}
+        if mutual:
+            c.losses["mutual"] = dict(fn="mutual_kl", weight=a.weight, inputs=["peers.logits"],
+                                      kw=dict(temperature=a.temperature, reduction=a.reduction,
+                                              target=LOSSES[a.loss], t2_scale=a.t2_scale))
+        # Independence of the alone peers relies on no global gradient clipping (see docstring).
+        assert not c.optimizer.grad_clip
+        c.eval_model = names[0]
+        c.quiet = True
+        c.repeat = True
+        c.baseline = ""
+        return c
+
+    c = ml_collections.ConfigDict()
+    stages = {}
+    if a.alone == "shared":
+        stages["alone"] = stage(reps, mutual=False)
+        alone_names = ["alone"]
+    else:
+        for r in reps:
+            stages[f"alone_{r}"] = stage([r], mutual=False)
+        alone_names = [f"alone_{r}" for r in reps]
+    stages["joint"] = stage(reps, mutual=True)
+    # summary.json's own paired line compares the first peer (eval_model); make_table.py does all.
+    stages["joint"].baseline = alone_names[0]
+    c.stages = stages
+    if a.stage == "all":
+        c.run = ",".join(alone_names + ["joint"])
+    elif a.stage == "alone":
+        c.run = ",".join(alone_names)
+    elif a.stage == "joint":
+        c.run = "joint"
+    else:
+        raise ValueError(f"config argument stage={a.stage!r}: expected all, alone or joint")
+    c.seeds = 1 if folds else a.seeds
+    if folds:
+        if not 1 <= a.folds <= len(folds):
+            raise ValueError(f"config argument folds={a.folds}: expected 1..{len(folds)}")
+        # The first `folds` folds (fold f always gets seed f - 1, as in the full run), so a
+        # run can be done fold-prefix by fold-prefix, pairing both arms early.
+        c.folds = folds[: a.folds]
+    c.reps = ",".join(reps)  # read by make_table.py
+    return c
