@@ -500,6 +500,12 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
                 signal.signal(signal.SIGTERM, prev_handler)
             except ValueError:
                 pass
+    if term["flag"]:
+        # SIGTERM after the last step's check (e.g. during the final checkpoint wait): the
+        # final checkpoint is saved; stop instead of going on (a staged run would otherwise
+        # start its next run with the default handler restored and the signal lost).
+        ckpt.close()
+        raise Preempted(f"SIGTERM: saved checkpoint {ckpt.directory}/{step}; rerun to resume")
     elapsed += time.time() - t0
 
     # Final: best-by-validation models (or last, without a validation split) on the test split.

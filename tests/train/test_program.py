@@ -368,3 +368,30 @@ def test_invert_two_views_and_memory_bank_feed_the_contrastive_term(tiny_teacher
     plain, banked = run(0, tmp_path / "plain"), run(8, tmp_path / "bank")
     assert np.isclose(banked[1], plain[1], rtol=1e-6)  # batch 0, step 0: empty bank
     assert banked[3] > plain[3] + 1e-3  # batch 1, step 0: 8 extra negatives
+
+
+def test_sigterm_during_the_final_checkpoint_wait_is_not_lost(tmp_path, data_dir, monkeypatch):
+    """A SIGTERM that lands after the last step's check used to be dropped (the next staged
+    run started); now the run stops with Preempted and a rerun finishes it from the checkpoint."""
+    import os
+    import signal
+
+    from kdjax.train.loop import Preempted
+
+    c = _tiny("student", steps=2)
+    wait = Checkpointer.wait
+    calls = {"n": 0}
+
+    def wait_then_sigterm(self):
+        wait(self)
+        calls["n"] += 1
+        if calls["n"] == 1:  # the wait after the loop's last step
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Checkpointer, "wait", wait_then_sigterm)
+    with pytest.raises(Preempted):
+        loop.train_and_evaluate(c, str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "result.json").exists()
+    monkeypatch.setattr(Checkpointer, "wait", wait)
+    r = loop.train_and_evaluate(c, str(tmp_path / "run"))
+    assert r["models"]["student"]["best_step"] == 2 and (tmp_path / "run" / "result.json").exists()
