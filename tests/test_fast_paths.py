@@ -16,7 +16,7 @@ import pytest
 from kdjax import frontends
 from kdjax.models import build, layers
 from kdjax.train.state import TrainState
-from kdjax.train.step import LossTerm, StepSpec, jit_train_step
+from kdjax.train.step import LossTerm, Node, StepSpec, jit_train_step
 
 
 @pytest.mark.parametrize(
@@ -99,9 +99,9 @@ def _kd_loss_curve(conv_impl: str, steps: int = 50) -> np.ndarray:
     fe = frontends.make_frontend("logmel40_8k")
     mk = lambda kw: build("temporal_cnn", num_classes=4, conv_impl=conv_impl, **kw)  # noqa: E731
     spec = StepSpec(
-        models={"student": mk(STUDENT)},
-        teachers={"teacher": mk(TEACHER)},
-        frontends={"student": fe, "teacher.teacher": fe},
+        nodes=(Node("student", "student", mk(STUDENT), "features.mel", trainable=True),
+               Node("teacher", "teacher.teacher", mk(TEACHER), "features.mel", trainable=False)),
+        frontends={"mel": fe},
         terms=(
             LossTerm.from_config("ce", dict(fn="softmax_xent", weight=0.1,
                                             inputs=["student.logits", "batch.labels"])),
