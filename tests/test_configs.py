@@ -19,8 +19,17 @@ def _leaves(v):
     return [np.asarray(x) for x in jax.tree.leaves(v)]
 
 
+# configs/fsdd.py (the main job) already runs end to end at variant=tiny in
+# tests/train/test_loop.py (test_stages_summary_and_skip: every stage, 2 seeds;
+# test_every_stage_runs_and_teacher_stays_bit_identical: the teacher check), so it is not
+# trained a third time here (~140 s of CI time).
+COVERED_ELSEWHERE = {"fsdd": "tests/train/test_loop.py runs configs/fsdd.py at variant=tiny"}
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_runs_two_steps_at_variant_tiny(name, tmp_path, data_dir):
+    if name in COVERED_ELSEWHERE:
+        pytest.skip(COVERED_ELSEWHERE[name])
     mod = importlib.import_module(f"configs.{name}")
     cfg = mod.get_config("variant=tiny")
     if "stages" not in cfg:
