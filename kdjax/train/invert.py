@@ -36,6 +36,7 @@ with a one-line `TrainingDivergedError` and writes no shard for that batch.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -118,9 +119,10 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
         raise ValueError(f"invert: unknown field(s) {sorted(unknown)}; fields: {sorted(INVERT_FIELDS)}")
     if not cfg.get("losses"):
         raise ValueError("invert: the stage has no loss terms (losses)")
-    d = cfg.data
+    cfg = copy.deepcopy(cfg)  # the caller's config is not changed
     with cfg.unlocked():  # metadata only: no validation/test split is read
         cfg.data.eval_split, cfg.data.test_split = "", ""
+    d = cfg.data
     src = split_sources(cfg, workdir)["train"]
     sr, num_classes = src.sample_rate, src.num_classes
     clip_samples = int(round(d.clip_seconds * sr))

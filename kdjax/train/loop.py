@@ -182,7 +182,7 @@ def split_sources(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any
 
     Raises:
       ValueError: joined arrays with in-step mixup or random crops (they would silently no
-        longer match the audio), or with a `train_source`.
+        longer match the audio).
     """
     d = cfg.data
     join = {k: resolve_path(v, workdir) for k, v in dict(d.get("join", {}) or {}).items()}

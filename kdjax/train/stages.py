@@ -83,19 +83,25 @@ def link_stages(c: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict, wo
                                           f"stages.{stage}.teachers.{t_name}.checkpoint={ref!r}")
                 t.checkpoint_model = m.group(2)
 
-    def walk(node, where):
-        for k in list(node.keys()):
-            v = node[k]
-            if isinstance(v, str) and "{stage:" in v:
-                field = f"{where}.{k}={v!r}"
-                node[k] = _STAGE_REF.sub(
-                    lambda mm, field=field: _stage_dir(cfg, workdir, mm.group(1), seed_index, field), v)
-            elif hasattr(v, "keys"):
-                walk(v, f"{where}.{k}")
+    def expand(v: str, where: str) -> str:
+        if "{stage:" not in v:
+            return v
+        field = f"{where}={v!r}"
+        return _STAGE_REF.sub(lambda mm: _stage_dir(cfg, workdir, mm.group(1), seed_index, field), v)
 
     with c.unlocked():
-        walk(c, f"stages.{stage}")
+        _map_strings(c, expand, f"stages.{stage}")
     return c
+
+
+def _map_strings(node, fn, where: str = "") -> None:
+    """Replaces, in place, every string value `v` of a nested config by `fn(v, "<path>.<key>")`."""
+    for k in list(node.keys()):
+        v = node[k]
+        if isinstance(v, str):
+            node[k] = fn(v, f"{where}.{k}")
+        elif hasattr(v, "keys"):
+            _map_strings(v, fn, f"{where}.{k}")
 
 
 def _repeats(cfg: ml_collections.ConfigDict) -> list[tuple[int, str, str | None]]:
@@ -104,15 +110,6 @@ def _repeats(cfg: ml_collections.ConfigDict) -> list[tuple[int, str, str | None]
     if folds:
         return [(k, f"fold{f}", str(f)) for k, f in enumerate(folds)]
     return [(k, f"seed{k}", None) for k in range(int(cfg.seeds))]
-
-
-def _substitute_fold(node, fold: str) -> None:
-    for k in list(node.keys()):
-        v = node[k]
-        if isinstance(v, str) and "{fold}" in v:
-            node[k] = v.replace("{fold}", fold)
-        elif hasattr(v, "keys"):
-            _substitute_fold(v, fold)
 
 
 def stage_runs(
@@ -147,7 +144,7 @@ def stage_runs(
             with c.unlocked():
                 c.seed = int(st.seed) + k
                 if fold is not None:
-                    _substitute_fold(c, fold)
+                    _map_strings(c, lambda v, _where, fold=fold: v.replace("{fold}", fold))
             wd = os.path.join(workdir, name, folder) if repeat else os.path.join(workdir, name)
             runs.append((name, k, wd, link_stages(c, cfg, workdir, k, name)))
     return runs
