@@ -33,12 +33,15 @@ class NoisySpeechCommands(ClipSource):
       duration_s: clip length in seconds (2, 4, 6 or 8 in the recipes; any >= 1 works).
       seed: placement/noise seed.
       noise_gain: factor applied to the noise (1.0 = recorded level).
+      cache: keep the decoded keyword clips in memory (~32 KB per 1 s clip; the noise clips
+        are always kept).
 
     Raises:
       ValueError: duration < 1 s, or the split has no `_silence_` clip to build noise from.
     """
 
-    def __init__(self, base: ClipSource, *, duration_s: float, seed: int = 0, noise_gain: float = 1.0):
+    def __init__(self, base: ClipSource, *, duration_s: float, seed: int = 0, noise_gain: float = 1.0,
+                 cache: bool = False):
         if duration_s < 1:
             raise ValueError(f"noisy_speech_commands: duration_s={duration_s}, expected >= 1 s")
         super().__init__(
@@ -55,6 +58,7 @@ class NoisySpeechCommands(ClipSource):
         if not self.noise_indices:
             raise ValueError(f"noisy_speech_commands: {base.name} has no _silence_ clip to build noise from")
         self._noise: dict[int, np.ndarray] = {}
+        self._keywords: dict[str, np.ndarray] | None = {} if cache else None
 
     def _noise_clip(self, j: int) -> np.ndarray:
         if j not in self._noise:
@@ -64,7 +68,7 @@ class NoisySpeechCommands(ClipSource):
     def placement(self, i: int) -> tuple[int, list[int]]:
         """(keyword start in samples, base indices of the noise clips used) for example i."""
         rng = np.random.default_rng([self.seed, int(i)])
-        kw_len = min(int(self._base.records[i].meta.get("num_samples", self.sample_rate)), self.num_samples)
+        kw_len = min(int(self.records[i].meta.get("num_samples", self.sample_rate)), self.num_samples)
         n_noise = -(-self.num_samples // self.sample_rate)
         noise = [int(self.noise_indices[k]) for k in rng.integers(0, len(self.noise_indices), n_noise)]
         start = int(rng.integers(0, self.num_samples - kw_len + 1))
@@ -75,7 +79,13 @@ class NoisySpeechCommands(ClipSource):
         start, noise_ids = self.placement(i)
         noise = np.concatenate([self._noise_clip(j) for j in noise_ids])[: self.num_samples]
         noise = np.pad(noise, (0, self.num_samples - len(noise)))
-        kw = load_audio(self._base.records[i].path, expected_sr=self.sample_rate)
+        # self.records (not the base's): a subset (get_source max_examples) keeps labels and audio paired
+        path = self.records[i].path
+        kw = None if self._keywords is None else self._keywords.get(path)
+        if kw is None:
+            kw = load_audio(path, expected_sr=self.sample_rate)
+            if self._keywords is not None:
+                self._keywords[path] = kw
         kw = kw[: self.num_samples - start]
         out = self.noise_gain * noise
         out[start : start + len(kw)] += kw
@@ -88,6 +98,7 @@ def source(
     duration_s: float = 4,
     seed: int = 0,
     noise_gain: float = 1.0,
+    cache: bool = False,
     data_dir: str | os.PathLike | None = None,
 ) -> NoisySpeechCommands:
     """Noisy Speech Commands of `split` (train/validation/test/all), labels one-hot `[12]`.
@@ -96,4 +107,4 @@ def source(
       DatasetNotFoundError / ValueError: as `speech_commands.source`, plus bad duration.
     """
     base = speech_commands.source(split, data_dir=data_dir)
-    return NoisySpeechCommands(base, duration_s=duration_s, seed=seed, noise_gain=noise_gain)
+    return NoisySpeechCommands(base, duration_s=duration_s, seed=seed, noise_gain=noise_gain, cache=cache)

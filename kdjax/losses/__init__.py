@@ -31,7 +31,7 @@ from kdjax.losses.relational import (
     rkd,
     similarity_preserving,
 )
-from kdjax.losses.temporal import attention_rollout, temporal_attention_kd
+from kdjax.losses.temporal import attention_rollout, rollout_frame_distribution, temporal_attention_kd
 
 __all__ = [
     "masked_mean",
@@ -56,6 +56,7 @@ __all__ = [
     "stats_pooling_hidden_loss",
     # temporal
     "attention_rollout",
+    "rollout_frame_distribution",
     "temporal_attention_kd",
     # inversion
     "bn_batch_moments",

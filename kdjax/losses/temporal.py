@@ -15,7 +15,7 @@ from kdjax.losses.features import time_alignment_matrix
 
 Array = jax.Array
 
-__all__ = ["attention_rollout", "temporal_attention_kd"]
+__all__ = ["attention_rollout", "rollout_frame_distribution", "temporal_attention_kd"]
 
 _HI = jax.lax.Precision.HIGHEST
 
@@ -77,16 +77,64 @@ def attention_rollout(
     return r
 
 
-def _teacher_frame_distribution(teacher: Array, t_student: int, cls_index: int) -> Array:
-    if teacher.ndim == 5:
-        teacher = attention_rollout(teacher)
-    check_ndim("teacher_attention", teacher, 3, "[B, N, N] (rollout) or [L, B, H, N, N]")
-    n = teacher.shape[-1]
-    if not 0 <= cls_index < n or n < 2:
-        raise ValueError(f"cls_index={cls_index} must index one of N={n} >= 2 tokens")
-    row = teacher[:, cls_index, :]
-    frames = jnp.concatenate([row[:, :cls_index], row[:, cls_index + 1 :]], axis=-1)  # [B, N-1]
-    frames = frames / jnp.sum(frames, axis=-1, keepdims=True)
+def rollout_frame_distribution(
+    teacher_attention: Array,
+    *,
+    cls_index: int | None = 0,
+    head_fusion: Literal["mean", "max", "min"] = "mean",
+    add_residual: bool = True,
+) -> Array:
+    """The teacher's temporal target before time alignment: one rollout row over the frame tokens.
+
+    With ``cls_index = c`` (a class-token model, e.g. ``kdjax.models.transformer``, AST, ViT):
+    row ``c`` of the rollout ``R`` with its own entry dropped (``N - 1`` frame tokens in time
+    order), renormalised to sum 1. With ``cls_index=None`` (a model without a class token, e.g.
+    wav2vec 2.0, whose classifier mean-pools the frames): the mean of all rows of ``R`` (how much
+    each token flows into the mean-pooled output), ``N`` tokens. The paper takes "the first /
+    classification token"; for wav2vec 2.0 that choice is not published, so it is this argument.
+
+    Args:
+      teacher_attention: ``[L, B, H, N, N]`` attention weights (rolled out here with
+        ``head_fusion`` / ``add_residual``, see ``attention_rollout``) or a rollout ``[B, N, N]``.
+      cls_index: the class token's index, or None (mean over query rows, no token dropped).
+      head_fusion, add_residual: as ``attention_rollout``.
+
+    Returns:
+      ``[B, N - 1]`` (``cls_index`` given) or ``[B, N]`` (None); rows sum to 1.
+
+    Raises:
+      ValueError: ``teacher_attention`` not 5-D/3-D with square maps, a ``cls_index`` outside
+        ``[0, N)`` or ``N < 2``.
+
+    Source: Choi et al., ICASSP 2022 (arXiv 2110.14131), "Temporal KD" target; Abnar & Zuidema
+    2020 (rollout).
+    """
+    if teacher_attention.ndim == 5:
+        teacher_attention = attention_rollout(
+            teacher_attention, head_fusion=head_fusion, add_residual=add_residual
+        )
+    check_ndim("teacher_attention", teacher_attention, 3, "[B, N, N] (rollout) or [L, B, H, N, N]")
+    n = teacher_attention.shape[-1]
+    if teacher_attention.shape[-2] != n:
+        raise ValueError(
+            f"teacher_attention must have square maps, got {tuple(teacher_attention.shape)}"
+        )
+    if cls_index is None:
+        frames = jnp.mean(teacher_attention, axis=1)
+    else:
+        if not 0 <= cls_index < n or n < 2:
+            raise ValueError(f"cls_index={cls_index} must index one of N={n} >= 2 tokens")
+        row = teacher_attention[:, cls_index, :]
+        frames = jnp.concatenate([row[:, :cls_index], row[:, cls_index + 1 :]], axis=-1)
+    return frames / jnp.sum(frames, axis=-1, keepdims=True)
+
+
+def _teacher_frame_distribution(
+    teacher: Array, t_student: int, cls_index: int | None
+) -> Array:
+    if teacher.ndim != 2:
+        teacher = rollout_frame_distribution(teacher, cls_index=cls_index)
+    frames = teacher / jnp.sum(teacher, axis=-1, keepdims=True)
     w = time_alignment_matrix(frames.shape[-1], t_student, "interpolate").astype(frames.dtype)
     out = jnp.einsum("ot,bt->bo", w, frames, precision=_HI)
     return out / jnp.sum(out, axis=-1, keepdims=True)
@@ -99,14 +147,15 @@ def temporal_attention_kd(
     student_is_logits: bool = False,
     temperature: float = 1.0,
     direction: Literal["teacher_student", "student_teacher"] = "teacher_student",
-    cls_index: int = 0,
+    cls_index: int | None = 0,
     eps: float = 1e-12,
 ) -> Array:
     """Temporal KD: KL between the teacher's rolled-out class-token attention over frames and the student's.
 
     Teacher target: rollout ``R`` (computed here from ``[L, B, H, N, N]``, or given as
     ``[B, N, N]``), row ``cls_index``, the class token's own entry dropped (a distribution over
-    the ``N - 1`` frame tokens), renormalised, linearly interpolated to the student's ``T``
+    the ``N - 1`` frame tokens; ``rollout_frame_distribution``, which can also be computed once
+    and cached, then given here as ``[B, N']``), renormalised, linearly interpolated to the student's ``T``
     (half-pixel centres, ``align_time(..., "interpolate")``), renormalised: ``a^t``. Student:
     ``a^s = softmax(z / tau)`` if ``student_is_logits`` else its weights. With ``tau != 1`` the
     teacher is sharpened/softened the same way: ``a^t <- softmax(log a^t / tau)`` (and weights
@@ -120,12 +169,15 @@ def temporal_attention_kd(
     Args:
       student_attention: ``[B, T]`` attention weights over the student's frames (rows sum to 1)
         or scores/logits (``student_is_logits=True``).
-      teacher_attention: ``[L, B, H, N, N]`` teacher attention weights or ``[B, N, N]`` rollout;
-        token ``cls_index`` is the class token, the other ``N - 1`` are frames in time order.
+      teacher_attention: ``[L, B, H, N, N]`` teacher attention weights or ``[B, N, N]`` rollout
+        (token ``cls_index`` is the class token, the other ``N - 1`` are frames in time order),
+        or ``[B, N']`` a frame distribution already taken from the rollout
+        (``rollout_frame_distribution``, e.g. cached by a `cache` stage).
       student_is_logits: whether ``student_attention`` holds logits.
       temperature: ``tau > 0``.
       direction: ``"teacher_student"`` | ``"student_teacher"``.
-      cls_index: index of the class token (default 0).
+      cls_index: index of the class token (default 0); None: mean over the rollout's rows (a
+        model without a class token, e.g. wav2vec 2.0); unused for a ``[B, N']`` teacher.
       eps: floor inside the logs.
 
     Returns:
@@ -140,12 +192,12 @@ def temporal_attention_kd(
     """
     check_ndim("student_attention", student_attention, 2, "[B, T]")
     if (
-        teacher_attention.ndim not in (3, 5)
+        teacher_attention.ndim not in (2, 3, 5)
         or teacher_attention.shape[-4 if teacher_attention.ndim == 5 else 0]
         != student_attention.shape[0]
     ):
         raise ValueError(
-            "teacher_attention must be [L, B, H, N, N] or [B, N, N] with the student's B="
+            "teacher_attention must be [L, B, H, N, N], [B, N, N] or [B, N'] with the student's B="
             f"{student_attention.shape[0]}, got {tuple(teacher_attention.shape)}"
         )
     if direction not in ("teacher_student", "student_teacher"):

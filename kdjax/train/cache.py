@@ -7,7 +7,11 @@ Config (a stage with `kind="cache"`):
              that joins the arrays must use `data.train_crop="start"` and no mixup)
   teachers   frozen modules with checkpoints, as in a train config (optional)
   cache      {outputs: {key: namespace path, e.g. "teacher.t.feats.embedding" or
-              "extractor.embedding"}, extractor: "" or "package.module:function",
+              "extractor.embedding", or a derived output {fn: a `kdjax.losses` function,
+              inputs: [namespace paths of frozen-module outputs], kw: {...}}, computed inside
+              the jitted forward, e.g. Temporal KD's target {fn: "rollout_frame_distribution",
+              inputs: ["teacher.t.feats.attention"]} stores `[N-1]` per clip instead of the
+              `[L, H, N, N]` attention}, extractor: "" or "package.module:function",
               extractor_kw: {...}, splits: ["train", "validation", "test"] (default: the
               data block's splits)}
 An extractor is a plain Python function `fn(audio [B, N] float32 NumPy, sample_rate, **kw) ->
@@ -31,6 +35,7 @@ import jax
 import ml_collections
 import numpy as np
 
+import kdjax.losses
 from kdjax.data import pipeline
 from kdjax.train.program import build_program, forward, resolve
 
@@ -81,13 +86,26 @@ def cache_arrays(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
     extractor = load_extractor(c.extractor) if c.get("extractor") else None
     extractor_kw = dict(c.get("extractor_kw", {}) or {})
 
+    derived = {k: v for k, v in outputs.items() if not isinstance(v, str)}
+    for k, spec in derived.items():
+        fn = getattr(kdjax.losses, str(spec.get("fn", "")), None)
+        if fn is None or not spec.get("inputs"):
+            raise ValueError(f"cache.outputs.{k}: expected a namespace path or {{fn: <a kdjax.losses "
+                             f"function>, inputs: [...], kw: {{...}}}}, got {dict(spec)}")
+        outputs[k] = f"derived.{k}"
+
     @jax.jit
     def run(teachers, batch):
         ns, _ = forward(program, teachers, batch, jax.random.key(0), train=False)
+        if derived:
+            ns = dict(ns, derived={
+                k: getattr(kdjax.losses, spec["fn"])(*[resolve(ns, p) for p in spec["inputs"]],
+                                                     **dict(spec.get("kw", {}) or {}))
+                for k, spec in derived.items()})
         return ns
 
     def model_outputs(batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        if not program.nodes:
+        if not program.nodes and not derived:
             return {"batch": batch}
         inputs = {k: v for k, v in batch.items() if k not in ("labels", "label_mask", "index")}
         return jax.device_get(run(teachers, inputs))

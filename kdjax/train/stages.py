@@ -189,7 +189,8 @@ def summarize(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         if c.get("kind", "train") != "train":
             stages[name] = {"kind": c.kind, "runs": stages.get(name, {}).get("runs", []) + [r.get("summary", {})]}
             continue
-        model = c.get("eval_model") or next(iter(c.models))
+        # the first DEPLOYED model (ConfigDict keys are sorted: a training-only "head" may come first)
+        model = c.get("eval_model") or next(n for n in c.models if c.models[n].get("deploy", True))
         metric = c.get("eval_metric", "accuracy")
         m = r["models"][model]
         st = stages.setdefault(name, {"model": model, "metric": metric, "params": r["params"][model],

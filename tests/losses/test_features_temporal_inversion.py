@@ -233,6 +233,40 @@ def test_temporal_attention_kd_zero_when_student_matches_target():
         L.temporal_attention_kd(f32(r), f32(a[0, 0, :1]))
 
 
+def test_rollout_frame_distribution_cls_row_and_mean_rows_vs_numpy():
+    a = _attn(11, N=7)
+    r = _ref.rollout(a)
+    want_cls = r[:, 2, [0, 1, 3, 4, 5, 6]]
+    want_cls = want_cls / want_cls.sum(-1, keepdims=True)
+    np.testing.assert_allclose(J.rollout_frame_distribution(f32(a), cls_index=2), want_cls, rtol=1e-5)
+    want_mean = r.mean(1) / r.mean(1).sum(-1, keepdims=True)  # no class token: all N tokens
+    got = J.rollout_frame_distribution(f32(a), cls_index=None)
+    np.testing.assert_allclose(got, want_mean, rtol=1e-5)
+    np.testing.assert_allclose(J.rollout_frame_distribution(J.attention_rollout(f32(a))), r[:, 0, 1:]
+                               / r[:, 0, 1:].sum(-1, keepdims=True), rtol=1e-5)
+    with pytest.raises(ValueError, match="cls_index=7"):
+        L.rollout_frame_distribution(f32(a), cls_index=7)
+
+
+def test_temporal_attention_kd_with_cached_frame_distribution_equals_raw_attention():
+    # the cache stage stores rollout_frame_distribution once per clip; the loss on it must equal
+    # the loss on the raw [L, B, H, N, N] attention (student T = 9 != N - 1 = 5: interpolated)
+    a = _attn(12)
+    z = rng(13).normal(size=(2, 9))
+    cached = np.asarray(J.rollout_frame_distribution(f32(a)))
+    for T in (1.0, 2.0):
+        got = J.temporal_attention_kd(f32(z), f32(cached), student_is_logits=True, temperature=T)
+        w = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+        np.testing.assert_allclose(got, np_temporal_kd(w, a, T), rtol=1e-4)
+    # no class token (wav2vec 2.0): the mean-row target, N = 6 frames interpolated to 9
+    r = _ref.rollout(a).mean(1)
+    t = _ref.interp_linear((r / r.sum(-1, keepdims=True))[:, :, None], 9)[:, :, 0]
+    t = t / t.sum(-1, keepdims=True)
+    w = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    got = J.temporal_attention_kd(f32(z), f32(a), student_is_logits=True, cls_index=None)
+    np.testing.assert_allclose(got, (t * np.log(t / w)).sum(-1), rtol=1e-4)
+
+
 # ---------------------------------------------------------------- inversion
 def test_bn_statistics_loss_vs_numpy():
     r = rng(8)

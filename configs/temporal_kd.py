@@ -1,0 +1,266 @@
+"""Temporal KD: a transformer teacher's attention rollout distilled into on-device students' frames.
+
+Paper: Choi, Kersner, Morton, Chang (Hyperconnect), "Temporal Knowledge Distillation for On-device
+Audio Classification", ICASSP 2022, arXiv 2110.14131. No public code (/work/shared/PAPERS.md
+section 3: method and tables from the paper and the authors' blog post).
+
+Method (known): the teacher's self-attention maps of every layer are aggregated by attention
+rollout (Abnar & Zuidema 2020, `kdjax.losses.attention_rollout`); the row of the class token,
+its own entry dropped, renormalised, is the teacher's distribution over time
+(`kdjax.losses.rollout_frame_distribution`), linearly interpolated to the student's number of
+frames. The student is unchanged plus a TRAINING-ONLY attention head on its temporal features
+before pooling (`kdjax.models.attention_head`, a learned query scoring each frame, softmax over
+time; `deploy=False`: it is trained, never evaluated and not in the student's parameter count).
+Objective:
+
+    L = s_task * CE(y, student(x)) + lambda * KL(a^t || softmax(head(frames)))
+    (`kdjax.losses.temporal_attention_kd`, teacher target under stop_gradient)
+
+Students: LSTM-P (`lstm_p`), TC-ResNet (`temporal_cnn`), CRNN (`crnn`), Att-RNN (`att_rnn`),
+MHAtt-RNN (`mhatt_rnn`); lambda in {0, 0.1, 0.25, 0.5} (lambda = 0: the plain student, no head).
+
+UNKNOWN in the paper, hence config arguments (defaults are ours, not the paper's): whether the
+task loss is scaled by 1 - lambda (`task_scale=one`: s_task = 1; `one_minus`: 1 - lambda), the
+KL direction (`direction=teacher_student`) and temperature (`temperature=1`), the head's form
+(`head=query`: s_t = q . h_t / sqrt(D), the blog's "learnable query"; `dense`, or `additive`
+with a tanh layer), the students' sizes and front-ends, every optimiser setting, and for
+wav2vec 2.0 (no class token) which rollout row is "the first/classification token"
+(`rollout_row=cls`: token 0's row without its own entry, our transformer's class token, the
+default for local/tiny; `rollout_row=mean`: the mean of all query rows, wav2vec 2.0's
+mean-pooling read-out, the default for paper).
+
+Teachers:
+  variant=local/tiny  `transformer` (kdjax.models.transformer: 1-D patches of log-mel frames,
+                      a class token, pre-LN) trained here by the `teacher` stage.
+  variant=paper       wav2vec 2.0 base with a classification head (kdjax.models.wav2vec2 on
+                      raw 16 kHz audio), fine-tuned here from a Hugging Face checkpoint given
+                      as `w2v_checkpoint=<local dir>` (`facebook/wav2vec2-base`; it cannot be
+                      downloaded on our machines: see README "Temporal KD").
+Target (`target`): `cached` (default for local/tiny) computes the teacher's frame distribution
+once per clip in a `cache` stage (`rollout`, stored by clip index, joined as `batch.rollout`:
+the student steps then run no teacher forward, which is what makes 60 student runs per clip
+length fit a 2-core CPU; clips are fixed-length, read from their start); `live` (default for
+paper) runs the frozen teacher in every student step and rolls its attention out there (allows
+random crops, e.g. FSD50K).
+
+Stages: `teacher`, `rollout` (target=cached), then `<student>_l<100 lambda>` (`lstm_p_l000`,
+`lstm_p_l010`, ..., `mhatt_rnn_l050`), each repeated over `seeds` (seed k of every arm is
+paired) with `baseline = <student>_l000`, so `summary.json` holds `paired_over_<student>_l000`
+(mean paired gain, 95% t interval).
+
+Variants:
+  paper  data=sc2|sc4|sc6|sc8 (noisy Speech Commands v2: the 1 s keyword at a random offset in
+         2/4/6/8 s of the corpus's own background noise, `noisy_speech_commands` over the full
+         `speech_commands_v2` archive and its official lists) or data=fsd50k (FSD50K, 200
+         classes, multi-label, mAP; 10 s crops). NOT RUNNABLE HERE: neither the full corpora
+         nor the wav2vec 2.0 weights are on our machines. Student sizes/optimiser: ours.
+  local  data=sc2|sc4: the same noisy construction over the Speech Commands v2 TEST set in
+         ../shared/data (speaker-disjoint train/validation/test re-split by speaker hash,
+         `speech_commands`), 12 classes, 40 log-mel bins at a 20 ms hop (the KWS recipe's
+         40 mels; the hop halved for the 2-core CPU). 3 seeds.
+  tiny   a few steps on a few clips (tests).
+
+Results (ours, variant=local; commands, seeds, machine and logs in configs/results/temporal_kd/,
+table built by configs/results/temporal_kd/make_table.py): see configs/results/temporal_kd/README.md.
+
+Arguments: variant=paper|local|tiny, data, students (a `+` list, default all five), lambdas (a
+`+` list, default 0+0.1+0.25+0.5), stage (comma list of stage names; overrides students and
+lambdas), seeds, steps, teacher_steps, lr, teacher_lr, batch, task_scale, direction,
+temperature, head, target=cached|live, rollout_row=cls|mean, head_fusion=mean|max|min,
+w2v_checkpoint.
+
+Raises (get_config): ValueError for an unknown variant/data/student/head/target/rollout_row or
+a lambda outside [0, 1) with task_scale=one_minus.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from configs import common
+
+STUDENTS = ("lstm_p", "temporal_cnn", "crnn", "att_rnn", "mhatt_rnn")
+LAMBDAS = (0.0, 0.1, 0.25, 0.5)
+HEADS = {"query": dict(mode="query"), "dense": dict(mode="dense"), "additive": dict(mode="dense", hidden=32)}
+
+# On-device KWS-sized students (kdjax.models.*): every one outputs `frames` [B, T, D] before its
+# pooling, which the attention head reads.
+STUDENT_KW: dict[str, dict[str, Any]] = {
+    "lstm_p": dict(units=64, proj=32, num_layers=1, pooling="last"),
+    "temporal_cnn": dict(stem_width=16, widths=(24, 32, 48), strides=(2, 2, 2), kernel=9),
+    "crnn": dict(conv_widths=(32, 32), time_strides=(1, 2), freq_pools=(2, 2), rnn_units=32),
+    "att_rnn": dict(rnn_units=32, rnn_layers=2, dense_units=(64, 32)),
+    "mhatt_rnn": dict(heads=4, rnn_units=32, rnn_layers=2, dense_units=(64, 32)),
+}
+TINY_STUDENT_KW: dict[str, dict[str, Any]] = {
+    "lstm_p": dict(units=8, proj=4),
+    "temporal_cnn": dict(stem_width=4, widths=(4, 8), strides=(2, 2)),
+    "crnn": dict(conv_widths=(4, 4), rnn_units=4),
+    "att_rnn": dict(rnn_units=4, rnn_layers=1, dense_units=(8,)),
+    "mhatt_rnn": dict(heads=2, rnn_units=4, rnn_layers=1, dense_units=(8,)),
+}
+LOCAL_TEACHER = dict(dim=128, depth=4, heads=4, patch=4, stride=4, dropout=0.1)  # 80 ms tokens
+TINY_TEACHER = dict(dim=16, depth=2, heads=2, patch=2, stride=2)
+DATA_LOCAL = ("sc2", "sc4")
+DATA_PAPER = ("sc2", "sc4", "sc6", "sc8", "fsd50k")
+
+
+def lam_code(lam: float) -> str:
+    """Stage-name suffix of a lambda: 0.25 -> "l025"."""
+    return f"l{round(100 * lam):03d}"
+
+
+def _data(a: ml_collections.ConfigDict) -> tuple[dict[str, Any], bool]:
+    """(data block, multi_label) for a.data / a.variant."""
+    tiny, paper = a.variant == "tiny", a.variant == "paper"
+    if a.data == "fsd50k":
+        d = common.data("fsd50k", eval_split="validation", test_split="eval", clip_seconds=10.0)
+        return d, True
+    dur = int(a.data[2:])
+    # variant=paper reads the full archive (<data_root>/speech_commands_v2, official lists);
+    # local/tiny the official test set re-split by speaker (same source, see its docstring).
+    d = common.data("noisy_speech_commands", clip_seconds=float(dur), duration_s=dur, seed=0, cache=not paper)
+    d["train_crop"] = "start"  # the clips are exactly `dur` s long: start = the whole clip
+    if tiny:
+        d["kw"]["max_examples"] = 24
+    del paper
+    return d, False
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    a = common.parse_arg(
+        arg, variant="local", data="", students="", lambdas="", stage="", seeds=3, steps=0,
+        teacher_steps=0, lr=0.0, teacher_lr=0.0, batch=0, task_scale="one",
+        direction="teacher_student", temperature=1.0, head="query", target="", rollout_row="",
+        head_fusion="mean", w2v_checkpoint="")
+    if a.variant not in ("paper", "local", "tiny"):
+        raise ValueError(f"config argument variant={a.variant!r}: expected paper, local or tiny")
+    tiny, paper = a.variant == "tiny", a.variant == "paper"
+    valid = DATA_PAPER if paper else DATA_LOCAL
+    a.data = a.data or "sc2"
+    if a.data not in valid:
+        raise ValueError(f"config argument data={a.data!r}: expected one of {valid} for variant={a.variant}")
+    students = [s for s in (a.students or "+".join(STUDENTS)).split("+") if s]
+    for s in students:
+        if s not in STUDENTS:
+            raise ValueError(f"config argument students: {s!r} is not one of {STUDENTS}")
+    lambdas = [float(x) for x in a.lambdas.split("+")] if a.lambdas else list(LAMBDAS)
+    if a.head not in HEADS:
+        raise ValueError(f"config argument head={a.head!r}: expected one of {sorted(HEADS)}")
+    if a.task_scale not in ("one", "one_minus"):
+        raise ValueError(f"config argument task_scale={a.task_scale!r}: expected one or one_minus")
+    if a.task_scale == "one_minus" and any(not 0 <= lam < 1 for lam in lambdas):
+        raise ValueError(f"config argument lambdas={lambdas}: task_scale=one_minus needs 0 <= lambda < 1")
+    target = a.target or ("live" if paper else "cached")
+    if target not in ("cached", "live"):
+        raise ValueError(f"config argument target={a.target!r}: expected cached or live")
+    rollout_row = a.rollout_row or ("mean" if paper else "cls")
+    if rollout_row not in ("cls", "mean"):
+        raise ValueError(f"config argument rollout_row={a.rollout_row!r}: expected cls or mean")
+    a.rollout_row = rollout_row
+
+    d, multi_label = _data(a)
+    if paper and a.data == "fsd50k" and target == "cached":
+        raise ValueError("config argument target=cached with data=fsd50k: FSD50K trains on random "
+                         "10 s crops, which per-clip cached targets cannot follow; use target=live")
+    sr = 16000
+    fe = common.frontend("logmel40_16k") if paper else common.frontend("logmel40_16k", hop_length=320)
+    student_kw = TINY_STUDENT_KW if tiny else STUDENT_KW
+
+    if paper:
+        if not a.w2v_checkpoint:
+            # The config is still buildable (tests, inspection); training needs the weights.
+            a.w2v_checkpoint = "<path to a local facebook/wav2vec2-base checkpoint>"
+        teacher = dict(model="wav2vec2", kw={}, input="batch.audio", pretrained=a.w2v_checkpoint)
+        cls_index = 0 if a.rollout_row == "cls" else None
+        steps, t_steps = a.steps or 30000, a.teacher_steps or 20000
+        lr, t_lr, batch = a.lr or 1e-3, a.teacher_lr or 3e-5, a.batch or 64
+        warm, every = 1000, 2000
+    else:
+        teacher = dict(model="transformer", kw=TINY_TEACHER if tiny else LOCAL_TEACHER, frontend=fe)
+        cls_index = None if a.rollout_row == "mean" else 0
+        if tiny:
+            steps, t_steps, lr, t_lr, batch, warm, every = 2, 2, 3e-3, 1e-3, 4, 0, 2
+        else:
+            steps, t_steps = a.steps or 300, a.teacher_steps or 1000
+            lr, t_lr, batch = a.lr or 3e-3, a.teacher_lr or 1e-3, a.batch or 32
+            warm, every = 40, max(steps // 4, 1)
+    roll_kw = dict(cls_index=cls_index, head_fusion=a.head_fusion)
+
+    def task_loss(name: str, weight: float) -> dict[str, Any]:
+        if multi_label:
+            return dict(fn="sigmoid_xent", weight=weight, inputs=[f"{name}.logits", "batch.labels"])
+        return common.ce(name, weight)
+
+    def train_stage(n_steps: int, lr_: float, *, teacher_eval_every: int = 0) -> ml_collections.ConfigDict:
+        ev = teacher_eval_every or every
+        c = common.train_config(batch_size=batch, num_steps=n_steps, lr=lr_, warmup_steps=warm,
+                                eval_every=ev, checkpoint_every=n_steps if not tiny else 1,
+                                log_every=max(ev // 2, 1), grad_clip=1.0 if paper else 0.0)
+        c.data = dict(d, kw=dict(d["kw"]))
+        c.eval_metric = "mAP" if multi_label else "accuracy"
+        c.quiet = True
+        return c
+
+    st: dict[str, ml_collections.ConfigDict] = {}
+    tc = train_stage(t_steps, t_lr, teacher_eval_every=2 if tiny else max(t_steps // 5, 1))
+    tc.models = {"teacher": teacher}
+    tc.teachers = {}
+    tc.losses = {"task": task_loss("teacher", 1.0)}
+    tc.repeat = False
+    st["teacher"] = tc
+    frozen = dict(teacher, checkpoint="teacher:teacher", checkpoint_model="teacher")
+    frozen.pop("pretrained", None)
+    if target == "cached":
+        cc = ml_collections.ConfigDict()
+        cc.kind = "cache"
+        cc.data = dict(d, kw=dict(d["kw"]))
+        cc.batch_size = batch
+        cc.eval_batch_size = batch
+        cc.seed = 0
+        cc.models = {}
+        cc.teachers = {"teacher": frozen}
+        cc.cache = dict(outputs={"rollout": dict(fn="rollout_frame_distribution", kw=roll_kw,
+                                                 inputs=["teacher.teacher.feats.attention"])})
+        cc.repeat = False
+        st["rollout"] = cc
+
+    names = ["teacher"] + (["rollout"] if target == "cached" else [])
+    for s in STUDENTS:
+        for lam in lambdas:
+            name = f"{s}_{lam_code(lam)}"
+            c = train_stage(steps, lr)
+            c.models = {"student": dict(model=s, kw=student_kw[s], frontend=fe)}
+            c.teachers = {}
+            scale = 1.0 - lam if a.task_scale == "one_minus" else 1.0
+            c.losses = {"task": task_loss("student", scale)}
+            if target == "cached":
+                c.data.join = {"rollout": "{stage:rollout}/arrays/{split}/rollout.npy"}
+            if lam > 0:
+                c.models.head = dict(model="attention_head", kw=HEADS[a.head], input="student.feats.frames",
+                                     deploy=False)
+                kd_kw = dict(student_is_logits=True, direction=a.direction, temperature=a.temperature)
+                if target == "cached":
+                    tgt = "batch.rollout"
+                else:
+                    c.teachers = {"teacher": frozen}
+                    tgt = "teacher.teacher.feats.attention"
+                    kd_kw["cls_index"] = roll_kw["cls_index"]
+                c.losses.tkd = dict(fn="temporal_attention_kd", weight=lam, kw=kd_kw,
+                                    inputs=["head.logits", tgt])
+            c.repeat = True
+            c.baseline = "" if lam == 0 else f"{s}_{lam_code(0.0)}"
+            st[name] = c
+            if s in students:
+                names.append(name)
+    c = ml_collections.ConfigDict()
+    c.stages = st
+    c.run = a.stage or ",".join(names)
+    c.seeds = 1 if tiny and a.seeds == 3 else a.seeds
+    c.variant = a.variant
+    c.runnable_here = not paper
+    if tiny and not a.stage and not a.students:  # the config test: teacher, rollout, one student pair
+        c.run = ",".join(names[:2] + ["temporal_cnn_l000", "temporal_cnn_l050"])
+    return c
