@@ -116,3 +116,39 @@ def load_best_variables(directory: str | os.PathLike, model_name: str) -> dict[s
         raise ValueError(f"{ckpt_dir}/{step}: model {model_name!r} was never evaluated (best.step=-1): "
                          "its saved parameters are the untrained initial ones; retrain that stage")
     return {"params": b["params"], "batch_stats": b["batch_stats"]}
+
+
+def load_last_variables(directory: str | os.PathLike, model_name: str) -> dict[str, Any]:
+    """Loads a module's variables `{"params", "batch_stats"}` from a workdir's LATEST train state.
+
+    Unlike `load_best_variables` (deployed models only, at their best validation step), this
+    reads the train state itself, so it also finds training-only modules (`deploy=False`, e.g.
+    Temporal KD's attention head) and gives every module of one step (the last saved).
+
+    Args:
+      directory: the run's workdir (holds `ckpt/`) or its `ckpt/` folder.
+      model_name: a trainable module's name (`models.<name>`).
+
+    Returns:
+      `{"params", "batch_stats"}` as host arrays.
+
+    Raises:
+      FileNotFoundError: no finished checkpoint there. KeyError: no such module in the state.
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    ckpt_dir = directory if os.path.basename(directory) == "ckpt" else os.path.join(directory, "ckpt")
+    if not os.path.isdir(ckpt_dir):
+        raise FileNotFoundError(f"checkpoint not found: no {ckpt_dir}/")
+    mngr = ocp.CheckpointManager(ckpt_dir, item_handlers=_HANDLERS())
+    step = mngr.latest_step()
+    if step is None:
+        mngr.close()
+        raise FileNotFoundError(f"checkpoint not found: {ckpt_dir}/ holds no finished step")
+    md = mngr.item_metadata(step)["state"]
+    target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), md)
+    r = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    mngr.close()
+    params = r.state["params"]
+    if model_name not in params:
+        raise KeyError(f"{ckpt_dir}/{step}: no module {model_name!r} in the train state; has {sorted(params)}")
+    return {"params": params[model_name], "batch_stats": r.state["batch_stats"].get(model_name, {})}

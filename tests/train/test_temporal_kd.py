@@ -1,0 +1,151 @@
+"""The Temporal KD recipe (configs/temporal_kd.py) in the real train step, against NumPy.
+
+The recipe's own stage configs are built into a Program. Checked: the attention-KD term the step
+reports equals a NumPy rollout + class-token row + linear interpolation + KL on the same
+forward pass (live teacher), and the cached target path gives the same number; the head is
+trained (it gets gradients, the student gets the KD gradient through its frames) but is not
+part of the deployed student (eval logits ignore it, its parameters are not counted); the
+recipe's config errors. The end-to-end tiny run (teacher -> rollout cache -> students) is
+tests/test_configs.py's.
+"""
+
+import copy
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import temporal_kd
+from kdjax.models import count_params
+from kdjax.train import loop, program
+from kdjax.train.state import TrainState
+from kdjax.train.step import eval_logits, train_step
+from tests.losses import _ref
+
+B, T_IN, F, C = 4, 50, 40, 12
+
+
+def _np_kl_target(attn, t_student):
+    r = _ref.rollout(np.asarray(attn, np.float64))[:, 0, 1:]
+    r = r / r.sum(-1, keepdims=True)
+    t = _ref.interp_linear(r[:, :, None], t_student)[:, :, 0]
+    return t / t.sum(-1, keepdims=True)
+
+
+def _np_log_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def _setup(student="temporal_cnn", lam=0.5, target="live"):
+    cfg = temporal_kd.get_config(f"variant=tiny,target={target}")
+    c = copy.deepcopy(cfg.stages[f"{student}_{temporal_kd.lam_code(lam)}"])
+    prog = program.build_program(c, C, 16000)
+    rng = np.random.default_rng(0)
+    batch = {"features/student": rng.normal(size=(B, T_IN, F)).astype(np.float32),
+             "labels": np.eye(C, dtype=np.float32)[rng.integers(0, C, B)],
+             "mask": np.array([1, 1, 1, 0], np.float32)}
+    teachers = {}
+    if "teacher" in prog.teachers:
+        batch["features/teacher_teacher"] = batch["features/student"]
+        init = jax.jit(lambda r, x: prog.teachers["teacher"].init(r, x, train=False))  # eager init: ~10x slower
+        teachers = {"teacher": init(jax.random.key(7), batch["features/teacher_teacher"])}
+    params, stats = loop.init_variables(prog, jax.random.key(1), 16000, teachers, batch)
+    tx, _ = loop.make_optimizer(c)
+    state = TrainState.create(params=params, batch_stats=stats, tx=tx)
+    return c, prog, state, teachers, batch
+
+
+def _namespace(prog, state, teachers, batch):
+    """The step's namespace at step 0 (train mode), as train_step computes it."""
+    rng = jax.random.fold_in(jax.random.key(3), state.step)
+    variables = dict(teachers) | {n: {"params": state.params[n], "batch_stats": state.batch_stats[n]}
+                                  for n in prog.models}
+    ns, _ = program.forward(prog, variables, batch, rng, train=True)
+    return ns
+
+
+def _namespace_jit(prog, state, teachers, batch):
+    return jax.jit(lambda s, t, b: _namespace(prog, s, t, b))(state, teachers, batch)
+
+
+def test_attention_kd_term_in_the_step_matches_numpy_live_and_cached():
+    c, prog, state, teachers, batch = _setup()
+    assert dict(c.models.head)["deploy"] is False and c.losses.tkd.weight == 0.5
+    _, metrics = jax.jit(lambda s, t, b, r: train_step(s, t, b, r, spec=prog))(
+        state, teachers, batch, jax.random.key(3))
+    ns = _namespace_jit(prog, state, teachers, batch)
+    scores = np.asarray(ns["head"]["logits"], np.float64)  # [B, T_student]
+    attn = np.asarray(ns["teacher"]["teacher"]["feats"]["attention"])  # [L, B, H, N, N]
+    assert attn.shape[-1] - 1 != scores.shape[1]  # interpolation is exercised
+    tgt = _np_kl_target(attn, scores.shape[1])
+    kl = (tgt * (np.log(tgt) - _np_log_softmax(scores))).sum(-1)
+    m = batch["mask"]
+    want = float((kl * m).sum() / m.sum())
+    np.testing.assert_allclose(float(metrics["loss/tkd"]), want, rtol=2e-4)
+    ce = -(batch["labels"] * _np_log_softmax(np.asarray(ns["student"]["logits"], np.float64))).sum(-1)
+    np.testing.assert_allclose(float(metrics["loss"]), float((ce * m).sum() / m.sum()) + 0.5 * want, rtol=2e-4)
+
+    # the cached path: the target stored by the `rollout` cache stage, joined as batch.rollout
+    c2, prog2, _, _, _ = _setup(target="cached")
+    assert c2.losses.tkd.inputs == ["head.logits", "batch.rollout"] and not prog2.teachers
+    cached = _ref.rollout(np.asarray(attn, np.float64))[:, 0, 1:]
+    ns2 = dict(ns, batch=dict(ns["batch"], rollout=jnp.asarray(cached / cached.sum(-1, keepdims=True),
+                                                               jnp.float32)))
+    _, got = jax.jit(lambda n: program.weighted_loss(prog2.terms, n, jnp.asarray(m)))(ns2)
+    np.testing.assert_allclose(float(got["loss/tkd"]), want, rtol=2e-4)
+
+
+def test_head_is_trained_but_not_deployed():
+    c, prog, state, teachers, batch = _setup("lstm_p", target="live")
+    assert prog.deployed == ("student",) and "head" in prog.models
+
+    def grad_of(prog_):
+        return jax.jit(jax.grad(lambda p: program.weighted_loss(
+            prog_.terms, _namespace(prog_, state.replace(params=p), teachers, batch),
+            jnp.asarray(batch["mask"]))[0]))(state.params)
+
+    grads = grad_of(prog)
+    assert float(jnp.abs(grads["head"]["query"]).sum()) > 0  # the head learns from the KD term
+    # the student also receives the KD gradient through its frames (CE alone gives another one)
+    g_ce = grad_of(dataclass_replace_terms(prog, keep=("task",)))
+    diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), grads["student"], g_ce["student"])
+    assert max(jax.tree.leaves(diff)) > 0
+    # eval logits do not depend on the head; the head is not in the student's parameter count
+    audio = np.random.default_rng(1).normal(size=(B, 16000 * 2)).astype(np.float32) * 0.1
+    ev = jax.jit(lambda p, s, a: eval_logits(p, s, a, spec=prog))
+    z = ev(state.params, state.batch_stats, audio)
+    other = dict(state.params, head=jax.tree.map(lambda x: x + 100.0, state.params["head"]))
+    z2 = ev(other, state.batch_stats, audio)
+    assert set(z) == {"student"}
+    np.testing.assert_array_equal(np.asarray(z["student"]), np.asarray(z2["student"]))
+    _, prog0, state0, _, _ = _setup("lstm_p", lam=0.0)
+    assert "head" not in prog0.models
+    assert count_params(state0.params["student"]) == count_params(state.params["student"])
+
+
+def dataclass_replace_terms(prog, keep):
+    import dataclasses
+
+    return dataclasses.replace(prog, terms=tuple(t for t in prog.terms if t.name in keep))
+
+
+def test_config_arguments_and_errors():
+    cfg = temporal_kd.get_config("variant=local,data=sc4,students=crnn+lstm_p,lambdas=0+0.25")
+    assert cfg.run == "teacher,rollout,lstm_p_l000,lstm_p_l025,crnn_l000,crnn_l025"
+    assert cfg.stages.crnn_l025.baseline == "crnn_l000" and cfg.stages.crnn_l025.data.clip_seconds == 4.0
+    assert cfg.stages.rollout.kind == "cache" and cfg.stages.rollout.cache.outputs.rollout.fn == "rollout_frame_distribution"
+    one_minus = temporal_kd.get_config("variant=local,task_scale=one_minus")
+    assert one_minus.stages.crnn_l025.losses.task.weight == pytest.approx(0.75)
+    paper = temporal_kd.get_config("variant=paper,data=sc8")
+    t = paper.stages.teacher.models.teacher
+    assert t.model == "wav2vec2" and t.input == "batch.audio" and not paper.runnable_here
+    assert paper.stages.crnn_l010.losses.tkd.kw.cls_index is None  # no class token: mean row
+    for arg, msg in [("data=sc8", "data='sc8'"), ("students=resnet", "resnet"), ("head=mlp", "head='mlp'"),
+                     ("target=disk", "target='disk'"), ("rollout_row=last", "rollout_row='last'"),
+                     ("task_scale=one_minus,lambdas=0+1", "0 <= lambda < 1")]:
+        with pytest.raises(ValueError, match=msg):
+            temporal_kd.get_config(f"variant=local,{arg}")
+    with pytest.raises(ValueError, match="target=cached with data=fsd50k"):
+        temporal_kd.get_config("variant=paper,data=fsd50k,target=cached")
