@@ -182,7 +182,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         teacher = dict(model="transformer", kw=TINY_TEACHER if tiny else LOCAL_TEACHER, frontend=fe)
         cls_index = None if a.rollout_row == "mean" else 0
         if tiny:
-            steps, t_steps, lr, t_lr, batch, warm, every = 2, 2, 3e-3, 1e-3, 4, 0, 2
+            steps, t_steps, lr, t_lr, batch, warm, every = 2, 2, 3e-3, 1e-3, 8, 0, 2
         else:
             steps, t_steps = a.steps or 300, a.teacher_steps or 1000
             lr, t_lr, batch = a.lr or 3e-3, a.teacher_lr or 1e-3, a.batch or 32

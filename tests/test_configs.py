@@ -23,7 +23,8 @@ def _leaves(v):
 # tests/train/test_loop.py (test_stages_summary_and_skip: every stage, 2 seeds;
 # test_every_stage_runs_and_teacher_stays_bit_identical: the teacher check), so it is not
 # trained a third time here (~140 s of CI time).
-COVERED_ELSEWHERE = {"fsdd": "tests/train/test_loop.py runs configs/fsdd.py at variant=tiny"}
+COVERED_ELSEWHERE = {"fsdd": "tests/train/test_loop.py runs configs/fsdd.py at variant=tiny",
+                     "temporal_kd": "tests/train/test_temporal_kd.py runs configs/temporal_kd.py at variant=tiny"}
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -149,3 +149,44 @@ def test_config_arguments_and_errors():
             temporal_kd.get_config(f"variant=local,{arg}")
     with pytest.raises(ValueError, match="target=cached with data=fsd50k"):
         temporal_kd.get_config("variant=paper,data=fsd50k,target=cached")
+
+
+def test_tiny_recipe_end_to_end_cached_target_equals_fresh_teacher(tmp_path, data_dir):
+    """teacher -> rollout cache -> plain and KD students on real noisy Speech Commands clips
+    (this is the recipe's tests/test_configs.py run, with checks): the cached target of each
+    clip equals a fresh teacher forward's rollout row; the head is trained and saved but not
+    deployed, evaluated or counted; the summary pairs the KD arm with its baseline."""
+    from kdjax.data import get_source
+    from kdjax.data.pipeline import eval_batches
+    from kdjax.losses import rollout_frame_distribution
+    from kdjax.train import stages
+    from kdjax.train.checkpoint import load_best_variables, load_last_variables
+
+    cfg = temporal_kd.get_config("variant=tiny")
+    assert cfg.run == "teacher,rollout,temporal_cnn_l000,temporal_cnn_l050"
+    summary = stages.run_stages(cfg, str(tmp_path))
+    assert "paired_over_temporal_cnn_l000" in summary["stages"]["temporal_cnn_l050"]
+
+    tc = cfg.stages.teacher
+    src = get_source(tc.data.name, "test", **dict(tc.data.kw))
+    cached = np.load(tmp_path / "rollout" / "arrays" / "test" / "rollout.npy")
+    assert cached.shape[0] == len(src) and np.allclose(cached.sum(-1), 1.0, atol=1e-5)
+    prog = program.build_program(tc, src.num_classes, src.sample_rate)
+    v = {"teacher": load_best_variables(tmp_path / "teacher", "teacher")}
+    fwd = jax.jit(lambda v, b: program.forward(prog, v, b, jax.random.key(0), train=False)[0])
+    batch = next(eval_batches(src, clip_samples=int(tc.data.clip_seconds * src.sample_rate), batch_size=8))
+    ns = fwd(v, {"audio": batch["audio"]})
+    fresh = np.asarray(rollout_frame_distribution(ns["teacher"]["feats"]["attention"]))
+    np.testing.assert_allclose(cached[:8], fresh, rtol=1e-5, atol=1e-7)
+
+    import json
+
+    run = tmp_path / "temporal_cnn_l050" / "seed0"
+    r = json.loads((run / "result.json").read_text())
+    base = json.loads((tmp_path / "temporal_cnn_l000" / "seed0" / "result.json").read_text())
+    assert set(r["params"]) == {"student"} and set(r["models"]) == {"student"}
+    assert r["params"] == base["params"] and r["train_only_params"]["head"] > 0
+    head = load_last_variables(run, "head")
+    assert count_params(head["params"]) == r["train_only_params"]["head"]
+    with pytest.raises(KeyError, match="no model 'head'"):
+        load_best_variables(run, "head")  # the deployed checkpoint holds the student only
