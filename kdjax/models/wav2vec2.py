@@ -850,7 +850,7 @@ def load_hf_checkpoint(
     Args:
       path: a directory with `config.json` and `model.safetensors` (read without torch) or
         `pytorch_model.bin` (read with torch), e.g. from
-        `huggingface-cli download facebook/wav2vec2-base --local-dir <path>`.
+        `hf download facebook/wav2vec2-base --local-dir <path>` (huggingface_hub's CLI).
       num_classes: the classifier's size (default: config.json's `num_labels`); see
         `params_from_torch_state_dict`.
       rng: key for freshly initialised head parameters.
