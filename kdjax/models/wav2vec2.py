@@ -148,15 +148,29 @@ class ConvLayer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         bias_bound = math.sqrt(1.0 / (x.shape[-1] * self.kernel))
-        x = nn.Conv(self.features, (self.kernel,), (self.stride,), padding="VALID",
-                    use_bias=self.use_bias, kernel_init=_CONV_INIT, bias_init=_uniform(bias_bound),
-                    dtype=self.dtype, name="conv")(x)
+        x = nn.Conv(
+            self.features,
+            (self.kernel,),
+            (self.stride,),
+            padding="VALID",
+            use_bias=self.use_bias,
+            kernel_init=_CONV_INIT,
+            bias_init=_uniform(bias_bound),
+            dtype=self.dtype,
+            name="conv",
+        )(x)
         if self.norm == "group":
-            x = nn.GroupNorm(num_groups=self.features, epsilon=1e-5, use_fast_variance=False,
-                             dtype=self.dtype, name="layer_norm")(x)
+            x = nn.GroupNorm(
+                num_groups=self.features,
+                epsilon=1e-5,
+                use_fast_variance=False,
+                dtype=self.dtype,
+                name="layer_norm",
+            )(x)
         elif self.norm == "layer":
-            x = nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, dtype=self.dtype,
-                             name="layer_norm")(x)
+            x = nn.LayerNorm(
+                epsilon=1e-5, use_fast_variance=False, dtype=self.dtype, name="layer_norm"
+            )(x)
         return ACTIVATIONS[self.activation](x)
 
 
@@ -179,8 +193,12 @@ class PositionalConv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         std = 2.0 * math.sqrt(1.0 / (self.kernel * self.dim))
-        v = self.param("weight_v", nn.initializers.normal(std),
-                       (self.kernel, self.dim // self.groups, self.dim), jnp.float32)
+        v = self.param(
+            "weight_v",
+            nn.initializers.normal(std),
+            (self.kernel, self.dim // self.groups, self.dim),
+            jnp.float32,
+        )
         # torch's weight_norm initialises g to ||v||, so the initial weight is v.
         g = self.param("weight_g", lambda _: jnp.sqrt(jnp.sum(v * v, axis=(1, 2))))
         b = self.param("bias", nn.initializers.zeros_init(), (self.dim,), jnp.float32)
@@ -188,8 +206,12 @@ class PositionalConv(nn.Module):
         pad = self.kernel // 2
         dt = x.dtype
         y = jax.lax.conv_general_dilated(
-            x, w.astype(dt), window_strides=(1,), padding=[(pad, pad - (1 - self.kernel % 2))],
-            dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=self.groups,
+            x,
+            w.astype(dt),
+            window_strides=(1,),
+            padding=[(pad, pad - (1 - self.kernel % 2))],
+            dimension_numbers=("NWC", "WIO", "NWC"),
+            feature_group_count=self.groups,
         )
         return ACTIVATIONS[self.activation](y + b.astype(dt))
 
@@ -215,7 +237,9 @@ class Attention(nn.Module):
         def proj(name, y):
             return nn.Dense(self.dim, kernel_init=_DENSE_INIT, dtype=self.dtype, name=name)(y)
 
-        q, k, v = (proj(nm, x).reshape(b, n, self.heads, dh) for nm in ("q_proj", "k_proj", "v_proj"))
+        q, k, v = (
+            proj(nm, x).reshape(b, n, self.heads, dh) for nm in ("q_proj", "k_proj", "v_proj")
+        )
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / math.sqrt(dh)
         probs = jax.nn.softmax(logits, axis=-1)
         p = nn.Dropout(self.dropout, deterministic=not train)(probs)
@@ -236,8 +260,12 @@ class FeedForward(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        y = nn.Dense(self.ffn, kernel_init=_DENSE_INIT, dtype=self.dtype, name="intermediate_dense")(x)
-        y = nn.Dropout(self.activation_dropout, deterministic=not train)(ACTIVATIONS[self.activation](y))
+        y = nn.Dense(
+            self.ffn, kernel_init=_DENSE_INIT, dtype=self.dtype, name="intermediate_dense"
+        )(x)
+        y = nn.Dropout(self.activation_dropout, deterministic=not train)(
+            ACTIVATIONS[self.activation](y)
+        )
         y = nn.Dense(self.dim, kernel_init=_DENSE_INIT, dtype=self.dtype, name="output_dense")(y)
         return nn.Dropout(self.hidden_dropout, deterministic=not train)(y)
 
@@ -263,12 +291,21 @@ class EncoderLayer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
         def ln(name):
-            return nn.LayerNorm(epsilon=self.eps, use_fast_variance=False, dtype=self.dtype, name=name)
+            return nn.LayerNorm(
+                epsilon=self.eps, use_fast_variance=False, dtype=self.dtype, name=name
+            )
 
         drop = nn.Dropout(self.hidden_dropout, deterministic=not train)
         attn = Attention(self.dim, self.heads, self.attention_dropout, self.dtype, name="attention")
-        ffn = FeedForward(self.dim, self.ffn, self.activation, self.hidden_dropout,
-                          self.activation_dropout, self.dtype, name="feed_forward")
+        ffn = FeedForward(
+            self.dim,
+            self.ffn,
+            self.activation,
+            self.hidden_dropout,
+            self.activation_dropout,
+            self.dtype,
+            name="feed_forward",
+        )
         if self.stable_layer_norm:
             y, probs = attn(ln("layer_norm")(x), train=train)
             x = x + drop(y)
@@ -297,10 +334,13 @@ class FeatureEncoder(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x[..., None]  # [B, S, 1]: one input channel
-        for i, (c, k, s) in enumerate(zip(self.conv_dim, self.conv_kernel, self.conv_stride, strict=True)):
+        for i, (c, k, s) in enumerate(
+            zip(self.conv_dim, self.conv_kernel, self.conv_stride, strict=True)
+        ):
             norm = self.norm if (self.norm == "layer" or i == 0) else None
-            x = ConvLayer(c, k, s, self.conv_bias, norm, self.activation, self.dtype,
-                          name=f"conv_layers_{i}")(x)
+            x = ConvLayer(
+                c, k, s, self.conv_bias, norm, self.activation, self.dtype, name=f"conv_layers_{i}"
+            )(x)
         return x
 
 
@@ -314,10 +354,17 @@ class FeatureProjection(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        x = nn.LayerNorm(epsilon=self.eps, use_fast_variance=False, dtype=self.dtype, name="layer_norm")(x)
+        x = nn.LayerNorm(
+            epsilon=self.eps, use_fast_variance=False, dtype=self.dtype, name="layer_norm"
+        )(x)
         bound = math.sqrt(1.0 / x.shape[-1])
-        x = nn.Dense(self.dim, kernel_init=_uniform(bound), bias_init=_uniform(bound),
-                     dtype=self.dtype, name="projection")(x)
+        x = nn.Dense(
+            self.dim,
+            kernel_init=_uniform(bound),
+            bias_init=_uniform(bound),
+            dtype=self.dtype,
+            name="projection",
+        )(x)
         return nn.Dropout(self.dropout, deterministic=not train)(x)
 
 
@@ -348,18 +395,37 @@ class Encoder(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool):
-        x = x + PositionalConv(self.dim, self.pos_kernel, self.pos_groups, self.pos_activation,
-                               self.dtype, name="pos_conv_embed")(x)
-        ln = functools.partial(nn.LayerNorm, epsilon=self.eps, use_fast_variance=False,
-                               dtype=self.dtype, name="layer_norm")
+        x = x + PositionalConv(
+            self.dim,
+            self.pos_kernel,
+            self.pos_groups,
+            self.pos_activation,
+            self.dtype,
+            name="pos_conv_embed",
+        )(x)
+        ln = functools.partial(
+            nn.LayerNorm,
+            epsilon=self.eps,
+            use_fast_variance=False,
+            dtype=self.dtype,
+            name="layer_norm",
+        )
         if not self.stable_layer_norm:
             x = ln()(x)
         x = nn.Dropout(self.hidden_dropout, deterministic=not train)(x)
         hidden, probs = [x], []
         for i in range(self.layers):
             y, p = EncoderLayer(
-                self.dim, self.heads, self.ffn, self.activation, self.stable_layer_norm, self.eps,
-                self.hidden_dropout, self.attention_dropout, self.activation_dropout, self.dtype,
+                self.dim,
+                self.heads,
+                self.ffn,
+                self.activation,
+                self.stable_layer_norm,
+                self.eps,
+                self.hidden_dropout,
+                self.attention_dropout,
+                self.activation_dropout,
+                self.dtype,
                 name=f"layers_{i}",
             )(x, train=train)
             if train and self.layerdrop > 0:
@@ -455,19 +521,29 @@ class Model(nn.Module):
         check_input(NAME, x, 2, "a raw waveform [B, S]")
         n_conv = {len(self.conv_dim), len(self.conv_kernel), len(self.conv_stride)}
         if len(n_conv) != 1:
-            raise ValueError(f"{NAME}: conv_dim, conv_kernel and conv_stride must have the same "
-                             f"length, got {self.conv_dim}, {self.conv_kernel}, {self.conv_stride}")
+            raise ValueError(
+                f"{NAME}: conv_dim, conv_kernel and conv_stride must have the same "
+                f"length, got {self.conv_dim}, {self.conv_kernel}, {self.conv_stride}"
+            )
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"{NAME}: num_attention_heads={self.num_attention_heads} must divide "
-                             f"hidden_size={self.hidden_size}")
+            raise ValueError(
+                f"{NAME}: num_attention_heads={self.num_attention_heads} must divide "
+                f"hidden_size={self.hidden_size}"
+            )
         if self.hidden_size % self.num_conv_pos_embedding_groups:
-            raise ValueError(f"{NAME}: num_conv_pos_embedding_groups={self.num_conv_pos_embedding_groups}"
-                             f" must divide hidden_size={self.hidden_size}")
+            raise ValueError(
+                f"{NAME}: num_conv_pos_embedding_groups={self.num_conv_pos_embedding_groups}"
+                f" must divide hidden_size={self.hidden_size}"
+            )
         if self.feat_extract_norm not in ("group", "layer"):
-            raise ValueError(f"{NAME}: feat_extract_norm={self.feat_extract_norm!r}, expected 'group' or 'layer'")
+            raise ValueError(
+                f"{NAME}: feat_extract_norm={self.feat_extract_norm!r}, expected 'group' or 'layer'"
+            )
         for field in ("hidden_act", "feat_extract_activation"):
             if getattr(self, field) not in ACTIVATIONS:
-                raise ValueError(f"{NAME}: {field}={getattr(self, field)!r}, expected one of {sorted(ACTIVATIONS)}")
+                raise ValueError(
+                    f"{NAME}: {field}={getattr(self, field)!r}, expected one of {sorted(ACTIVATIONS)}"
+                )
         need = min_samples(self.conv_kernel, self.conv_stride)
         if x.shape[1] < need:
             raise ValueError(
@@ -483,17 +559,40 @@ class Model(nn.Module):
             xf = x.astype(jnp.float32)
             mu = xf.mean(axis=1, keepdims=True)
             x = ((xf - mu) / jnp.sqrt(xf.var(axis=1, keepdims=True) + 1e-7)).astype(x.dtype)
-        conv = FeatureEncoder(tuple(self.conv_dim), tuple(self.conv_kernel), tuple(self.conv_stride),
-                              self.conv_bias, self.feat_extract_norm, self.feat_extract_activation,
-                              self.dtype, name="feature_extractor")(x)
-        h = FeatureProjection(self.hidden_size, self.layer_norm_eps, self.feat_proj_dropout,
-                              self.dtype, name="feature_projection")(conv, train=train)
+        conv = FeatureEncoder(
+            tuple(self.conv_dim),
+            tuple(self.conv_kernel),
+            tuple(self.conv_stride),
+            self.conv_bias,
+            self.feat_extract_norm,
+            self.feat_extract_activation,
+            self.dtype,
+            name="feature_extractor",
+        )(x)
+        h = FeatureProjection(
+            self.hidden_size,
+            self.layer_norm_eps,
+            self.feat_proj_dropout,
+            self.dtype,
+            name="feature_projection",
+        )(conv, train=train)
         out, hidden, attn = Encoder(
-            self.hidden_size, self.num_hidden_layers, self.num_attention_heads,
-            self.intermediate_size, self.hidden_act, self.do_stable_layer_norm, self.layer_norm_eps,
-            self.num_conv_pos_embeddings, self.num_conv_pos_embedding_groups,
-            self.feat_extract_activation, self.hidden_dropout, self.attention_dropout,
-            self.activation_dropout, self.layerdrop, self.dtype, name="encoder",
+            self.hidden_size,
+            self.num_hidden_layers,
+            self.num_attention_heads,
+            self.intermediate_size,
+            self.hidden_act,
+            self.do_stable_layer_norm,
+            self.layer_norm_eps,
+            self.num_conv_pos_embeddings,
+            self.num_conv_pos_embedding_groups,
+            self.feat_extract_activation,
+            self.hidden_dropout,
+            self.attention_dropout,
+            self.activation_dropout,
+            self.layerdrop,
+            self.dtype,
+            name="encoder",
         )(h, train=train)
         if self.use_weighted_layer_sum:
             n = self.num_hidden_layers + 1
@@ -502,11 +601,13 @@ class Model(nn.Module):
             pooled_in = jnp.einsum("l,lbnd->bnd", w, jnp.stack(hidden))
         else:
             pooled_in = out
-        proj = nn.Dense(self.classifier_proj_size, kernel_init=_DENSE_INIT, dtype=self.dtype,
-                        name="projector")(pooled_in)
+        proj = nn.Dense(
+            self.classifier_proj_size, kernel_init=_DENSE_INIT, dtype=self.dtype, name="projector"
+        )(pooled_in)
         emb = proj.mean(axis=1)
-        logits = nn.Dense(self.num_classes, kernel_init=_DENSE_INIT, dtype=self.dtype,
-                          name="classifier")(emb)
+        logits = nn.Dense(
+            self.num_classes, kernel_init=_DENSE_INIT, dtype=self.dtype, name="classifier"
+        )(emb)
         feats = {f"fmap{i}": hidden[i + 1] for i in range(self.num_hidden_layers)}
         feats |= {"frames": out, "embedding": emb, "attention": attn, "conv_features": conv}
         return logits.astype(jnp.float32), f32(feats)
@@ -518,17 +619,45 @@ class Model(nn.Module):
 # `Model` fields read from a transformers `Wav2Vec2Config` (config.json); absent keys take the
 # field's default, which is transformers' default.
 CONFIG_FIELDS = (
-    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
-    "conv_dim", "conv_kernel", "conv_stride", "conv_bias", "feat_extract_norm",
-    "feat_extract_activation", "num_conv_pos_embeddings", "num_conv_pos_embedding_groups",
-    "do_stable_layer_norm", "layer_norm_eps", "hidden_dropout", "attention_dropout",
-    "activation_dropout", "feat_proj_dropout", "layerdrop", "classifier_proj_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "conv_dim",
+    "conv_kernel",
+    "conv_stride",
+    "conv_bias",
+    "feat_extract_norm",
+    "feat_extract_activation",
+    "num_conv_pos_embeddings",
+    "num_conv_pos_embedding_groups",
+    "do_stable_layer_norm",
+    "layer_norm_eps",
+    "hidden_dropout",
+    "attention_dropout",
+    "activation_dropout",
+    "feat_proj_dropout",
+    "layerdrop",
+    "classifier_proj_size",
     "use_weighted_layer_sum",
 )
 # Parameters of the classification head (`Wav2Vec2ForSequenceClassification` only).
-HEAD_KEYS = ("projector.weight", "projector.bias", "classifier.weight", "classifier.bias", "layer_weights")
+HEAD_KEYS = (
+    "projector.weight",
+    "projector.bias",
+    "classifier.weight",
+    "classifier.bias",
+    "layer_weights",
+)
 # Top-level names of the backbone (`Wav2Vec2Model`) in a headless checkpoint's keys.
-_BACKBONE_TOPS = ("feature_extractor", "feature_projection", "encoder", "masked_spec_embed", "adapter")
+_BACKBONE_TOPS = (
+    "feature_extractor",
+    "feature_projection",
+    "encoder",
+    "masked_spec_embed",
+    "adapter",
+)
 _POS = "wav2vec2.encoder.pos_conv_embed.conv."
 # weight_norm's parameter names: torch >= 2.1 parametrisations, then the older weight_g/weight_v.
 _G, _V = _POS + "parametrizations.weight.original0", _POS + "parametrizations.weight.original1"
@@ -571,7 +700,9 @@ def _as_config_dict(config: Any) -> dict:
     if hasattr(config, "to_dict"):  # a transformers Wav2Vec2Config
         config = config.to_dict()
     if not isinstance(config, Mapping):
-        raise TypeError(f"{NAME}: config must be a dict (config.json) or a Wav2Vec2Config, got {type(config).__name__}")
+        raise TypeError(
+            f"{NAME}: config must be a dict (config.json) or a Wav2Vec2Config, got {type(config).__name__}"
+        )
     return dict(config)
 
 
@@ -591,7 +722,9 @@ def config_to_kwargs(config: Mapping[str, Any] | Any) -> dict[str, Any]:
     """
     cfg = _as_config_dict(config)
     if cfg.get("model_type", NAME) != NAME:
-        raise ValueError(f"{NAME}: config model_type={cfg.get('model_type')!r}, expected 'wav2vec2'")
+        raise ValueError(
+            f"{NAME}: config model_type={cfg.get('model_type')!r}, expected 'wav2vec2'"
+        )
     if cfg.get("add_adapter") or cfg.get("adapter_attn_dim"):
         raise ValueError(f"{NAME}: adapters (add_adapter / adapter_attn_dim) are not supported")
     defaults = {f.name: f.default for f in dataclasses.fields(Model) if f.name in CONFIG_FIELDS}
@@ -599,7 +732,9 @@ def config_to_kwargs(config: Mapping[str, Any] | Any) -> dict[str, Any]:
     for k in ("conv_dim", "conv_kernel", "conv_stride"):
         kw[k] = tuple(int(v) for v in kw[k])
     if kw["feat_extract_norm"] not in ("group", "layer"):
-        raise ValueError(f"{NAME}: config feat_extract_norm={kw['feat_extract_norm']!r}, expected 'group' or 'layer'")
+        raise ValueError(
+            f"{NAME}: config feat_extract_norm={kw['feat_extract_norm']!r}, expected 'group' or 'layer'"
+        )
     n = cfg.get("num_labels") or len(cfg.get("id2label") or {}) or 2
     return {"num_classes": int(n)} | kw
 
@@ -621,7 +756,9 @@ def _to_flax(leaf: str, a: np.ndarray) -> np.ndarray:
     """A torch tensor's layout as the Flax leaf `leaf` wants it."""
     if leaf == "kernel" and a.ndim == 2:  # Linear [out, in] -> Dense [in, out]
         return a.T
-    if (leaf == "kernel" and a.ndim == 3) or leaf == "weight_v":  # Conv1d [out, in/g, k] -> [k, in/g, out]
+    if (
+        leaf == "kernel" and a.ndim == 3
+    ) or leaf == "weight_v":  # Conv1d [out, in/g, k] -> [k, in/g, out]
         return a.transpose(2, 1, 0)
     if leaf == "weight_g":  # [1, 1, k] (weight_norm over dim 2) -> [k]
         return a.reshape(-1)
@@ -672,7 +809,9 @@ def _fresh_head(kw: Mapping[str, Any], rng: jax.Array) -> dict:
     d, p = kw["hidden_size"], kw["classifier_proj_size"]
     head = {
         "projector": nn.Dense(p, kernel_init=_DENSE_INIT).init(k1, jnp.zeros((1, d)))["params"],
-        "classifier": nn.Dense(kw["num_classes"], kernel_init=_DENSE_INIT).init(k2, jnp.zeros((1, p)))["params"],
+        "classifier": nn.Dense(kw["num_classes"], kernel_init=_DENSE_INIT).init(
+            k2, jnp.zeros((1, p))
+        )["params"],
     }
     if kw["use_weighted_layer_sum"]:
         n = kw["num_hidden_layers"] + 1
@@ -727,11 +866,18 @@ def params_from_torch_state_dict(
     if num_classes is not None:
         kw["num_classes"] = int(num_classes)
     shapes = param_shapes(kw)
-    flat = {tuple(k.key for k in path): s for path, s in jax.tree_util.tree_leaves_with_path(shapes)}
+    flat = {
+        tuple(k.key for k in path): s for path, s in jax.tree_util.tree_leaves_with_path(shapes)
+    }
     expected = {_hf_key(p): p for p in flat}
     sd = _normalise_keys(state_dict)
-    ignored = [k for k in sd if k not in expected and k not in HEAD_KEYS
-               and (not k.startswith("wav2vec2.") or k == "wav2vec2.masked_spec_embed")]
+    ignored = [
+        k
+        for k in sd
+        if k not in expected
+        and k not in HEAD_KEYS
+        and (not k.startswith("wav2vec2.") or k == "wav2vec2.masked_spec_embed")
+    ]
     unexpected = [k for k in sd if k not in expected and k not in ignored]
     if unexpected:
         raise ValueError(
@@ -752,7 +898,9 @@ def params_from_torch_state_dict(
         else:
             bad.append(f"{key} {tuple(sd[key].shape)} (as Flax {a.shape}, expected {want})")
     if bad:
-        raise ValueError(f"{NAME}: {source}: shape mismatch with config.json's architecture: {_fmt(bad, 6)}")
+        raise ValueError(
+            f"{NAME}: {source}: shape mismatch with config.json's architecture: {_fmt(bad, 6)}"
+        )
     missing = [k for k, p in expected.items() if p not in values]
     backbone_missing = [k for k in missing if k.startswith("wav2vec2.")]
     if backbone_missing:
@@ -784,8 +932,10 @@ def read_config(path: str | os.PathLike) -> dict:
     """
     f = os.path.join(os.fspath(path), "config.json")
     if not os.path.isfile(f):
-        raise FileNotFoundError(f"{NAME}: {f} not found (expected a Hugging Face checkpoint directory "
-                                "with config.json and model.safetensors or pytorch_model.bin)")
+        raise FileNotFoundError(
+            f"{NAME}: {f} not found (expected a Hugging Face checkpoint directory "
+            "with config.json and model.safetensors or pytorch_model.bin)"
+        )
     with open(f) as fh:
         return json.load(fh)
 
@@ -794,15 +944,19 @@ def _load_safetensors(file: str) -> dict[str, Any]:
     try:
         from safetensors.numpy import load_file
     except ImportError:
-        raise ImportError(f"{NAME}: reading {file} needs safetensors (pip install safetensors, or kdjax[hf])") from None
+        raise ImportError(
+            f"{NAME}: reading {file} needs safetensors (pip install safetensors, or kdjax[hf])"
+        ) from None
     try:
         return load_file(file)
     except (TypeError, ValueError):  # bfloat16 has no NumPy dtype: read those through torch
         try:
             from safetensors.torch import load_file as load_torch
         except ImportError:
-            raise ImportError(f"{NAME}: {file} holds tensors NumPy cannot read (bfloat16?); "
-                              "reading them needs torch") from None
+            raise ImportError(
+                f"{NAME}: {file} holds tensors NumPy cannot read (bfloat16?); "
+                "reading them needs torch"
+            ) from None
         return load_torch(file)
 
 
@@ -810,8 +964,10 @@ def _load_bin(file: str) -> dict[str, Any]:
     try:
         import torch
     except ImportError:
-        raise ImportError(f"{NAME}: reading the PyTorch checkpoint {file} needs torch (pip install torch), "
-                          "or convert it to model.safetensors") from None
+        raise ImportError(
+            f"{NAME}: reading the PyTorch checkpoint {file} needs torch (pip install torch), "
+            "or convert it to model.safetensors"
+        ) from None
     return torch.load(file, map_location="cpu", weights_only=True)
 
 
@@ -825,8 +981,10 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
       FileNotFoundError: none of them in `path`; ImportError: safetensors/torch missing.
     """
     d = os.fspath(path)
-    st, idx, pt = (os.path.join(d, f) for f in ("model.safetensors", "model.safetensors.index.json",
-                                                 "pytorch_model.bin"))
+    st, idx, pt = (
+        os.path.join(d, f)
+        for f in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+    )
     if os.path.isfile(st):
         return dict(_load_safetensors(st)), st
     if os.path.isfile(idx):
@@ -838,8 +996,9 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
         return sd, idx
     if os.path.isfile(pt):
         return dict(_load_bin(pt)), pt
-    raise FileNotFoundError(f"{NAME}: no model.safetensors, model.safetensors.index.json or "
-                            f"pytorch_model.bin in {d}")
+    raise FileNotFoundError(
+        f"{NAME}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin in {d}"
+    )
 
 
 def load_hf_checkpoint(
@@ -909,10 +1068,17 @@ def load_pretrained(path: str | os.PathLike, params: Mapping[str, Any]) -> dict:
     """
     num_classes = int(params["classifier"]["kernel"].shape[-1])
     sd, source = read_state_dict(path)
-    conv = params_from_torch_state_dict(sd, read_config(path), num_classes=num_classes,
-                                        fill=params, source=source)
-    want = {jax.tree_util.keystr(p): tuple(np.shape(a)) for p, a in jax.tree_util.tree_leaves_with_path(params)}
-    got = {jax.tree_util.keystr(p): tuple(a.shape) for p, a in jax.tree_util.tree_leaves_with_path(conv.params)}
+    conv = params_from_torch_state_dict(
+        sd, read_config(path), num_classes=num_classes, fill=params, source=source
+    )
+    want = {
+        jax.tree_util.keystr(p): tuple(np.shape(a))
+        for p, a in jax.tree_util.tree_leaves_with_path(params)
+    }
+    got = {
+        jax.tree_util.keystr(p): tuple(a.shape)
+        for p, a in jax.tree_util.tree_leaves_with_path(conv.params)
+    }
     if want != got:
         diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
         raise ValueError(
@@ -921,6 +1087,10 @@ def load_pretrained(path: str | os.PathLike, params: Mapping[str, Any]) -> dict:
             + _fmt([f"{k} model {want.get(k)} checkpoint {got.get(k)}" for k in diff], 6)
         )
     if conv.missing:
-        warnings.warn(f"{NAME}: {source} has no {_fmt(conv.missing)}; kept at their initialisation",
-                      stacklevel=2)
-    return jax.tree.map(lambda a, b: jnp.asarray(a, jnp.asarray(b).dtype), conv.params, dict(params))
+        warnings.warn(
+            f"{NAME}: {source} has no {_fmt(conv.missing)}; kept at their initialisation",
+            stacklevel=2,
+        )
+    return jax.tree.map(
+        lambda a, b: jnp.asarray(a, jnp.asarray(b).dtype), conv.params, dict(params)
+    )

@@ -44,14 +44,30 @@ from kdjax.train.program import build_program  # noqa: E402
 from kdjax.train.state import TrainState  # noqa: E402
 from kdjax.train.step import jit_train_step  # noqa: E402
 
-BASE_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                 conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
-                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-                 classifier_proj_size=8, num_labels=3)
-LARGE_TINY = BASE_TINY | dict(do_stable_layer_norm=True, feat_extract_norm="layer", conv_bias=True,
-                              num_conv_pos_embeddings=15, use_weighted_layer_sum=True)
+BASE_TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    conv_dim=(16, 16, 16),
+    conv_kernel=(10, 3, 3),
+    conv_stride=(5, 2, 2),
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4,
+    classifier_proj_size=8,
+    num_labels=3,
+)
+LARGE_TINY = BASE_TINY | dict(
+    do_stable_layer_norm=True,
+    feat_extract_norm="layer",
+    conv_bias=True,
+    num_conv_pos_embeddings=15,
+    use_weighted_layer_sum=True,
+)
 # The hook test trains one step: one layer and two conv layers keep its compiles short.
-HOOK_TINY = BASE_TINY | dict(num_hidden_layers=1, conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2))
+HOOK_TINY = BASE_TINY | dict(
+    num_hidden_layers=1, conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2)
+)
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 TOL_TINY = dict(atol=1e-5, rtol=1e-5)
 TOL_FULL = dict(atol=1e-4, rtol=1e-4)
@@ -112,10 +128,16 @@ def reference(m, x):
         out = m(xt, output_attentions=True, output_hidden_states=True)
         base = m.wav2vec2(xt)
         conv = m.wav2vec2.feature_extractor(xt).transpose(1, 2)
-    ref = dict(logits=out.logits.numpy(), attentions=[a.numpy() for a in out.attentions],
-               hidden=[h.numpy() for h in out.hidden_states], frames=base.last_hidden_state.numpy(),
-               conv=conv.numpy())
-    assert all(np.isfinite(a).all() for a in jax.tree.leaves(ref))  # assert_allclose passes NaN == NaN
+    ref = dict(
+        logits=out.logits.numpy(),
+        attentions=[a.numpy() for a in out.attentions],
+        hidden=[h.numpy() for h in out.hidden_states],
+        frames=base.last_hidden_state.numpy(),
+        conv=conv.numpy(),
+    )
+    assert all(
+        np.isfinite(a).all() for a in jax.tree.leaves(ref)
+    )  # assert_allclose passes NaN == NaN
     return ref
 
 
@@ -126,16 +148,25 @@ def assert_parity(cfg, m, x, tol):
     logits, feats = apply(kw, conv.params, x)
     ref = reference(m, x)
     L = cfg.num_hidden_layers
-    assert feats["attention"].shape == (L, x.shape[0], cfg.num_attention_heads) + ref["attentions"][0].shape[-2:]
+    assert (
+        feats["attention"].shape
+        == (L, x.shape[0], cfg.num_attention_heads) + ref["attentions"][0].shape[-2:]
+    )
     np.testing.assert_allclose(logits, ref["logits"], **tol)
     for i in range(L):
-        np.testing.assert_allclose(feats["attention"][i], ref["attentions"][i], **tol, err_msg=f"attention {i}")
-        np.testing.assert_allclose(feats[f"fmap{i}"], ref["hidden"][i + 1], **tol, err_msg=f"layer {i}")
+        np.testing.assert_allclose(
+            feats["attention"][i], ref["attentions"][i], **tol, err_msg=f"attention {i}"
+        )
+        np.testing.assert_allclose(
+            feats[f"fmap{i}"], ref["hidden"][i + 1], **tol, err_msg=f"layer {i}"
+        )
     np.testing.assert_allclose(feats["frames"], ref["frames"], **tol)
     # No normalisation after conv layer 0 (base): the conv features grow large, and float32
     # rounding with them, so their tolerance is relative to their scale.
     scale = max(1.0, float(np.abs(ref["conv"]).max()))
-    np.testing.assert_allclose(feats["conv_features"], ref["conv"], atol=tol["atol"] * scale, rtol=tol["rtol"])
+    np.testing.assert_allclose(
+        feats["conv_features"], ref["conv"], atol=tol["atol"] * scale, rtol=tol["rtol"]
+    )
     assert feats["embedding"].shape == (x.shape[0], cfg.classifier_proj_size)
     return kw, conv.params, logits
 
@@ -152,8 +183,14 @@ def base_tiny():
 
 @pytest.mark.parametrize("arch", ["base_tiny", "large_tiny"])
 def test_parity_with_transformers(arch, base_tiny):
-    cfg, m = base_tiny if arch == "base_tiny" else (
-        (c := hf_config(**LARGE_TINY)), torch_model(transformers.Wav2Vec2ForSequenceClassification, c))
+    cfg, m = (
+        base_tiny
+        if arch == "base_tiny"
+        else (
+            (c := hf_config(**LARGE_TINY)),
+            torch_model(transformers.Wav2Vec2ForSequenceClassification, c),
+        )
+    )
     assert_parity(cfg, m, wave(), TOL_TINY)
 
 
@@ -163,7 +200,8 @@ def test_parity_full_base_config():
     m = torch_model(transformers.Wav2Vec2ForSequenceClassification, cfg)
     kw, _, _ = assert_parity(cfg, m, wave(8000), TOL_FULL)
     assert {k: v for k, v in kw.items() if k != "num_classes"} == {
-        f: getattr(w2v.Model, f) for f in w2v.CONFIG_FIELDS}  # Model's defaults are the base config
+        f: getattr(w2v.Model, f) for f in w2v.CONFIG_FIELDS
+    }  # Model's defaults are the base config
 
 
 def test_round_trips_and_key_variants(base_tiny, tmp_path):
@@ -177,8 +215,12 @@ def test_round_trips_and_key_variants(base_tiny, tmp_path):
     # pytorch_model.bin (read with torch), with the pre-parametrisation weight_norm names.
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "config.json").write_text((tmp_path / "st" / "config.json").read_text())
-    old = {k.replace("parametrizations.weight.original0", "weight_g")
-            .replace("parametrizations.weight.original1", "weight_v"): v for k, v in m.state_dict().items()}
+    old = {
+        k.replace("parametrizations.weight.original0", "weight_g").replace(
+            "parametrizations.weight.original1", "weight_v"
+        ): v
+        for k, v in m.state_dict().items()
+    }
     assert any(k.endswith("weight_g") for k in old)
     torch.save(old, tmp_path / "bin" / "pytorch_model.bin")
     ck_bin = w2v.load_hf_checkpoint(tmp_path / "bin")
@@ -199,8 +241,10 @@ def test_headless_checkpoints_load_with_the_head_missing(base_tiny, tmp_path):
     ck = w2v.load_hf_checkpoint(tmp_path)
     assert ck.missing == head and ck.kwargs["num_classes"] == 3
     np.testing.assert_array_equal(ck.params["classifier"]["bias"], 0.0)  # fresh init
-    np.testing.assert_array_equal(ck.params["encoder"]["layers_1"]["attention"]["q_proj"]["kernel"],
-                                  backbone.state_dict()["encoder.layers.1.attention.q_proj.weight"].numpy().T)
+    np.testing.assert_array_equal(
+        ck.params["encoder"]["layers_1"]["attention"]["q_proj"]["kernel"],
+        backbone.state_dict()["encoder.layers.1.attention.q_proj.weight"].numpy().T,
+    )
     x = wave()
     with torch.no_grad():
         frames = backbone(torch.from_numpy(x)).last_hidden_state.numpy()
@@ -209,15 +253,27 @@ def test_headless_checkpoints_load_with_the_head_missing(base_tiny, tmp_path):
     # Another number of classes: a full checkpoint's classifier is replaced.
     sd = base_tiny[1].state_dict()
     conv = w2v.params_from_torch_state_dict(sd, cfg, num_classes=6)
-    assert conv.missing == ["classifier.bias", "classifier.weight"] and "classifier.weight" in conv.ignored
+    assert (
+        conv.missing == ["classifier.bias", "classifier.weight"]
+        and "classifier.weight" in conv.ignored
+    )
     assert conv.params["classifier"]["kernel"].shape == (8, 6)
     np.testing.assert_array_equal(conv.params["projector"]["bias"], sd["projector.bias"].numpy())
     # The pretraining model (facebook/wav2vec2-base's class): quantizer and projections ignored.
-    pre = torch_model(transformers.Wav2Vec2ForPreTraining, hf_config(
-        **BASE_TINY, codevector_dim=8, proj_codevector_dim=8, num_codevectors_per_group=4))
+    pre = torch_model(
+        transformers.Wav2Vec2ForPreTraining,
+        hf_config(
+            **BASE_TINY, codevector_dim=8, proj_codevector_dim=8, num_codevectors_per_group=4
+        ),
+    )
     conv = w2v.params_from_torch_state_dict(pre.state_dict(), cfg)
     assert conv.missing == head
-    assert {k.split(".")[0] for k in conv.ignored} == {"wav2vec2", "quantizer", "project_q", "project_hid"}
+    assert {k.split(".")[0] for k in conv.ignored} == {
+        "wav2vec2",
+        "quantizer",
+        "project_q",
+        "project_hid",
+    }
 
 
 def test_errors_name_the_problem(base_tiny, tmp_path):
@@ -227,26 +283,40 @@ def test_errors_name_the_problem(base_tiny, tmp_path):
     assert w2v.min_samples(kw["conv_kernel"], kw["conv_stride"]) == 40
     assert w2v.min_samples(w2v.Model.conv_kernel, w2v.Model.conv_stride) == 400  # base: 25 ms
     assert w2v.num_frames(16000, w2v.Model.conv_kernel, w2v.Model.conv_stride) == 49
-    with pytest.raises(ValueError, match=r"wav2vec2: the conv feature encoder needs at least 40 samples .* \(2, 39\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"wav2vec2: the conv feature encoder needs at least 40 samples .* \(2, 39\)",
+    ):
         model.init(jax.random.key(0), jnp.zeros((2, 39)))
-    with pytest.raises(ValueError, match=r"wav2vec2: expected a raw waveform \[B, S\], got shape \(2, 100, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"wav2vec2: expected a raw waveform \[B, S\], got shape \(2, 100, 1\)"
+    ):
         model.init(jax.random.key(0), jnp.zeros((2, 100, 1)))
     with pytest.raises(FileNotFoundError, match=r"nowhere/config.json not found"):
         w2v.load_hf_checkpoint(tmp_path / "nowhere")
     (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
-    with pytest.raises(FileNotFoundError, match=r"no model.safetensors, .* or pytorch_model.bin in"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no model.safetensors, .* or pytorch_model.bin in"
+    ):
         w2v.load_hf_checkpoint(tmp_path)
     m.save_pretrained(tmp_path)
     edit = json.loads((tmp_path / "config.json").read_text()) | {"intermediate_size": 48}
     (tmp_path / "config.json").write_text(json.dumps(edit))
-    with pytest.raises(ValueError, match=r"model.safetensors: shape mismatch .*intermediate_dense.weight \(64, 32\) "
-                                         r"\(as Flax \(32, 64\), expected \(32, 48\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"model.safetensors: shape mismatch .*intermediate_dense.weight \(64, 32\) "
+        r"\(as Flax \(32, 64\), expected \(32, 48\)\)",
+    ):
         w2v.load_hf_checkpoint(tmp_path)
     sd = m.state_dict()
-    with pytest.raises(ValueError, match=r"unexpected keys .*\(1 layers.*wav2vec2.encoder.layers.1.attention"):
+    with pytest.raises(
+        ValueError, match=r"unexpected keys .*\(1 layers.*wav2vec2.encoder.layers.1.attention"
+    ):
         w2v.params_from_torch_state_dict(sd, cfg.to_dict() | {"num_hidden_layers": 1})
     short = {k: v for k, v in sd.items() if "layers.0.final_layer_norm" not in k}
-    with pytest.raises(ValueError, match=r"x.bin: missing keys: wav2vec2.encoder.layers.0.final_layer_norm.bias"):
+    with pytest.raises(
+        ValueError, match=r"x.bin: missing keys: wav2vec2.encoder.layers.0.final_layer_norm.bias"
+    ):
         w2v.params_from_torch_state_dict(short, cfg, source="x.bin")
     with pytest.raises(ValueError, match="model_type='hubert'"):
         w2v.config_to_kwargs(cfg.to_dict() | {"model_type": "hubert"})
@@ -254,8 +324,11 @@ def test_errors_name_the_problem(base_tiny, tmp_path):
 
 def _hook_config(path):
     c = ml_collections.ConfigDict()
-    c.models = {"student": dict(model="wav2vec2", input="batch.audio", pretrained=str(path),
-                                kw=dict(hidden_dropout=0.0))}
+    c.models = {
+        "student": dict(
+            model="wav2vec2", input="batch.audio", pretrained=str(path), kw=dict(hidden_dropout=0.0)
+        )
+    }
     c.losses = {"ce": dict(fn="softmax_xent", inputs=["student.logits", "batch.labels"])}
     c.optimizer = dict(name="adamw", kw={})
     c.schedule = dict(name="constant", lr=1e-3, warmup_steps=0)
@@ -274,34 +347,53 @@ def test_pretrained_config_hook(tmp_path):
     c = _hook_config(tmp_path)
     spec = build_program(c, 3, 16000)
     mod = spec.nodes[0].module
-    assert (mod.hidden_size, mod.num_hidden_layers, mod.normalize, mod.hidden_dropout) == (32, 1, True, 0.0)
+    assert (mod.hidden_size, mod.num_hidden_layers, mod.normalize, mod.hidden_dropout) == (
+        32,
+        1,
+        True,
+        0.0,
+    )
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a full checkpoint: nothing is missing
+        warnings.filterwarnings("error", message="wav2vec2:")  # a full checkpoint: nothing missing
         params, stats = loop.init_variables(spec, rbg(0), S)
     p = params["student"]
-    np.testing.assert_array_equal(p["encoder"]["layers_0"]["feed_forward"]["output_dense"]["kernel"],
-                                  sd["wav2vec2.encoder.layers.0.feed_forward.output_dense.weight"].numpy().T)
+    np.testing.assert_array_equal(
+        p["encoder"]["layers_0"]["feed_forward"]["output_dense"]["kernel"],
+        sd["wav2vec2.encoder.layers.0.feed_forward.output_dense.weight"].numpy().T,
+    )
     np.testing.assert_array_equal(p["classifier"]["bias"], sd["classifier.bias"].numpy())
     # One train step on raw audio (dropout and layerdrop active), compiled as test_zoo does.
     tx, _ = loop.make_optimizer(c)
     state = TrainState.create(params=params, batch_stats=stats, tx=tx)
-    batch = {"audio": jnp.asarray(wave(b=4)), "labels": jax.nn.one_hot(jnp.arange(4) % 3, 3),
-             "mask": jnp.ones(4)}
+    batch = {
+        "audio": jnp.asarray(wave(b=4)),
+        "labels": jax.nn.one_hot(jnp.arange(4) % 3, 3),
+        "mask": jnp.ones(4),
+    }
     step = jit_train_step(spec).lower(state, {}, batch, rbg(1)).compile(FAST_COMPILE)
     new, metrics = step(state, {}, batch, rbg(1))
     assert np.isfinite(float(metrics["loss"])) and float(metrics["grad_norm"]) > 0
-    assert not np.array_equal(new.params["student"]["classifier"]["bias"], sd["classifier.bias"].numpy())
+    assert not np.array_equal(
+        new.params["student"]["classifier"]["bias"], sd["classifier.bias"].numpy()
+    )
     # Another label set (the same hook on a 5-class model): the classifier keeps its values.
-    init5 = jax.tree.map(lambda s: np.full(s.shape, 0.5, s.dtype),
-                         w2v.param_shapes(w2v.config_to_kwargs(cfg) | {"num_classes": 5}))
-    with pytest.warns(UserWarning, match="has no classifier.bias, classifier.weight; kept at their initialisation"):
+    init5 = jax.tree.map(
+        lambda s: np.full(s.shape, 0.5, s.dtype),
+        w2v.param_shapes(w2v.config_to_kwargs(cfg) | {"num_classes": 5}),
+    )
+    with pytest.warns(
+        UserWarning, match="has no classifier.bias, classifier.weight; kept at their initialisation"
+    ):
         p5 = w2v.load_pretrained(tmp_path, init5)
     np.testing.assert_array_equal(p5["classifier"]["kernel"], np.full((8, 5), 0.5))
     np.testing.assert_array_equal(p5["projector"]["kernel"], sd["projector.weight"].numpy().T)
     # kw that change the architecture cannot take the checkpoint's parameters.
     other = w2v.config_to_kwargs(cfg) | {"intermediate_size": 48}
     zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), w2v.param_shapes(other))
-    with pytest.raises(ValueError, match=r"architecture differs .*intermediate_dense.*model \(32, 48\) checkpoint \(32, 64\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"architecture differs .*intermediate_dense.*model \(32, 48\) checkpoint \(32, 64\)",
+    ):
         w2v.load_pretrained(tmp_path, zeros)
 
 
@@ -318,5 +410,7 @@ def test_pretrained_hook_errors(tmp_path):
     with c.unlocked():
         c.teachers = {"t": dict(model="wav2vec2", input="batch.audio", pretrained=str(tmp_path))}
         del c.models["student"]
-    with pytest.raises(ValueError, match=r"teachers.t.pretrained: frozen teachers load kdjax checkpoints"):
+    with pytest.raises(
+        ValueError, match=r"teachers.t.pretrained: frozen teachers load kdjax checkpoints"
+    ):
         build_program(c, 3, 16000)
