@@ -225,6 +225,22 @@ def test_round_trips_and_key_variants(base_tiny, tmp_path):
     torch.save(old, tmp_path / "bin" / "pytorch_model.bin")
     ck_bin = w2v.load_hf_checkpoint(tmp_path / "bin")
     jax.tree.map(np.testing.assert_array_equal, ck_bin.params, ck.params)
+    # bfloat16 safetensors (no NumPy dtype: read through torch, converted to float32).
+    from safetensors.torch import save_file
+
+    (tmp_path / "bf16").mkdir()
+    (tmp_path / "bf16" / "config.json").write_text((tmp_path / "st" / "config.json").read_text())
+    save_file(
+        {k: v.to(torch.bfloat16) for k, v in m.state_dict().items()},
+        tmp_path / "bf16" / "model.safetensors",
+    )
+    ck_bf16 = w2v.load_hf_checkpoint(tmp_path / "bf16")
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-2),
+        ck_bf16.params,
+        ck.params,
+    )
+    assert ck_bf16.params["classifier"]["kernel"].dtype == np.float32
     # A positional conv saved with its weight norm folded in (plain `conv.weight`).
     sd = dict(m.state_dict())
     g, v = sd.pop(w2v._G), sd.pop(w2v._V)
