@@ -21,6 +21,11 @@ reference implementation):
   transformer     frame transformer with a class token, returns attention (AST/ViT-style)
   stats_pool_net  x-vector TDNN + statistics pooling (Snyder et al. 2018)
   attention_head  Temporal KD's training-only attention over a student's frames (Choi et al. 2022)
+  wav2vec2        wav2vec 2.0 over raw waveforms, loads Hugging Face checkpoints (Baevski et al. 2020)
+
+A model module may also define `load_pretrained(path, params) -> params` (and optionally
+`pretrained_kwargs(path) -> kw`): the `pretrained=` field of a model config
+(kdjax.train.program) then replaces its initial parameters with a checkpoint's.
 """
 
 from __future__ import annotations
@@ -38,16 +43,40 @@ def build(name: str, **kwargs: Any) -> nn.Module:
     Raises:
       ValueError: no such model module, or an unknown keyword for it.
     """
-    try:
-        mod = importlib.import_module(f"kdjax.models.{name}")
-    except ModuleNotFoundError as e:
-        if e.name != f"kdjax.models.{name}":
-            raise
-        raise ValueError(f"model={name!r}: no model module kdjax/models/{name}.py") from None
+    mod = _module(name)
     try:
         return mod.Model(**kwargs)
     except TypeError as e:
         raise ValueError(f"model={name!r}: bad keyword arguments {sorted(kwargs)}: {e}") from None
+
+
+def _module(name: str):
+    try:
+        return importlib.import_module(f"kdjax.models.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"kdjax.models.{name}":
+            raise
+        raise ValueError(f"model={name!r}: no model module kdjax/models/{name}.py") from None
+
+
+def pretrained_loader(name: str) -> Any:
+    """`kdjax.models.<name>.load_pretrained(path, params) -> params`.
+
+    Raises:
+      ValueError: no such module, or it defines no `load_pretrained`.
+    """
+    fn = getattr(_module(name), "load_pretrained", None)
+    if not callable(fn):
+        raise ValueError(f"model={name!r}: kdjax/models/{name}.py defines no load_pretrained(path, params), "
+                         "so it cannot load a pretrained checkpoint")
+    return fn
+
+
+def pretrained_kwargs(name: str, path: str) -> dict[str, Any]:
+    """Model keyword arguments a checkpoint implies (`<module>.pretrained_kwargs(path)`; {} if the
+    module defines none)."""
+    fn = getattr(_module(name), "pretrained_kwargs", None)
+    return dict(fn(path)) if callable(fn) else {}
 
 
 def count_params(params: Any) -> int:

@@ -110,6 +110,11 @@ def init_variables(spec: Program, rng: jax.Array, clip_samples: int,
     Jitted: un-jitted `init` dispatches (and compiles) every initialiser op on its own,
     which took ~50 s of setup on a loaded 2-core machine; one program takes a few seconds.
 
+    A module with `pretrained` (`models.<name>.pretrained`) then gets its checkpoint's
+    parameters: `load_pretrained(path, initial params)` runs after the jitted init (a module
+    reading its outputs was initialised on its initial outputs; Flax initialisers use only
+    their shapes, which the checkpoint keeps).
+
     Raises:
       KeyError: a trainable module reads a frozen module whose variables were not given.
     """
@@ -140,7 +145,11 @@ def init_variables(spec: Program, rng: jax.Array, clip_samples: int,
             _set_path(ns, node.path, {"logits": logits, "feats": feats})
         return params, stats
 
-    return init(rng, teachers)
+    params, stats = init(rng, teachers)
+    for node in spec.nodes:
+        if node.trainable and node.pretrained:
+            params[node.name] = node.load_pretrained(node.pretrained, params[node.name])
+    return params, stats
 
 
 def data_source(d: ml_collections.ConfigDict, split: str):

@@ -18,7 +18,7 @@ Namespace (the paths modules and loss terms read):
   peers.logits                      every deployed trainable model's logits `[K, B, C]`
 
 Config (the `models` and `teachers` blocks of a train config):
-  models.<name>   = {model, kw, frontend | input, deploy=True, capture_bn=False}
+  models.<name>   = {model, kw, frontend | input, deploy=True, capture_bn=False, pretrained}
   teachers.<name> = {model, kw, frontend | input, checkpoint, checkpoint_model,
                      train_mode=<cfg.teacher_train_mode>, capture_bn=False}
 `frontend` is a front-end config dict (its output is `features.<name>` for a model,
@@ -27,7 +27,11 @@ of an entry of the config's `frontends` block (`features.<that name>`). `input` 
 path instead (e.g. `"student.feats.frames"` for a training-only head on a student's frames,
 `"batch.embedding"` for a precomputed input). `deploy=False` marks a training-only module
 (e.g. Temporal KD's attention head): it is trained but is not part of the deployed model, so
-it is neither evaluated nor counted in the deployed parameter count.
+it is neither evaluated nor counted in the deployed parameter count. `pretrained` (trainable
+models only) is a checkpoint path that the model's module loads after initialisation
+(`kdjax.models.<model>.load_pretrained(path, params)`, e.g. a Hugging Face wav2vec 2.0
+directory); keyword arguments the checkpoint implies (`pretrained_kwargs(path)`, e.g. its
+architecture) come first and the config's `kw` override them.
 
 Gradients are taken with respect to an explicit trainable pytree (`forward`'s `params` for
 training; `overrides` -- synthetic inputs -- for model inversion, see kdjax.train.invert).
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -51,7 +56,7 @@ from kdjax import losses as losses_lib
 from kdjax import models as models_lib
 
 NODE_FIELDS = {"model", "kw", "frontend", "input", "deploy", "capture_bn", "checkpoint",
-               "checkpoint_model", "train_mode"}
+               "checkpoint_model", "train_mode", "pretrained"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,6 +211,9 @@ class Node:
       train_mode: run with `train=True` (BatchNorm batch statistics, dropout); trainable
         modules always train; frozen modules default to eval mode.
       capture_bn: also return the moments of every BatchNorm layer's input as `<path>.bn`.
+      pretrained: a checkpoint path whose parameters replace the initial ones
+        (`kdjax.train.loop.init_variables` calls `load_pretrained(pretrained, params)`).
+      load_pretrained: the model module's `load_pretrained` (set with `pretrained`).
     """
 
     name: str
@@ -216,6 +224,8 @@ class Node:
     deploy: bool = True
     train_mode: bool = False
     capture_bn: bool = False
+    pretrained: str | None = None
+    load_pretrained: Callable[[str, Any], Any] | None = None
 
 
 def capture_bn_moments(fn: Callable[[], Any], variables: Mapping[str, Any]) -> tuple[Any, dict]:
@@ -508,8 +518,10 @@ def build_program(cfg: Any, num_classes: int, sample_rate: int, *, multi_label: 
 
     Raises:
       ValueError: unknown compute_dtype, node field, front-end name, input path that no node,
-        front-end or batch provides, a dependency cycle, or a deployed model fed by a
-        training-only module.
+        front-end or batch provides, a dependency cycle, a deployed model fed by a
+        training-only module, or `pretrained` on a teacher or on a model whose module has no
+        `load_pretrained`.
+      FileNotFoundError: a `pretrained` checkpoint the module cannot find (its own message).
     """
     dtype = str(cfg.get("compute_dtype", "float32"))
     if dtype not in ("float32", "bfloat16"):
@@ -540,12 +552,27 @@ def build_program(cfg: Any, num_classes: int, sample_rate: int, *, multi_label: 
                 inp = f"features.{key}"
             else:
                 raise ValueError(f"{block}.{name}: needs a 'frontend' or an 'input' key path")
-            module = models_lib.build(m.model, num_classes=num_classes, **(dict(m.get("kw", {}) or {}) | extra))
+            kw = dict(m.get("kw", {}) or {})
+            pretrained, loader = m.get("pretrained") or None, None
+            if pretrained:
+                pretrained = os.path.expanduser(str(pretrained))
+                if not trainable:
+                    raise ValueError(
+                        f"teachers.{name}.pretrained: frozen teachers load kdjax checkpoints "
+                        f"(teachers.{name}.checkpoint); fine-tune the pretrained model in a train "
+                        "stage (models.<name>.pretrained) and point the teacher at that stage")
+                try:
+                    loader = models_lib.pretrained_loader(m.model)
+                except ValueError as e:
+                    raise ValueError(f"models.{name}.pretrained={pretrained!r}: {e}") from None
+                kw = models_lib.pretrained_kwargs(m.model, pretrained) | kw
+            module = models_lib.build(m.model, num_classes=num_classes, **(kw | extra))
             raw.append(Node(
                 name=name, path=path, module=module, input=inp, trainable=trainable,
                 deploy=bool(m.get("deploy", True)) if trainable else False,
                 train_mode=bool(m.get("train_mode", default_train_mode)) if not trainable else True,
                 capture_bn=bool(m.get("capture_bn", False)),
+                pretrained=pretrained, load_pretrained=loader,
             ))
     # Dependency order (a node after the node its input reads).
     by_path = {n.path: n for n in raw}
