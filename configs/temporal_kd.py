@@ -200,7 +200,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                 eval_every=ev, checkpoint_every=n_steps if not tiny else 1,
                                 log_every=max(ev // 2, 1), grad_clip=1.0 if paper else 0.0)
         c.data = dict(d, kw=dict(d["kw"]))
-        c.eval_metric = "mAP" if multi_label else "accuracy"
+        c.eval_metric = "mean_average_precision" if multi_label else "accuracy"
         c.quiet = True
         return c
 

@@ -142,6 +142,11 @@ def test_config_arguments_and_errors():
     t = paper.stages.teacher.models.teacher
     assert t.model == "wav2vec2" and t.input == "batch.audio" and not paper.runnable_here
     assert paper.stages.crnn_l010.losses.tkd.kw.cls_index is None  # no class token: mean row
+    from kdjax.train import metrics
+
+    fsd = temporal_kd.get_config("variant=paper,data=fsd50k")
+    assert callable(getattr(metrics, fsd.stages.crnn_l050.eval_metric))  # the loop looks it up by name
+    assert fsd.stages.crnn_l050.losses.task.fn == "sigmoid_xent" and fsd.stages.crnn_l050.data.train_crop == "random"
     for arg, msg in [("data=sc8", "data='sc8'"), ("students=resnet", "resnet"), ("head=mlp", "head='mlp'"),
                      ("target=disk", "target='disk'"), ("rollout_row=last", "rollout_row='last'"),
                      ("task_scale=one_minus,lambdas=0+1", "0 <= lambda < 1")]:
