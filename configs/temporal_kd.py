@@ -64,8 +64,8 @@ Results (ours, variant=local; commands, seeds, machine and logs in configs/resul
 table built by configs/results/temporal_kd/make_table.py): see configs/results/temporal_kd/README.md.
 
 Arguments: variant=paper|local|tiny, data, students (a `+` list, default all five), lambdas (a
-`+` list, default 0+0.1+0.25+0.5), stage (comma list of stage names; overrides students and
-lambdas), seeds, steps, teacher_steps, lr, teacher_lr, batch, task_scale, direction,
+`+` list, default 0+0.1+0.25+0.5), stage (a `+` list of stage names, run in that order;
+overrides students and lambdas), seeds, steps, teacher_steps, lr, teacher_lr, batch, task_scale, direction,
 temperature, head, target=cached|live, rollout_row=cls|mean, head_fusion=mean|max|min,
 w2v_checkpoint.
 
@@ -257,7 +257,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 names.append(name)
     c = ml_collections.ConfigDict()
     c.stages = st
-    c.run = a.stage or ",".join(names)
+    c.run = a.stage.replace("+", ",") or ",".join(names)  # `+` on the command line (parse_arg splits on ",")
     c.seeds = 1 if tiny and a.seeds == 3 else a.seeds
     c.variant = a.variant
     c.runnable_here = not paper
