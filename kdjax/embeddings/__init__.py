@@ -16,5 +16,7 @@ runtime is an optional dependency installed from the package registry, never ven
   byo      "bring your own": `<dir>/<clip stem>.npy` `[T, D]` per clip (VGGish, OpenL3,
            PaSST, PANNs, ... computed with their own tools).
 
-musicnn (MTT, TF1 checkpoint) is not wrapped yet: see configs/east.py for its status.
+  musicnn_export  musicnn MTT (ISC licence, TF1 checkpoint in the `musicnn` package): a
+           one-off export to byo-style `.npy` files, run in a separate TensorFlow venv
+           (TensorFlow is not a kdjax dependency); verified equal to musicnn's own extractor.
 """
