@@ -23,8 +23,12 @@ def _leaves(v):
 # tests/train/test_loop.py (test_stages_summary_and_skip: every stage, 2 seeds;
 # test_every_stage_runs_and_teacher_stays_bit_identical: the teacher check), so it is not
 # trained a third time here (~140 s of CI time).
+# configs/east.py at variant=tiny needs BirdNET for its cache stage and has six stages (~90 s
+# here); tests/train/test_east.py runs its cache -> probe -> dcor_kd chain end to end (a
+# stand-in extractor; BirdNET itself on one clip) and checks every arm's weights.
 COVERED_ELSEWHERE = {"fsdd": "tests/train/test_loop.py runs configs/fsdd.py at variant=tiny",
-                     "temporal_kd": "tests/train/test_temporal_kd.py runs configs/temporal_kd.py at variant=tiny"}
+                     "temporal_kd": "tests/train/test_temporal_kd.py runs configs/temporal_kd.py at variant=tiny",
+                     "east": "tests/train/test_east.py runs configs/east.py's stages at variant=tiny"}
 
 
 @pytest.mark.parametrize("name", CONFIGS)

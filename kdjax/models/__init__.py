@@ -21,6 +21,7 @@ reference implementation):
   transformer     frame transformer with a class token, returns attention (AST/ViT-style)
   stats_pool_net  x-vector TDNN + statistics pooling (Snyder et al. 2018)
   attention_head  Temporal KD's training-only attention over a student's frames (Choi et al. 2022)
+  linear_probe    mean over time + Dense on a pre-computed embedding sequence (EAsT's probe)
   wav2vec2        wav2vec 2.0 over raw waveforms, loads Hugging Face checkpoints (Baevski et al. 2020)
 
 A model module may also define `load_pretrained(path, params) -> params` (and optionally

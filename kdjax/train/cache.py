@@ -15,8 +15,10 @@ Config (a stage with `kind="cache"`):
               extractor_kw: {...}, splits: ["train", "validation", "test"] (default: the
               data block's splits)}
 An extractor is a plain Python function `fn(audio [B, N] float32 NumPy, sample_rate, **kw) ->
-{name: [B, ...]}` (e.g. a TFLite or ONNX embedding model run outside JAX); its outputs are
-`extractor.<name>`.
+{name: [B, ...]}` (e.g. a TFLite or ONNX embedding model run outside JAX, kdjax.embeddings);
+its outputs are `extractor.<name>`. An extractor with a `paths` parameter also gets the audio
+file path of each row (`[B]` strings, from the split source's records; padded rows repeat the
+batch's first clip), for extractors that read per-clip files (kdjax.embeddings.byo).
 
 Writes `<workdir>/arrays/<split>/<key>.npy` (`[num_clips, ...]`, row i = the clip with source
 index i, float32) and `result.json` (shapes, extraction throughput in clips/s).
@@ -25,6 +27,7 @@ index i, float32) and `result.json` (shapes, extraction throughput in clips/s).
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import time
@@ -59,6 +62,26 @@ def load_extractor(spec: str) -> Callable[..., dict[str, np.ndarray]]:
     return fn
 
 
+def wants_paths(fn: Callable[..., Any]) -> bool:
+    """Whether an extractor takes the batch's file paths (a parameter named `paths`)."""
+    try:
+        return "paths" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+
+
+def clip_paths(src: Any, index: np.ndarray) -> list[str]:
+    """The audio file path of each source index (`src.records[i].path`).
+
+    Raises:
+      ValueError: the source has no file records (e.g. synthetic shards).
+    """
+    records = getattr(src, "records", None)
+    if records is None:
+        raise ValueError(f"cache.extractor takes `paths`, but the source {src!r} has no file records")
+    return [str(records[int(i)].path) for i in np.asarray(index)]
+
+
 def cache_arrays(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Runs the cache stage `cfg` in `workdir`; returns the result dict (also result.json).
 
@@ -85,6 +108,7 @@ def cache_arrays(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
     teachers = jax.device_put(load_teachers(cfg, workdir))
     extractor = load_extractor(c.extractor) if c.get("extractor") else None
     extractor_kw = dict(c.get("extractor_kw", {}) or {})
+    pass_paths = extractor is not None and wants_paths(extractor)
 
     derived = {k: v for k, v in outputs.items() if not isinstance(v, str)}
     for k, spec in derived.items():
@@ -123,7 +147,8 @@ def cache_arrays(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
             real = int(batch["mask"].sum())
             ns = model_outputs(batch)
             if extractor is not None:
-                ext = extractor(np.asarray(batch["audio"]), sr, **extractor_kw)
+                kw = dict(extractor_kw, paths=clip_paths(src, batch["index"])) if pass_paths else extractor_kw
+                ext = extractor(np.asarray(batch["audio"]), sr, **kw)
                 for k, v in ext.items():
                     if np.shape(v)[0] != len(batch["audio"]):
                         raise ValueError(f"cache.extractor output {k!r} has {np.shape(v)[0]} rows for a batch of "

