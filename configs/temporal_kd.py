@@ -165,7 +165,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if paper and a.data == "fsd50k" and target == "cached":
         raise ValueError("config argument target=cached with data=fsd50k: FSD50K trains on random "
                          "10 s crops, which per-clip cached targets cannot follow; use target=live")
-    sr = 16000
     fe = common.frontend("logmel40_16k") if paper else common.frontend("logmel40_16k", hop_length=320)
     student_kw = TINY_STUDENT_KW if tiny else STUDENT_KW
 

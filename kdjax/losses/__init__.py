@@ -31,7 +31,11 @@ from kdjax.losses.relational import (
     rkd,
     similarity_preserving,
 )
-from kdjax.losses.temporal import attention_rollout, rollout_frame_distribution, temporal_attention_kd
+from kdjax.losses.temporal import (
+    attention_rollout,
+    rollout_frame_distribution,
+    temporal_attention_kd,
+)
 
 __all__ = [
     "masked_mean",

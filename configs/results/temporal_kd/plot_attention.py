@@ -65,7 +65,7 @@ def main():
         c = copy.deepcopy(cfg.stages[stage])
         p = build_program(c, src.num_classes, src.sample_rate)
         variables = {n: load_last_variables(run, n) for n in p.models}  # one step: student + head
-        ns, _ = jax.jit(lambda v, b: forward(p, v, b, jax.random.key(0), train=False))(
+        ns, _ = jax.jit(lambda v, b, p=p: forward(p, v, b, jax.random.key(0), train=False))(
             variables, {"audio": audio})
         w = np.asarray(ns["head"]["feats"]["weights"])  # [B, T]
         mel = np.asarray(ns["features"]["student"])  # [B, T_in, F]
