@@ -119,6 +119,21 @@ def table(tag: str, wd: pathlib.Path) -> tuple[str, dict]:
                                     f"{'significant' if d['significant'] else 'not significant'})")
         row["best_lambda"] = best
         data["students"][s] = row
+    # Secondary (post hoc, chosen after the first runs were seen; no lambda is selected): per
+    # (student, seed), the mean over lambda > 0 of (KD - lambda 0); n = students x seeds.
+    pooled = []
+    for s, row in data["students"].items():
+        base = row["runs"][lam_code(0.0)]
+        kd = [row["runs"][lam_code(lam)] for lam in LAMBDAS[1:]]
+        for seed, b in base.items():
+            if all(seed in k for k in kd):
+                pooled.append(float(np.mean([k[seed]["test"] for k in kd])) - b["test"])
+    if len(pooled) > 1:
+        d = paired_difference(pooled, [0.0] * len(pooled))
+        data["pooled_mean_kd_minus_lambda0"] = dict(d, values=pooled)
+        lines.append("")
+        lines.append(f"Pooled (post hoc): mean over lambda > 0 of KD - lambda 0, per (student, seed), n={d['n']}: "
+                     f"{_ci(d)} ({'significant' if d['significant'] else 'not significant'}).")
     lines.append("")
     lines.append("Paired differences KD - lambda 0 (percentage points, 95% t interval over seeds): "
                  + "; ".join(paired_lines) + ".")
