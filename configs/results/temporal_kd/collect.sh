@@ -4,7 +4,7 @@
 # Usage: bash configs/results/temporal_kd/collect.sh workdirs/temporal_kd_sc2 sc2
 set -euo pipefail
 src=$1; name=$2
-dst=$(dirname "$0")/raw/$name
+dst=$(cd "$(dirname "$0")" && pwd)/raw/$name
 mkdir -p "$dst"
 cd "$src"
 find . \( -name result.json -o -name metrics.jsonl -o -name summary.json \) -not -path "*/ckpt/*" \
