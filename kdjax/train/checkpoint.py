@@ -76,6 +76,33 @@ class Checkpointer:
         self.manager.close()
 
 
+def _restore_latest(directory: str | os.PathLike, item: str, what: str, hint: str = "") -> tuple[str, int, Any]:
+    """(ckpt dir, step, host-array tree) of one saved item ("best" or "state") at the latest step.
+
+    Restores into a NumPy target: without one, orbax rebuilds the saved shardings and refuses a
+    different topology (e.g. a teacher trained by 1 process, loaded by each of 2 processes in a
+    multi-process run).
+
+    Raises:
+      FileNotFoundError: no `ckpt/` folder or no finished step (`what` names the checkpoint).
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    ckpt_dir = directory if os.path.basename(directory) == "ckpt" else os.path.join(directory, "ckpt")
+    if not os.path.isdir(ckpt_dir):
+        raise FileNotFoundError(f"{what} not found: no {ckpt_dir}/{hint}")
+    mngr = ocp.CheckpointManager(ckpt_dir, item_handlers=_HANDLERS())
+    try:
+        step = mngr.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"{what} not found: {ckpt_dir}/ holds no finished step")
+        md = mngr.item_metadata(step)[item]
+        target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), md)
+        r = mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))
+    finally:
+        mngr.close()
+    return ckpt_dir, step, r[item]
+
+
 def load_best_variables(directory: str | os.PathLike, model_name: str) -> dict[str, Any]:
     """Loads a trained model's best variables `{"params", "batch_stats"}` from a kdjax workdir.
 
@@ -92,24 +119,11 @@ def load_best_variables(directory: str | os.PathLike, model_name: str) -> dict[s
       ValueError: the model's best parameters were never evaluated (`best.step = -1`, the
         untrained initial parameters).
     """
-    directory = os.path.abspath(os.fspath(directory))
-    ckpt_dir = directory if os.path.basename(directory) == "ckpt" else os.path.join(directory, "ckpt")
-    if not os.path.isdir(ckpt_dir):
-        raise FileNotFoundError(f"teacher checkpoint not found: no {ckpt_dir}/ (train that stage first)")
-    mngr = ocp.CheckpointManager(ckpt_dir, item_handlers=_HANDLERS())
-    step = mngr.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"teacher checkpoint not found: {ckpt_dir}/ holds no finished step")
-    # Restore into a NumPy target: without one, orbax rebuilds the saved shardings and
-    # refuses a different topology (e.g. a teacher trained by 1 process, loaded by each of
-    # 2 processes in a multi-process run).
-    md = mngr.item_metadata(step)["best"]
-    target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), md)
-    r = mngr.restore(step, args=ocp.args.Composite(best=ocp.args.StandardRestore(target)))
-    mngr.close()
-    if model_name not in r.best:
-        raise KeyError(f"{ckpt_dir}: no model {model_name!r} in the checkpoint; has {sorted(r.best)}")
-    b = r.best[model_name]
+    ckpt_dir, step, best = _restore_latest(directory, "best", "teacher checkpoint",
+                                           " (train that stage first)")
+    if model_name not in best:
+        raise KeyError(f"{ckpt_dir}: no model {model_name!r} in the checkpoint; has {sorted(best)}")
+    b = best[model_name]
     if int(np.asarray(b["step"])) < 0:
         # Written by a run that kept "best" at its initial value: distilling from it would
         # silently use an untrained teacher.
@@ -135,20 +149,8 @@ def load_last_variables(directory: str | os.PathLike, model_name: str) -> dict[s
     Raises:
       FileNotFoundError: no finished checkpoint there. KeyError: no such module in the state.
     """
-    directory = os.path.abspath(os.fspath(directory))
-    ckpt_dir = directory if os.path.basename(directory) == "ckpt" else os.path.join(directory, "ckpt")
-    if not os.path.isdir(ckpt_dir):
-        raise FileNotFoundError(f"checkpoint not found: no {ckpt_dir}/")
-    mngr = ocp.CheckpointManager(ckpt_dir, item_handlers=_HANDLERS())
-    step = mngr.latest_step()
-    if step is None:
-        mngr.close()
-        raise FileNotFoundError(f"checkpoint not found: {ckpt_dir}/ holds no finished step")
-    md = mngr.item_metadata(step)["state"]
-    target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), md)
-    r = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-    mngr.close()
-    params = r.state["params"]
+    ckpt_dir, step, state = _restore_latest(directory, "state", "checkpoint")
+    params = state["params"]
     if model_name not in params:
         raise KeyError(f"{ckpt_dir}/{step}: no module {model_name!r} in the train state; has {sorted(params)}")
-    return {"params": params[model_name], "batch_stats": r.state["batch_stats"].get(model_name, {})}
+    return {"params": params[model_name], "batch_stats": state["batch_stats"].get(model_name, {})}
