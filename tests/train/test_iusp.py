@@ -17,6 +17,7 @@ from configs import iusp
 from kdjax.train import loop, program
 from kdjax.train.state import TrainState
 from kdjax.train.step import train_step
+from tests.train._step import step_namespace
 
 B, T_IN, F, C = 5, 40, 64, 10
 
@@ -90,15 +91,6 @@ def _setup(arm, **arg):
     return c, prog, state, teachers, batch
 
 
-def _namespace(prog, state, teachers, batch):
-    """The step's namespace, exactly as train_step computes it at step 0 (train mode)."""
-    rng = jax.random.fold_in(jax.random.key(3), state.step)
-    variables = dict(teachers) | {n: {"params": state.params[n], "batch_stats": state.batch_stats[n]}
-                                  for n in prog.models}
-    ns, _ = program.forward(prog, variables, batch, rng, train=True)
-    return ns
-
-
 def _np(x):
     return np.asarray(x, np.float64)
 
@@ -108,7 +100,7 @@ def test_terms_in_the_train_step_match_numpy(arm):
     c, prog, state, teachers, batch = _setup(arm)
     _, metrics = jax.jit(lambda s, t, b, r: train_step(s, t, b, r, spec=prog))(
         state, teachers, batch, jax.random.key(3))
-    ns = _namespace(prog, state, teachers, batch)
+    ns = step_namespace(prog, state, teachers, batch)
     m = batch["mask"]
     zs, zt = _np(ns["student"]["logits"]), _np(ns["teacher"]["teacher"]["logits"])
     want = {"bce": _masked_mean(_np_bce(zs, batch["labels"], batch["label_mask"]), m),
@@ -131,7 +123,7 @@ def test_terms_in_the_train_step_match_numpy(arm):
 @pytest.mark.parametrize("arm", ["sp", "iusp"])
 def test_padding_rows_and_unknown_labels_change_nothing(arm):
     c, prog, state, teachers, batch = _setup(arm)
-    ns = _namespace(prog, state, teachers, batch)
+    ns = step_namespace(prog, state, teachers, batch)
     total, ref = program.weighted_loss(prog.terms, ns, jnp.asarray(batch["mask"]))
     # garbage in the padding row (every array the terms read) and in every unknown label
     bad = jax.tree.map(np.array, ns)
@@ -151,7 +143,7 @@ def test_padding_rows_and_unknown_labels_change_nothing(arm):
 def test_masked_frames_change_nothing_and_match_numpy():
     c, prog, state, teachers, batch = _setup("iusp", frame_mask="frame_mask")
     assert dict(c.losses.iusp.kw_inputs) == {"frame_mask": "batch.frame_mask"}
-    ns = _namespace(prog, state, teachers, batch)
+    ns = step_namespace(prog, state, teachers, batch)
     t = ns["student"]["feats"]["frames"].shape[1]
     fm = np.ones((B, t), np.float32)
     fm[0, -2:] = 0.0
@@ -171,7 +163,7 @@ def test_masked_frames_change_nothing_and_match_numpy():
 def test_multi_label_train_metric_is_micro_f1_over_known_labels():
     c, prog, state, teachers, batch = _setup("bce")
     assert prog.multi_label and set(c.losses) == {"bce"}
-    ns = _namespace(prog, state, teachers, batch)
+    ns = step_namespace(prog, state, teachers, batch)
     out = program.train_metrics(prog, ns, batch)
     z = np.asarray(ns["student"]["logits"])
     keep = (batch["label_mask"] * batch["mask"][:, None]) > 0

@@ -22,6 +22,7 @@ from kdjax.train import loop, program
 from kdjax.train.state import TrainState
 from kdjax.train.step import eval_logits, train_step
 from tests.losses import _ref
+from tests.train._step import step_namespace
 
 B, T_IN, F, C = 4, 50, 40, 12
 
@@ -60,17 +61,8 @@ def _setup(student="temporal_cnn", lam=0.5, target="live"):
     return c, prog, state, teachers, batch
 
 
-def _namespace(prog, state, teachers, batch):
-    """The step's namespace at step 0 (train mode), as train_step computes it."""
-    rng = jax.random.fold_in(jax.random.key(3), state.step)
-    variables = dict(teachers) | {n: {"params": state.params[n], "batch_stats": state.batch_stats[n]}
-                                  for n in prog.models}
-    ns, _ = program.forward(prog, variables, batch, rng, train=True)
-    return ns
-
-
 def _namespace_jit(prog, state, teachers, batch):
-    return jax.jit(lambda s, t, b: _namespace(prog, s, t, b))(state, teachers, batch)
+    return jax.jit(lambda s, t, b: step_namespace(prog, s, t, b))(state, teachers, batch)
 
 
 def test_attention_kd_term_in_the_step_matches_numpy_live_and_cached():
@@ -107,7 +99,7 @@ def test_head_is_trained_but_not_deployed():
 
     def grad_of(prog_):
         return jax.jit(jax.grad(lambda p: program.weighted_loss(
-            prog_.terms, _namespace(prog_, state.replace(params=p), teachers, batch),
+            prog_.terms, step_namespace(prog_, state.replace(params=p), teachers, batch),
             jnp.asarray(batch["mask"]))[0]))(state.params)
 
     grads = grad_of(prog)
