@@ -11,13 +11,14 @@ import soundfile as sf
 from kdjax.data import AudioError, DatasetNotFoundError, fsdd, load_audio
 from kdjax.train import loop
 from kdjax.train.checkpoint import Checkpointer
+from tests.conftest import FAST_COMPILE
 from tests.train.conftest import small
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _main(*args, env=None):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", **(env or {}))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=FAST_COMPILE, **(env or {}))
     return subprocess.run([sys.executable, "-m", "kdjax.main", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
 

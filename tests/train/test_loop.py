@@ -13,6 +13,7 @@ import pytest
 
 from kdjax.train import loop
 from kdjax.train.checkpoint import Checkpointer, load_best_variables
+from tests.conftest import FAST_COMPILE
 from tests.train.conftest import small
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -166,7 +167,7 @@ def _wait_for_checkpoint(ckpt_dir, proc, timeout=240):
 def test_sigkill_then_rerun_same_command_gives_same_summary(tmp_path, data_dir):
     extra = ["--config.stages.student.num_steps=30", "--config.stages.student.checkpoint_every=10",
              "--config.stages.student.eval_every=10"]
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=FAST_COMPILE)
     ref = subprocess.run(_main_cmd(tmp_path / "ref", *extra), cwd=REPO, env=env, capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr[-2000:]
     wd = tmp_path / "killed"
@@ -190,7 +191,7 @@ def test_sigkill_then_rerun_same_command_gives_same_summary(tmp_path, data_dir):
 def test_sigterm_saves_a_checkpoint_before_exit(tmp_path, data_dir):
     extra = ["--config.stages.student.num_steps=100000", "--config.stages.student.checkpoint_every=7",
              "--config.stages.student.eval_every=100000"]
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=FAST_COMPILE)
     wd = tmp_path / "pre"
     ckpt_dir = wd / "student" / "seed0" / "ckpt"
     p = subprocess.Popen(_main_cmd(wd, *extra), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
