@@ -94,6 +94,19 @@ def test_config_stages_weights_and_joins():
         loop.split_sources(bad, "/nonexistent")
 
 
+def test_none_arm_is_the_same_stage_for_every_teacher():
+    """The no-teacher arm reads no embedding: one set of its runs serves every teacher's table
+    (configs/results/east/make_table.py shares it)."""
+    cfgs = [east.get_config(a).stages.none for a in
+            ("variant=local", "variant=local,teacher=musicnn,byo_dir=/emb", "variant=local,teacher=byo,byo_dir=/x")]
+    assert all(c.to_dict() == cfgs[0].to_dict() for c in cfgs)
+    n = cfgs[0]
+    assert not n.teachers and set(n.losses) == {"task"}
+    reads = [i for t in n.losses.values() for i in list(t.inputs) + list(t.get("kw_inputs", {}).values())]
+    reads += [m.get("input", "") for m in n.models.values()]
+    assert not any("embedding" in r for r in reads), reads
+
+
 def test_paper_students_give_frames():
     """The paper variant's students (CP-ResNet on OpenMIC, Mobile-FCN on MTAT) expose `frames` [B, T, C]."""
     for data, t, f in (("openmic", 1001, 128), ("mtat", 1813, 96)):
