@@ -76,9 +76,11 @@ default, `stage=all` for all 8): tests/test_configs.py -k frami 56 s at load ~3 
 Arguments: variant, data, stage (default | all | stages joined by "+", e.g. di+cont), seeds, teacher_model
 (temporal_cnn | stats_pool_net), syn_batches, syn_batch, inv_steps, inv_lr, init_mean,
 init_std, jitter, flip, w_ce, w_bn, bn_first, w_tv, w_l2, w_cont, cont_tau, cont_feat, bank,
-kd_t, w_kd, w_hid, hidden_metric, frames_w, stats_w, student_steps, teacher_steps.
+kd_t, w_kd, w_hid, hidden_metric, frames_w, stats_w, student_steps, teacher_steps, clip (inversion
+clamp "low:high" in the front-end's units, e.g. -100:20 dB; default none).
 
-Raises (get_config): ValueError for an unknown variant/data pair, cont_feat or hidden_metric.
+Raises (get_config): ValueError for an unknown variant/data pair, cont_feat or hidden_metric, or
+a malformed clip.
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         jitter=3, flip=False, w_ce=1.0, w_bn=3e-3, bn_first=10.0, w_tv=1e-4, w_l2=1e-5,
         w_cont=1.0, cont_tau=0.1, cont_feat="embedding", bank=256,
         kd_t=4.0, w_kd=1.0, w_hid=1.0, hidden_metric="mse", frames_w=1.0, stats_w=1.0,
-        student_steps=0, teacher_steps=0,
+        student_steps=0, teacher_steps=0, clip="",
     )
     if a.variant not in ("paper", "local", "tiny"):
         raise ValueError(f"config argument variant={a.variant!r}: expected paper, local or tiny")
@@ -155,6 +157,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         raise ValueError(f"config argument cont_feat={a.cont_feat!r}: expected embedding or stats")
     if a.hidden_metric not in ("mse", "cosine"):
         raise ValueError(f"config argument hidden_metric={a.hidden_metric!r}: expected mse or cosine")
+    try:  # clip="low:high" (front-end units, e.g. -100:20 dB): clamp the inputs after every update
+        clip = [float(v) for v in str(a.clip).split(":")] if a.clip else []
+    except ValueError:
+        clip = [0.0]
+    if a.clip and (len(clip) != 2 or clip[0] >= clip[1]):
+        raise ValueError(f"config argument clip={a.clip!r}: expected low:high with low < high, e.g. -100:20")
     tiny, paper = a.variant == "tiny", a.variant == "paper"
     data, fe = _data(a)
     t_kw = dict(TEACHER_TINY if tiny else TEACHER_PAPER if paper else TEACHER_LOCAL)
@@ -222,6 +230,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.invert = dict(feature="mel", num_batches=n_syn, batch_size=syn_b, steps=inv_steps, lr=a.inv_lr,
                         init_mean=a.init_mean, init_std=a.init_std, targets="balanced", jitter=a.jitter,
                         flip=a.flip, views=1, log_every=max(1, inv_steps // 5), seed=0)
+        if clip:
+            c.invert.clip = clip
         c.losses = {
             "ce": dict(fn="softmax_xent", weight=a.w_ce, inputs=["teacher.t.logits", "batch.labels"]),
             "bn": dict(fn="bn_statistics_loss", weight=a.w_bn, kw=dict(first_layer_weight=a.bn_first),

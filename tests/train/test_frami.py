@@ -54,6 +54,12 @@ def test_config_arms_read_the_right_synthetic_sets_and_baseline():
     assert c.stages.inv_frami.invert.views == 2 and c.stages.inv_frami.invert.memory_bank.size > 0
     with pytest.raises(ValueError, match="variant='paper', data='fsdd'"):
         frami.get_config("variant=paper,data=fsdd")
+    assert "clip" not in c.stages.inv_di.invert
+    clipped = frami.get_config("variant=local,data=fsdd,clip=-100:20")
+    assert list(clipped.stages.inv_di.invert.clip) == list(clipped.stages.inv_frami.invert.clip) == [-100.0, 20.0]
+    for bad in ("20:-100", "-100", "a:b"):
+        with pytest.raises(ValueError, match="config argument clip"):
+            frami.get_config(f"variant=local,data=fsdd,clip={bad}")
 
 
 def test_contrastive_term_with_two_views_and_bank_decreases():
