@@ -57,6 +57,11 @@ there is no paper column.
   steps per batch; the spectrograms stay noise-like): FRAMI vs DeepInversion -0.031, 95% CI
   [-0.158, +0.096] over student seeds only -- no evidence either way. FRAMI's set is more
   diverse (within-class cosine distance of teacher embeddings 0.145 vs 0.052).
+  Control (2026-12-02, configs/results/frami/real_mel_control.py): 240 REAL clips written as
+  synthetic shards and read like inv_di's set give the di student 0.936 +- 0.018, vs 0.942 +-
+  0.004 as audio (paired -0.007 [-0.057, +0.044]): the synthetic path and the set size are
+  sound; the inverted spectrograms are what fails. Probes (DI arm, 3 seeds): 1000 inversion
+  steps 0.156 +- 0.012; inputs clamped to -100..20 dB (`clip`) 0.120 +- 0.012: still at chance.
 
 Variants (`variant=`):
   paper  UrbanSound8K (`urbansound8k`, 10-fold CV; we run fold 1 only unless `folds` is set),
