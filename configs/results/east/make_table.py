@@ -8,7 +8,8 @@ configs/east.py:variant=local,teacher=<t> --workdir W`) it reads every finished 
   W/<arm>/fold<f>/    the 2-D CNN student per arm: none / dcor / kd / dcor_kd
 Per teacher and arm: test accuracy (%) mean +- std (ddof 1) over folds, and the paired
 difference over `none` (same fold, same seed; `kdjax.train.stats.paired_difference`, 95% t
-interval over folds), plus dcor_kd - kd (does the feature term add to KD?).
+interval over folds), plus dcor_kd - kd (does the feature term add to KD?) and dcor / dcor_kd -
+probe (the paper's comparison of EAsT students with their teacher's linear probe).
 
 The `none` arm never reads the teacher (task loss only; the joined embeddings are in the batch
 but unused), so one set of `none` runs serves every teacher: a workdir without `none/` takes
@@ -106,10 +107,11 @@ def build(workdirs: dict[str, pathlib.Path], shared_none: bool = True,
         if d:
             row["dcor_kd_minus_kd"] = d
             paired_lines.append(f"{t} +dCor+KD - +KD: {_ci(d)}")
-        d = _paired(arms["dcor_kd"], probe)
-        if d:
-            row["dcor_kd_minus_probe"] = d
-            paired_lines.append(f"{t} +dCor+KD student - its probe: {_ci(d)}")
+        for a in ("dcor", "dcor_kd"):  # the paper's comparison: EAsT students vs their teacher's probe
+            d = _paired(arms[a], probe)
+            if d:
+                row[f"{a}_minus_probe"] = d
+                paired_lines.append(f"{t} {ARM_NAMES[a]} student - its probe: {_ci(d)}")
         data["teachers"][t] = row
         lines.append(f"| {NAMES.get(t, t)} | {_fmt(probe)} | " + " | ".join(_fmt(arms[a]) for a in ARMS) + " |")
     if not any(r["probe"] or any(r["arms"].values()) for r in data["teachers"].values()):
