@@ -162,12 +162,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         raise ValueError(f"config argument cont_feat={a.cont_feat!r}: expected embedding or stats")
     if a.hidden_metric not in ("mse", "cosine"):
         raise ValueError(f"config argument hidden_metric={a.hidden_metric!r}: expected mse or cosine")
-    try:  # clip="low:high" (front-end units, e.g. -100:20 dB): clamp the inputs after every update
-        clip = [float(v) for v in str(a.clip).split(":")] if a.clip else []
-    except ValueError:
-        clip = [0.0]
-    if a.clip and (len(clip) != 2 or clip[0] >= clip[1]):
-        raise ValueError(f"config argument clip={a.clip!r}: expected low:high with low < high, e.g. -100:20")
+    clip = []  # clip="low:high" (front-end units, e.g. -100:20 dB): clamp the inputs after every update
+    if a.clip:
+        try:
+            clip = [float(v) for v in str(a.clip).split(":")]
+        except ValueError:
+            clip = []
+        if len(clip) != 2 or clip[0] >= clip[1]:
+            raise ValueError(f"config argument clip={a.clip!r}: expected low:high with low < high, e.g. -100:20")
     tiny, paper = a.variant == "tiny", a.variant == "paper"
     data, fe = _data(a)
     t_kw = dict(TEACHER_TINY if tiny else TEACHER_PAPER if paper else TEACHER_LOCAL)

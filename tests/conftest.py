@@ -3,7 +3,8 @@
 import os
 import pathlib
 
-# XLA CPU flags for every test process (subprocesses started by tests pass them on too).
+# XLA CPU flags for every test process; the subprocess tests pass FAST_COMPILE on (test_loop,
+# test_bad_input; not test_distributed, see there).
 # The tests run a few steps of many small programs, so XLA's compile time dominates: without
 # LLVM's optimisation passes compiling takes about half the CPU time (one test, 61 s -> 28 s
 # user time, measured 2026-12-02 on the 2-core CI-sized machine). Results stay float32-exact

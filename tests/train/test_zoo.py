@@ -3,7 +3,8 @@
 Tiny configs; each model runs ONE jitted function (eval forward, train forward with the BatchNorm
 update, and the gradient of a cross-entropy loss), so each test compiles once. XLA:CPU compile
 time dominates, so (measured on the shared 2-core machine, CPU seconds):
-- the jits compile with LLVM optimisation off (`FAST_COMPILE`; ~35% less, same math);
+- the jits compile with LLVM optimisation off (tests/conftest.py `FAST_COMPILE`, in XLA_FLAGS for
+  every test; ~35% less here, same math);
 - the variables are not made by `model.init` inside the jit: every random parameter leaf costs
   ~70-90 ms of compile (15 `truncated_normal` draws: 1.4 s; a tiny transformer's jitted init
   2.5 s of its 4.7 s), so `variables()` takes the shapes `init` declares (`jax.eval_shape`,
@@ -15,7 +16,6 @@ time dominates, so (measured on the shared 2-core machine, CPU seconds):
   a jitted `init` of a 2-block CNN compiled in 8.5 s here, 1.6 s with rbg keys.
 """
 
-import functools
 import math
 
 import jax
@@ -28,7 +28,6 @@ from kdjax.models.cp_resnet import rho_kernels
 from kdjax.models.transformer import frame_patches
 
 B, T, F, C = 2, 50, 40, 5
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 ALL = [
     "cp_resnet",
     "cnn2d",
@@ -80,7 +79,7 @@ def run(model, x, extra=None):
     """
     v = variables(model, x)
 
-    @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+    @jax.jit
     def f(v, x):
         ev = model.apply(v, x, train=False)
 
@@ -395,7 +394,7 @@ def test_attention_head(mode, hidden):
 
     v = variables(m, fr)
 
-    @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+    @jax.jit
     def f(v, fr):
         def loss(p):
             scores, feats = m.apply({"params": p}, fr, train=True)
@@ -431,10 +430,7 @@ def test_real_init():
         "transformer": build("transformer", num_classes=C, dim=8, depth=1, heads=2, max_tokens=64),
     }
     x = features()
-    vs = jax.jit(
-        lambda k, x: {n: m.init(k, x, train=False) for n, m in ms.items()},
-        compiler_options=FAST_COMPILE,
-    )(key(0), x)
+    vs = jax.jit(lambda k, x: {n: m.init(k, x, train=False) for n, m in ms.items()})(key(0), x)
     vs = jax.device_get(vs)
     assert all(np.all(np.isfinite(a)) for a in jax.tree.leaves(vs))
     gates_b = vs["lstm_p"]["params"]["lstm0_input"]["bias"]  # [i, f, g, o]: forget-gate bias 1

@@ -18,7 +18,7 @@ seeds, and as many examples as the synthetic sets have (`--n`, default syn_batch
 If real_mel is close to real_audio, the path is sound and the failure is the inverted samples'.
 Runs the recipe's `teacher` stage first when the workdir has none. Stage folders:
 `<workdir>/{teacher, real_mel_shards, real_audio/seed<k>, real_mel/seed<k>}`; summary in
-`<workdir>/control_summary.json` (read by make_table.py-style code; printed here).
+`<workdir>/control_summary.json` (also printed).
 
 Usage:
   python configs/results/frami/real_mel_control.py --workdir workdirs/frami_fsdd_control \
@@ -127,11 +127,13 @@ def main() -> None:
         di.baseline = ""
     shards = os.path.join(wd, "real_mel_shards")
     info_path = os.path.join(shards, "info.json")
-    if not os.path.exists(info_path):
+    if os.path.exists(info_path):  # shards of an earlier run
+        with open(info_path) as f:
+            info = json.load(f)
+    else:
         info = write_real_mel_shards(di, shards, n, int(inv.batch_size))
         with open(info_path, "w") as f:
             json.dump(info, f, indent=1)
-    info = json.load(open(info_path))
     print(f"real-mel shards: {info}")
 
     real_audio = copy.deepcopy(di)
