@@ -38,8 +38,11 @@ Unknown (config arguments, our choices documented; none is the paper's published
   Objective weights (w_ce, w_bn, bn_first, w_tv, w_l2, w_cont), contrastive temperature
   (cont_tau), bank size (bank), which feature is contrasted (cont_feat: embedding|stats),
   what "feature-invariant" augments (we use DeepInversion's random circular time shift of up
-  to `jitter` frames, and time flip if `flip=true`, drawn independently per view), Adam
-  lr / steps of the inversion, init x ~ N(init_mean, init_std^2) dB (FSDD: the measured
+  to `jitter` frames, time flip if `flip=true`, and per example a shift of up to
+  `freq_jitter` mel bins and a level offset U(-gain_db, gain_db) dB, drawn independently per
+  view), the clamp of the inputs (`clip`, default -100..20 dB: the front-end's floor to a
+  little above the loudest real frame), mixup of the synthetic spectrograms in the students'
+  steps (`student_mixup`, Beta(0.4, 0.4)), Adam lr / steps of the inversion, init x ~ N(init_mean, init_std^2) dB (FSDD: the measured
   mean/std of the real log-mel, -68 / 25 dB -- an assumption that uses one pair of real-data
   statistics), the hidden-state loss form (hidden_metric: mse|cosine, frames_w, stats_w,
   linear projection), KD temperature and weights, architectures, mel parameters (FSDD:
@@ -82,7 +85,12 @@ Arguments: variant, data, stage (default | all | stages joined by "+", e.g. di+c
 (temporal_cnn | stats_pool_net), syn_batches, syn_batch, inv_steps, inv_lr, init_mean,
 init_std, jitter, flip, w_ce, w_bn, bn_first, w_tv, w_l2, w_cont, cont_tau, cont_feat, bank,
 kd_t, w_kd, w_hid, hidden_metric, frames_w, stats_w, student_steps, teacher_steps, clip (inversion
-clamp "low:high" in the front-end's units, e.g. -100:20 dB; default none).
+clamp "low:high" in the front-end's units, e.g. -100:20 dB; default none), freq_basis (0: free mel
+bins; K: each inverted frame is K DCT (cepstral) coefficients, smooth along frequency), time_stride
+(1; s: coefficients on every s-th frame, linearly interpolated) -- `spectrogram_parametrization`,
+freq_jitter (0; k: inversion views shifted by up to k mel bins), gain_db (0; g: views offset by
+U(-g, g) dB), student_mixup (0; alpha > 0: mixup of the synthetic spectrograms in the
+synthetic-only students' steps, the teacher labelling the mixed inputs).
 
 Raises (get_config): ValueError for an unknown variant/data pair, cont_feat or hidden_metric, or
 a malformed clip.
@@ -124,7 +132,7 @@ def _data(a: ml_collections.ConfigDict) -> tuple[dict, dict]:
         if a.data == "esc10":  # 16 kHz, 5 s; fold 1 of the official 5-fold CV
             d = common.data("esc10", train_split="train_fold1", eval_split="", test_split="test_fold1",
                             clip_seconds=5.0)
-            return d, common.frontend("logmel_frami")
+            return d, common.frontend("logmel_frami", log="db")  # dB: the inversion priors are in dB
         if a.data == "sc12":  # Speech Commands 12 classes (the local copy: the official test set, split)
             d = common.data("speech_commands", clip_seconds=1.0)
             return d, common.frontend("logmel40_16k")
@@ -132,16 +140,16 @@ def _data(a: ml_collections.ConfigDict) -> tuple[dict, dict]:
         if a.data == "us8k":  # resampled to 16 kHz; <= 4 s excerpts
             d = common.data("urbansound8k", train_split="train_fold1", eval_split="validation_fold1",
                             test_split="test_fold1", clip_seconds=4.0, sample_rate=16000)
-            return d, common.frontend("logmel_frami")
+            return d, common.frontend("logmel_frami", log="db")
         if a.data == "esc50":
             d = common.data("esc50", train_split="train_fold1", eval_split="validation_fold1",
                             test_split="test_fold1", clip_seconds=5.0)
             return d, common.frontend("logmel_frami", sample_rate=44100, n_fft=2048, win_length=1103,
-                                      hop_length=441, fmax=22050.0)
+                                      hop_length=441, fmax=22050.0, log="db")
         if a.data == "audiomnist":
             d = common.data("audiomnist", clip_seconds=1.0)
             return d, common.frontend("logmel_frami", sample_rate=48000, n_fft=2048, win_length=1200,
-                                      hop_length=480, fmax=24000.0)
+                                      hop_length=480, fmax=24000.0, log="db")
     raise ValueError(f"config arguments variant={a.variant!r}, data={a.data!r}: expected variant=local|tiny with "
                      "data=fsdd|esc10|sc12, or variant=paper with data=us8k|esc50|audiomnist")
 
@@ -151,10 +159,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     a = common.parse_arg(
         arg, variant="local", data="fsdd", stage="default", seeds=3, teacher_model="temporal_cnn",
         syn_batches=0, syn_batch=0, inv_steps=0, inv_lr=0.5, init_mean=-68.0, init_std=25.0,
-        jitter=3, flip=False, w_ce=1.0, w_bn=3e-3, bn_first=10.0, w_tv=1e-4, w_l2=1e-5,
+        jitter=3, flip=False, w_ce=1.0, w_bn=3e-3, bn_first=10.0, w_tv=0.03, w_l2=1e-5,
         w_cont=1.0, cont_tau=0.1, cont_feat="embedding", bank=256,
         kd_t=4.0, w_kd=1.0, w_hid=1.0, hidden_metric="mse", frames_w=1.0, stats_w=1.0,
-        student_steps=0, teacher_steps=0, clip="",
+        student_steps=0, teacher_steps=0, clip="-100:20", freq_basis=0, time_stride=1,
+        freq_jitter=2, gain_db=6.0, student_mixup=0.4,
     )
     if a.variant not in ("paper", "local", "tiny"):
         raise ValueError(f"config argument variant={a.variant!r}: expected paper, local or tiny")
@@ -163,7 +172,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if a.hidden_metric not in ("mse", "cosine"):
         raise ValueError(f"config argument hidden_metric={a.hidden_metric!r}: expected mse or cosine")
     clip = []  # clip="low:high" (front-end units, e.g. -100:20 dB): clamp the inputs after every update
-    if a.clip:
+    if a.clip and str(a.clip) != "none":
         try:
             clip = [float(v) for v in str(a.clip).split(":")]
         except ValueError:
@@ -211,7 +220,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # Students: no real validation data (data-free); the last parameters are kept.
         c.data = dict(data, eval_split="")
         if synthetic:
-            c.data = dict(c.data, train_source=dict(name="synthetic", kw=dict(root=f"{{stage:{synthetic}}}/synthetic")))
+            kw = dict(root=f"{{stage:{synthetic}}}/synthetic")
+            if a.student_mixup > 0:  # mixup of the synthetic spectrograms (the stored logits are not read)
+                kw["extras"] = False
+            c.data = dict(c.data, train_source=dict(name="synthetic", kw=kw))
+            c.mixup_alpha = float(a.student_mixup)
         c.models = {"student": dict(model="temporal_cnn", kw=s_kw, frontend="mel")}
         c.teachers = {"t": dict(teacher_ref)}
         c.losses = {"kd": common.hinton_kd("student", "t", weight=a.w_kd, temperature=a.kd_t)}
@@ -236,7 +249,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.teachers = {"t": dict(teacher_ref, capture_bn=True)}
         c.invert = dict(feature="mel", num_batches=n_syn, batch_size=syn_b, steps=inv_steps, lr=a.inv_lr,
                         init_mean=a.init_mean, init_std=a.init_std, targets="balanced", jitter=a.jitter,
-                        flip=a.flip, views=1, log_every=max(1, inv_steps // 5), seed=0)
+                        flip=a.flip, views=1, log_every=max(1, inv_steps // 5), seed=0,
+                        freq_basis=a.freq_basis, time_stride=a.time_stride, freq_jitter=a.freq_jitter,
+                        gain_db=a.gain_db)
         if clip:
             c.invert.clip = clip
         c.losses = {

@@ -59,8 +59,11 @@ class ArraySource:
         return f"ArraySource({self.name!r}, {len(self)} examples, keys {sorted(self.arrays)})"
 
 
-def source(split: str = "all", *, root: str, max_examples: int = 0) -> ArraySource:
+def source(split: str = "all", *, root: str, max_examples: int = 0, extras: bool = True) -> ArraySource:
     """All shards under `root` (split is ignored: a synthetic set has one split).
+
+    `extras=False` reads only `features/<key>` and `labels` (not the stored per-clip arrays such
+    as `teacher_logits`; e.g. for in-step mixup, which cannot mix them consistently).
 
     Raises:
       DatasetNotFoundError: no `meta.json` or no shard under `root` (names it).
@@ -76,7 +79,8 @@ def source(split: str = "all", *, root: str, max_examples: int = 0) -> ArraySour
     for s in shards:
         with np.load(s) as z:
             for k in z.files:
-                parts.setdefault(k, []).append(z[k])
+                if extras or k == "labels" or k.startswith("features/"):
+                    parts.setdefault(k, []).append(z[k])
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     if max_examples:
         arrays = {k: v[:max_examples] for k, v in arrays.items()}

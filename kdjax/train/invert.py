@@ -21,7 +21,14 @@ Config (a stage with `kind="invert"`):
              inversion, Fang et al. IJCAI 2021), clip: [low, high] (optional: after every
              update the inputs are clamped to this range, in the front-end's units, e.g.
              [-100, 20] dB for a dB log-mel floored at -100; DeepInversion clips images to
-             the valid pixel range the same way), log_every}
+             the valid pixel range the same way), freq_basis (0, default: every bin is free;
+             K > 0: each frame is the sum of the first K orthonormal DCT-II basis vectors over
+             the F bins, so only K cepstral coefficients per frame are optimised and the
+             spectrum is smooth along frequency, as a liftered cepstrum), time_stride (1,
+             default; s > 1: the coefficients are optimised on every s-th frame and linearly
+             interpolated to the T frames; see `spectrogram_parametrization`), freq_jitter
+             (0; k: each view is shifted along frequency by up to k bins, per example),
+             gain_db (0; g: each view gets a level offset from U(-g, g), per example), log_every}
   losses    terms over the namespace: `features.<feature>` is the synthetic batch `[B, T, F]`
             (after augmentation), `batch.labels` its targets, e.g. softmax_xent(teacher.t.logits,
             batch.labels), bn_statistics_loss(teacher.t.bn), total_variation / l2_prior
@@ -51,21 +58,91 @@ import optax
 from kdjax.train.program import Program, build_program, forward, resolve, weighted_loss
 
 INVERT_FIELDS = {"feature", "num_batches", "batch_size", "steps", "lr", "init_mean", "init_std",
-                 "targets", "jitter", "flip", "views", "log_every", "seed", "memory_bank", "clip"}
+                 "targets", "jitter", "flip", "views", "log_every", "seed", "memory_bank", "clip",
+                 "freq_basis", "time_stride", "freq_jitter", "gain_db"}
 
 
-def _augment(x: jax.Array, rng: jax.Array, jitter: int, flip: bool) -> jax.Array:
-    """DeepInversion-style random jitter (circular time shift, same for the batch) and flip."""
+def _augment(x: jax.Array, rng: jax.Array, jitter: int, flip: bool, freq_jitter: int = 0,
+             gain_db: float = 0.0) -> jax.Array:
+    """Random views of `x [B, T, F]`: DeepInversion's jitter (circular time shift of up to
+    `jitter` frames, the same for the batch) and time flip; per example, a shift along
+    frequency of up to `freq_jitter` bins (edge bins repeated, not wrapped) and a level offset
+    drawn from U(-gain_db, gain_db) (in the front-end's units: dB for a dB log-mel)."""
     if jitter:
         shift = jax.random.randint(jax.random.fold_in(rng, 0), (), -jitter, jitter + 1)
         x = jnp.roll(x, shift, axis=1)
     if flip:
         x = jnp.where(jax.random.bernoulli(jax.random.fold_in(rng, 1)), x[:, ::-1], x)
+    b, _, f = x.shape
+    if freq_jitter:
+        sh = jax.random.randint(jax.random.fold_in(rng, 2), (b,), -freq_jitter, freq_jitter + 1)
+        idx = jnp.clip(jnp.arange(f)[None, :] - sh[:, None], 0, f - 1)  # [B, F]
+        x = jnp.take_along_axis(x, idx[:, None, :], axis=2)
+    if gain_db:
+        x = x + jax.random.uniform(jax.random.fold_in(rng, 3), (b, 1, 1), minval=-gain_db, maxval=gain_db)
     return x
+
+
+def spectrogram_parametrization(shape: tuple[int, int, int], freq_basis: int = 0, time_stride: int = 1,
+                                 ) -> tuple[tuple[int, int, int], Any, Any]:
+    """A smooth parametrisation of inverted spectrograms `x [B, T, F] = P(theta)`.
+
+    `theta [B, ceil(T / time_stride), K]` holds, per kept frame, the first `K = freq_basis`
+    coefficients of the orthonormal DCT-II over the F bins (a liftered cepstrum: only the
+    spectral envelope is free), and `P` maps them back (`theta @ D_K^T`, D the `[F, K]` basis)
+    and interpolates linearly in time to the T frames. `freq_basis=0` and `time_stride=1`:
+    `P` is the identity (every bin of every frame free, DeepInversion's pixel inputs).
+
+    Args:
+      shape: `(B, T, F)` of the spectrograms.
+      freq_basis: K, `0 <= K <= F` (0: all F bins, no basis).
+      time_stride: s >= 1, frames per optimised frame.
+
+    Returns:
+      (theta's shape, `P: theta -> x [B, T, F]`, `P_inv: x -> theta`, the least-squares
+      projection, used for the initialisation: `P(P_inv(x))` is `x` smoothed).
+
+    Raises:
+      ValueError: K outside [0, F] or s < 1 (names `invert.freq_basis` / `invert.time_stride`).
+
+    Source: cepstral smoothing of the log spectrum (Oppenheim & Schafer, "Discrete-Time Signal
+    Processing", homomorphic deconvolution); a reparametrised input in place of free pixels as in
+    feature visualisation (Olah et al., Distill 2017). Our choice for FRAMI (its parametrisation
+    is unpublished).
+    """
+    from kdjax.frontends import _dct_matrix
+
+    b, t, f = shape
+    k, s = int(freq_basis), int(time_stride)
+    if not 0 <= k <= f:
+        raise ValueError(f"invert.freq_basis={freq_basis!r}: expected 0 (free bins) .. {f} (the front-end's bins)")
+    if s < 1:
+        raise ValueError(f"invert.time_stride={time_stride!r}: expected an integer >= 1")
+    tk = -(-t // s)
+    basis = jnp.asarray(_dct_matrix(f, k, 0.0)) if k else None  # [F, K], orthonormal columns
+    hi = jax.lax.Precision.HIGHEST
+
+    def to_x(theta):
+        x = jnp.einsum("btk,fk->btf", theta, basis, precision=hi) if basis is not None else theta
+        if s > 1:  # linear interpolation: kept frame j sits at frame j * s
+            pos = jnp.arange(t, dtype=jnp.float32) / s
+            lo = jnp.clip(jnp.floor(pos).astype(jnp.int32), 0, tk - 1)
+            up = jnp.clip(lo + 1, 0, tk - 1)
+            w = (pos - lo)[None, :, None]
+            x = (1 - w) * x[:, lo] + w * x[:, up]
+        return x
+
+    def to_theta(x):
+        if s > 1:
+            x = x[:, ::s]
+        return jnp.einsum("btf,fk->btk", x, basis, precision=hi) if basis is not None else x
+
+    return (b, tk, k or f), to_x, to_theta
 
 
 def inversion_objective(program: Program, feature: str, teachers: Any, x: jax.Array,
                         labels: jax.Array, rng: jax.Array, *, jitter: int = 0, flip: bool = False,
+                        freq_jitter: int = 0, gain_db: float = 0.0,
                         views: int = 1, memory_bank: jax.Array | None = None,
                         ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The weighted objective of synthetic inputs `x [B, T, F]` with targets `labels [B, C]`
@@ -83,11 +160,11 @@ def inversion_objective(program: Program, feature: str, teachers: Any, x: jax.Ar
         batch["memory_bank"] = memory_bank
     key = f"features.{feature}"
     ns, _ = forward(program, teachers, batch, rng, train=False,
-                    overrides={key: _augment(x, jax.random.fold_in(rng, 11), jitter, flip)},
+                    overrides={key: _augment(x, jax.random.fold_in(rng, 11), jitter, flip, freq_jitter, gain_db)},
                     stop_frozen=False)
     if views == 2:
         ns2, _ = forward(program, teachers, batch, jax.random.fold_in(rng, 2), train=False,
-                         overrides={key: _augment(x, jax.random.fold_in(rng, 12), jitter, flip)},
+                         overrides={key: _augment(x, jax.random.fold_in(rng, 12), jitter, flip, freq_jitter, gain_db)},
                          stop_frozen=False)
         ns["view2"] = {k: v for k, v in ns2.items() if k not in ("batch",)}
     return weighted_loss(program.terms, ns, mask)
@@ -135,6 +212,7 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
     teachers = jax.device_put(load_teachers(cfg, workdir))
     tx = optax.adam(float(inv.lr))
     jitter, flip, views = int(inv.get("jitter", 0)), bool(inv.get("flip", False)), int(inv.get("views", 1))
+    freq_jitter, gain_db = int(inv.get("freq_jitter", 0) or 0), float(inv.get("gain_db", 0.0) or 0.0)
 
     clip = tuple(float(v) for v in inv.clip) if inv.get("clip") else None
     if clip is not None and (len(clip) != 2 or clip[0] >= clip[1]):
@@ -142,16 +220,27 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
     bank_cfg = inv.get("memory_bank") or {}
     bank_path, bank_size = str(bank_cfg.get("path", "")), int(bank_cfg.get("size", 0) or 0)
 
+    freq_basis, time_stride = int(inv.get("freq_basis", 0) or 0), int(inv.get("time_stride", 1) or 1)
+    smooth = bool(freq_basis) or time_stride > 1
+    theta_shape, to_x, to_theta = spectrogram_parametrization(shape, freq_basis, time_stride)
+
+    def inputs(theta):
+        """x [B, T, F] = P(theta); with a parametrisation the clamp is part of P (the free inputs
+        are clamped after every update instead, so that they stay in range)."""
+        x = to_x(theta)
+        return jnp.clip(x, clip[0], clip[1]) if smooth and clip is not None else x
+
     @jax.jit
-    def step(x, opt_state, labels, rng, bank):
+    def step(theta, opt_state, labels, rng, bank):
         (loss, m), g = jax.value_and_grad(
-            lambda x: inversion_objective(program, feature, teachers, x, labels, rng, jitter=jitter,
-                                          flip=flip, views=views, memory_bank=bank), has_aux=True)(x)
-        upd, opt_state = tx.update(g, opt_state, x)
-        x = optax.apply_updates(x, upd)
-        if clip is not None:
-            x = jnp.clip(x, clip[0], clip[1])
-        return x, opt_state, m
+            lambda th: inversion_objective(program, feature, teachers, inputs(th), labels, rng, jitter=jitter,
+                                           flip=flip, freq_jitter=freq_jitter, gain_db=gain_db, views=views,
+                                           memory_bank=bank), has_aux=True)(theta)
+        upd, opt_state = tx.update(g, opt_state, theta)
+        theta = optax.apply_updates(theta, upd)
+        if clip is not None and not smooth:
+            theta = jnp.clip(theta, clip[0], clip[1])
+        return theta, opt_state, m
 
     first_teacher = next(iter(program.teachers), None)
 
@@ -193,11 +282,12 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
             rng = jax.random.fold_in(jax.random.key(seed), b)
             labels = jnp.asarray(_targets(str(inv.get("targets", "balanced")), bsz, num_classes,
                                           np.random.default_rng([seed, b])))
-            x = float(inv.get("init_mean", 0.0)) + float(inv.get("init_std", 1.0)) * jax.random.normal(
+            x0 = float(inv.get("init_mean", 0.0)) + float(inv.get("init_std", 1.0)) * jax.random.normal(
                 jax.random.fold_in(rng, 1), shape, jnp.float32)
-            opt_state = tx.init(x)
+            theta = to_theta(x0) if smooth else x0  # the smooth part of the same draw
+            opt_state = tx.init(theta)
             for s in range(steps):
-                x, opt_state, m = step(x, opt_state, labels, jax.random.fold_in(rng, 100 + s), bank)
+                theta, opt_state, m = step(theta, opt_state, labels, jax.random.fold_in(rng, 100 + s), bank)
                 if s == 0 or s == steps - 1 or (s + 1) % log_every == 0:
                     m = jax.device_get(m)
                     if not np.isfinite(m["loss"]):
@@ -209,6 +299,7 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
                     if s == 0 and first_loss is None:
                         first_loss = float(m["loss"])
                     last_loss = float(m["loss"])
+            x = jax.jit(inputs)(theta)
             x_host = np.asarray(jax.device_get(x), np.float32)
             if not np.all(np.isfinite(x_host)):
                 raise TrainingDivergedError(f"invert: non-finite inputs at batch {b}; stopped, {made} new shard(s) kept")

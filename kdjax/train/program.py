@@ -460,21 +460,29 @@ def train_metrics(program: Program, ns: Mapping[str, Any], batch: Mapping[str, j
 
 
 def mix(program: Program, batch: Mapping[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
-    """Waveform mixup of the batch (audio and labels), if `program.mixup_alpha > 0`.
+    """mixup of the batch, if `program.mixup_alpha > 0`: the waveforms (`audio`) or, in a batch of
+    precomputed features (a synthetic set), every `features/<key>` array, and the labels, all
+    with the same Beta(alpha, alpha) weights and partner permutation (so a teacher run on the
+    batch sees the same mixed inputs as the student: consistent teaching).
 
     Raises:
-      ValueError: mixup with precomputed `features/<key>` or joined per-clip arrays in the batch
-        (only the audio would be mixed: the arrays would no longer match it).
+      ValueError: mixup with per-clip arrays other than `features/<key>` in the batch (e.g.
+        joined embeddings or stored teacher logits: they would no longer match the mixed
+        inputs), or with both `audio` and `features/<key>`.
     """
     if program.mixup_alpha <= 0:
         return dict(batch)
-    extra = sorted(k for k in batch if k not in ("audio", "labels", "label_mask", "mask", "index"))
-    if extra:
-        raise ValueError(f"mixup_alpha={program.mixup_alpha} with per-clip arrays {extra} in the batch: "
+    feats = sorted(k for k in batch if k.startswith("features/"))
+    extra = sorted(k for k in batch if k not in ("audio", "labels", "label_mask", "mask", "index") and k not in feats)
+    if extra or (feats and "audio" in batch):
+        raise ValueError(f"mixup_alpha={program.mixup_alpha} with per-clip arrays {extra or feats} in the batch: "
                          "they would not match the mixed audio; set mixup_alpha=0")
-    audio, labels = augment.mixup(jax.random.fold_in(rng, 0x7FFFFFFF), batch["audio"], batch["labels"],
-                                  alpha=program.mixup_alpha)
-    return dict(batch, audio=audio, labels=labels)
+    key = jax.random.fold_in(rng, 0x7FFFFFFF)
+    out = dict(batch)
+    for k in feats or ["audio"]:  # the same key: the same weights and permutation for every array
+        out[k], labels = augment.mixup(key, batch[k], batch["labels"], alpha=program.mixup_alpha)
+    out["labels"] = labels
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,9 +54,14 @@ def test_config_arms_read_the_right_synthetic_sets_and_baseline():
     assert c.stages.inv_frami.invert.views == 2 and c.stages.inv_frami.invert.memory_bank.size > 0
     with pytest.raises(ValueError, match="variant='paper', data='fsdd'"):
         frami.get_config("variant=paper,data=fsdd")
-    assert "clip" not in c.stages.inv_di.invert
-    clipped = frami.get_config("variant=local,data=fsdd,clip=-100:20")
-    assert list(clipped.stages.inv_di.invert.clip) == list(clipped.stages.inv_frami.invert.clip) == [-100.0, 20.0]
+    assert list(c.stages.inv_di.invert.clip) == list(c.stages.inv_frami.invert.clip) == [-100.0, 20.0]  # default
+    assert "clip" not in frami.get_config("variant=local,data=fsdd,clip=none").stages.inv_di.invert
+    clipped = frami.get_config("variant=local,data=fsdd,clip=-90:10")
+    assert list(clipped.stages.inv_di.invert.clip) == list(clipped.stages.inv_frami.invert.clip) == [-90.0, 10.0]
+    # Every variant's inversion works in dB (the clamp, gain and init are in dB).
+    for arg in ("variant=local,data=esc10", "variant=local,data=sc12", "variant=paper,data=us8k",
+                "variant=paper,data=esc50", "variant=paper,data=audiomnist"):
+        assert frami.get_config(arg).stages.inv_di.frontends.mel.log == "db", arg
     for bad in ("20:-100", "-100", "a:b"):
         with pytest.raises(ValueError, match="config argument clip"):
             frami.get_config(f"variant=local,data=fsdd,clip={bad}")
@@ -151,3 +156,76 @@ def test_diversity_measures_equal_explicit_loops():
     assert div.mean_pairwise_cosine_distance(np.ones((4, 3))) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="N >= 2"):
         div.mean_pairwise_distance(np.ones((1, 3)))
+
+
+def test_spectrogram_parametrization_against_scipy_dct_and_interpolation():
+    import scipy.fft
+
+    from kdjax.train.invert import spectrogram_parametrization
+
+    b, t, f, k, s = 2, 11, 16, 5, 3
+    th_shape, to_x, to_theta = spectrogram_parametrization((b, t, f), k, s)
+    assert th_shape == (b, 4, k)  # ceil(11 / 3) kept frames
+    theta = np.asarray(jax.random.normal(jax.random.key(0), th_shape), np.float64)
+    x = np.asarray(to_x(jnp.asarray(theta, jnp.float32)), np.float64)
+    # Reference: the kept frames are inverse orthonormal DCTs of the zero-padded coefficients.
+    kept = scipy.fft.idct(np.concatenate([theta, np.zeros((b, 4, f - k))], -1), type=2, norm="ortho", axis=-1)
+    np.testing.assert_allclose(x[:, ::s], kept, atol=1e-5)
+    np.testing.assert_allclose(x[:, 1], (2 * kept[:, 0] + kept[:, 1]) / 3, atol=1e-5)  # linear in time
+    np.testing.assert_allclose(x[:, 10], kept[:, 3], atol=1e-5)  # past the last kept frame: held
+    # Every frame is smooth along frequency: no DCT energy above the first K coefficients.
+    assert np.abs(scipy.fft.dct(x, type=2, norm="ortho", axis=-1)[..., k:]).max() < 1e-4
+    np.testing.assert_allclose(np.asarray(to_theta(jnp.asarray(x, jnp.float32))), theta, atol=1e-5)
+    # K = 0, s = 1: the identity (DeepInversion's free inputs).
+    shape0, ident, _ = spectrogram_parametrization((b, t, f))
+    assert shape0 == (b, t, f) and np.array_equal(np.asarray(ident(jnp.asarray(x))), x)
+    # A loss of x differentiates through P to theta.
+    g = jax.grad(lambda th: jnp.sum(to_x(th) ** 2))(jnp.asarray(theta, jnp.float32))
+    assert g.shape == th_shape and float(jnp.abs(g).max()) > 0
+    for kw, msg in ((dict(freq_basis=f + 1), "invert.freq_basis"), (dict(time_stride=0), "invert.time_stride")):
+        with pytest.raises(ValueError, match=msg):
+            spectrogram_parametrization((b, t, f), **kw)
+
+
+def test_frequency_jitter_and_gain_views_are_shifted_copies():
+    from kdjax.train.invert import _augment
+
+    x = np.asarray(jax.random.normal(jax.random.key(1), (6, 7, 12)), np.float32)
+    y = np.asarray(_augment(jnp.asarray(x), jax.random.key(2), 0, False, freq_jitter=2, gain_db=6.0))
+    shifts = []
+    for i in range(len(x)):  # each example: x shifted by some k in [-2, 2] bins (edges repeated) + one offset
+        fits = []
+        for k in range(-2, 3):
+            idx = np.clip(np.arange(12) - k, 0, 11)
+            d = y[i] - x[i][:, idx]
+            if np.ptp(d) < 1e-5 and abs(d.mean()) <= 6.0:
+                fits.append(k)
+        assert fits, i
+        shifts.append(fits[0])
+    assert len(set(shifts)) > 1  # per example, not one shift for the batch
+
+
+def test_mixup_of_synthetic_features_mixes_inputs_and_labels_alike(tmp_path):
+    from kdjax import augment
+    from kdjax.data.synthetic import source as synthetic_source
+    from kdjax.train.program import mix
+
+    c = frami.get_config("variant=tiny,data=fsdd,student_mixup=0.4").stages.di
+    assert c.mixup_alpha == 0.4 and c.data.train_source.kw.extras is False
+    p = build_program(c, C, SR)
+    x = np.asarray(jax.random.normal(jax.random.key(3), (4, 9, 5)), np.float32)
+    y = np.eye(C, dtype=np.float32)[[0, 1, 2, 3]]
+    batch = {"features/mel": x, "labels": y, "mask": np.ones(4, np.float32)}
+    out = mix(p, batch, jax.random.key(4))
+    ref_x, ref_y = augment.mixup(jax.random.fold_in(jax.random.key(4), 0x7FFFFFFF), x, y, alpha=0.4)
+    np.testing.assert_allclose(out["features/mel"], ref_x, rtol=1e-6)
+    np.testing.assert_allclose(out["labels"], ref_y, rtol=1e-6)
+    assert not np.allclose(out["features/mel"], x)
+    with pytest.raises(ValueError, match="teacher_logits"):  # stored logits cannot follow the mix
+        mix(p, dict(batch, teacher_logits=np.zeros((4, C), np.float32)), jax.random.key(4))
+    # The synthetic source leaves the stored per-clip arrays out with extras=False.
+    (tmp_path / "meta.json").write_text('{"sample_rate": 8000, "class_names": ["a", "b"], "feature_key": "mel"}')
+    np.savez(tmp_path / "shard_00000.npz", **{"features/mel": x[:2], "labels": y[:2, :2],
+                                               "teacher_logits": np.zeros((2, 2), np.float32)})
+    assert "teacher_logits" in synthetic_source(root=str(tmp_path)).arrays
+    assert set(synthetic_source(root=str(tmp_path), extras=False).arrays) == {"features/mel", "labels"}
