@@ -17,6 +17,7 @@ Needs matplotlib (a plotting-only dependency, not in requirements*.txt).
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import pathlib
@@ -40,11 +41,21 @@ ARMS = [("real", "real data, KD (upper bound, not data-free)"), ("di", "DeepInve
         ("frami", "FRAMI (contrastive + hidden)")]
 
 
+def inversion_runs(workdir: str, name: str) -> list[str]:
+    """The run folders of inversion stage `name`: `<name>/` (one inversion) or `<name>/seed<k>/`
+    (one per seed, `inv_repeat=true`), in seed order; [] if none has finished."""
+    if os.path.exists(os.path.join(workdir, name, "result.json")):
+        return [os.path.join(workdir, name)]
+    runs = [os.path.dirname(r) for r in glob.glob(os.path.join(workdir, name, "seed*", "result.json"))]
+    return sorted(runs, key=lambda r: int(os.path.basename(r)[4:]))
+
+
 def teacher_embeddings(cfg, workdir: str, *, features=None, audio=None, batch: int = 60) -> tuple[np.ndarray, np.ndarray]:
     """Teacher `(embedding [N, D], logits [N, C])` of log-mel `features [N, T, F]` or `audio [N, S]`."""
     st = stages_lib.stage_runs(cfg, workdir, names=["di"])[0][3]
     sr = int(st.frontends.mel.sample_rate)
-    p = build_program(st, len(json.load(open(os.path.join(workdir, "inv_di", "synthetic", "meta.json")))["class_names"]), sr)
+    p = build_program(st, len(json.load(open(os.path.join(inversion_runs(workdir, "inv_di")[0], "synthetic",
+                                                        "meta.json")))["class_names"]), sr)
     tv = {"t": load_best_variables(os.path.join(workdir, "teacher"), "teacher")}
     nodes = tuple(n for n in p.nodes if n.name == "t")
     key = "features/mel" if features is not None else "audio"
@@ -152,16 +163,17 @@ def table(data: str, s: dict, inv: dict, divs: dict, teacher: dict) -> str:
     if "frami" in st and "di" in st:
         lines.append("")
         lines.append(f"Student parameters (deployed): {st['di']['params']:,d} (every arm; the projection is training-only).")
-    lines += ["", "| synthetic set | samples | shape [T, F] | inversion time s (2 CPU cores) | samples/s | "
-              "cosine dist. (all / within class) | euclidean dist. (all / within class) |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "| synthetic set | inversions (seeds) | samples each | shape [T, F] | inversion time s per set "
+              "(2 CPU cores) | samples/s | cosine dist. (all / within class) | euclidean dist. (all / within class) |",
+              "|---|---|---|---|---|---|---|---|"]
     for name in ("inv_di", "inv_frami", "real"):
         d = divs.get(name)
         if name == "real":
             n = inv.get("real_n", 0)
-            row = f"| real train clips (reference) | {n} | | | |"
+            row = f"| real train clips (reference) | | {n} | | | |"
         elif name in inv:
             r = inv[name]
-            row = (f"| {name} | {r['num_samples']} | {r['shape'][1:]} | {r['time_s']:.0f} | "
+            row = (f"| {name} | {r.get('inversions', 1)} | {r['num_samples']} | {r['shape'][1:]} | {r['time_s']:.0f} | "
                    f"{r['samples_per_s']:.2f} |")
         else:
             continue
@@ -200,17 +212,27 @@ def main():
     inv, divs, mels = {}, {}, {}
     class_names = None
     for name in ("inv_di", "inv_frami"):
-        rp = os.path.join(workdir, name, "result.json")
-        if not os.path.exists(rp):
+        runs = inversion_runs(workdir, name)
+        if not runs:
             continue
-        inv[name] = json.load(open(rp))["summary"]
-        src = synthetic_source(root=os.path.join(workdir, name, "synthetic"))
-        class_names = src.class_names
-        x, y = src.arrays["features/mel"], np.argmax(src.arrays["labels"], -1)
-        z, logits = teacher_embeddings(cfg, workdir, features=x)
-        divs[name] = diversity(z, y)
-        divs[name]["teacher_accuracy_on_targets"] = float(np.mean(np.argmax(logits, -1) == y))
-        mels[name] = (x, y)
+        per_seed = []
+        for k, run in enumerate(runs):  # diversity per inversion seed, then the mean over seeds
+            r = json.load(open(os.path.join(run, "result.json")))["summary"]
+            src = synthetic_source(root=os.path.join(run, "synthetic"))
+            class_names = src.class_names
+            x, y = src.arrays["features/mel"], np.argmax(src.arrays["labels"], -1)
+            z, logits = teacher_embeddings(cfg, workdir, features=x)
+            d = diversity(z, y)
+            d["teacher_accuracy_on_targets"] = float(np.mean(np.argmax(logits, -1) == y))
+            per_seed.append((r, d))
+            if k == 0:
+                mels[name] = (x, y)  # the pictures show inversion seed 0
+        inv[name] = {"num_samples": per_seed[0][0]["num_samples"], "shape": per_seed[0][0]["shape"],
+                     "inversions": len(per_seed), "time_s": float(np.mean([r["time_s"] for r, _ in per_seed])),
+                     "samples_per_s": float(np.mean([r["samples_per_s"] for r, _ in per_seed])),
+                     "per_seed": [r for r, _ in per_seed]}
+        divs[name] = {k: float(np.mean([d[k] for _, d in per_seed])) for k in per_seed[0][1]}
+        divs[name]["per_seed"] = [d for _, d in per_seed]
     if inv:
         n = max(r["num_samples"] for r in inv.values())
         audio, y = real_clips(cfg, n)
@@ -226,7 +248,8 @@ def main():
         json.dump(out, f, indent=1, default=float)
     if mels and not args.no_pictures:
         pictures(data, {k.replace("inv_", ""): v for k, v in mels.items()},
-                 {k.replace("inv_", ""): v for k, v in divs.items()}, class_names)
+                 {k.replace("inv_", ""): {m: v for m, v in d.items() if m != "per_seed"} for k, d in divs.items()},
+                 class_names)
     md = table(data, s, inv, divs, teacher)
     readme = HERE / "README.md"
     text = readme.read_text() if readme.exists() else ""
