@@ -29,8 +29,9 @@ What is reproduced (the method, on our data; not the paper's numbers)
   (`kdjax/models/frame_projection.py`, a training-only module `deploy=False`: it is neither
   evaluated nor counted in the student's parameters). Every student arm has `baseline="di"`,
   so `summary.json` gives each arm's paired difference over DeepInversion (same seeds).
-  Inversion runs once per arm (seed 0, `repeat=False`); students repeat over `seeds`, so
-  the paired intervals cover student seeds only, not inversion randomness.
+  Inversions repeat over `seeds` as the students do (`inv_repeat=true`, the default: student
+  seed k learns from inversion seed k, so the paired intervals cover the randomness of the
+  inversion too); `inv_repeat=false` inverts once (seed 0) for every student seed.
   Students are selected by nothing: no real validation split is read (`eval_split=""`, the
   last parameters are kept), because a data-free student must not see real data.
 
@@ -90,7 +91,8 @@ bins; K: each inverted frame is K DCT (cepstral) coefficients, smooth along freq
 (1; s: coefficients on every s-th frame, linearly interpolated) -- `spectrogram_parametrization`,
 freq_jitter (0; k: inversion views shifted by up to k mel bins), gain_db (0; g: views offset by
 U(-g, g) dB), student_mixup (0; alpha > 0: mixup of the synthetic spectrograms in the
-synthetic-only students' steps, the teacher labelling the mixed inputs).
+synthetic-only students' steps, the teacher labelling the mixed inputs), inv_repeat (true: one
+inversion per seed; false: one inversion, seed 0, for all student seeds).
 
 Raises (get_config): ValueError for an unknown variant/data pair, cont_feat or hidden_metric, or
 a malformed clip.
@@ -163,7 +165,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         w_cont=1.0, cont_tau=0.1, cont_feat="embedding", bank=256,
         kd_t=4.0, w_kd=1.0, w_hid=1.0, hidden_metric="mse", frames_w=1.0, stats_w=1.0,
         student_steps=0, teacher_steps=0, clip="-100:20", freq_basis=0, time_stride=1,
-        freq_jitter=2, gain_db=6.0, student_mixup=0.4,
+        freq_jitter=2, gain_db=6.0, student_mixup=0.4, inv_repeat=True,
     )
     if a.variant not in ("paper", "local", "tiny"):
         raise ValueError(f"config argument variant={a.variant!r}: expected paper, local or tiny")
@@ -242,14 +244,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     def invert_stage(frami: bool) -> ml_collections.ConfigDict:
         c = ml_collections.ConfigDict()
-        c.kind, c.seed, c.repeat, c.baseline = "invert", 0, False, ""
+        c.kind, c.seed, c.repeat, c.baseline = "invert", 0, bool(a.inv_repeat), ""
         c.data = dict(data, eval_split="", test_split="")
         c.frontends = {"mel": fe}
         c.models = {}
         c.teachers = {"t": dict(teacher_ref, capture_bn=True)}
         c.invert = dict(feature="mel", num_batches=n_syn, batch_size=syn_b, steps=inv_steps, lr=a.inv_lr,
                         init_mean=a.init_mean, init_std=a.init_std, targets="balanced", jitter=a.jitter,
-                        flip=a.flip, views=1, log_every=max(1, inv_steps // 5), seed=0,
+                        flip=a.flip, views=1, log_every=max(1, inv_steps // 5),
                         freq_basis=a.freq_basis, time_stride=a.time_stride, freq_jitter=a.freq_jitter,
                         gain_db=a.gain_db)
         if clip:
