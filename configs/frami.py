@@ -23,6 +23,11 @@ What is reproduced (the method, on our data; not the paper's numbers)
     hidden     student, KD + a_hid * hidden-state reuse, on inv_di's set ("+ hidden" arm)
     frami      student, KD + a_hid * hidden-state reuse, on inv_frami's set (full FRAMI)
     real       student, KD only, on the REAL train split (upper bound; not data-free)
+  Optional, run only when named (`stage=inv_adv+adv`): DeepInversion's adaptive variant (ADI)
+    inv_adv    inv_di's objective - w_adv * JS(softmax(s / adv_t) || softmax(t / adv_t)) against
+               the frozen `di` student of the same seed (`adversarial_js`; samples on which the
+               student and teacher disagree), one round (not alternated with student training)
+    adv        student, KD only, on inv_adv's set (the same size as di's; baseline di)
   Hidden-state reuse: `stats_pooling_hidden_loss` between the student's frames (before
   pooling) and the teacher's, and between their mean+std statistics (after pooling), via a
   learnable linear projection from the student's width to the teacher's
@@ -92,10 +97,11 @@ bins; K: each inverted frame is K DCT (cepstral) coefficients, smooth along freq
 freq_jitter (0; k: inversion views shifted by up to k mel bins), gain_db (0; g: views offset by
 U(-g, g) dB), student_mixup (0; alpha > 0: mixup of the synthetic spectrograms in the
 synthetic-only students' steps, the teacher labelling the mixed inputs), inv_repeat (true: one
-inversion per seed; false: one inversion, seed 0, for all student seeds).
+inversion per seed; false: one inversion, seed 0, for all student seeds), w_adv (1.0) and adv_t
+(3.0): the weight and temperature of the adversarial term of inv_adv.
 
-Raises (get_config): ValueError for an unknown variant/data pair, cont_feat or hidden_metric, or
-a malformed clip.
+Raises (get_config): ValueError for an unknown variant/data pair, cont_feat, hidden_metric or
+stage name, or a malformed clip.
 """
 
 from __future__ import annotations
@@ -105,6 +111,10 @@ import ml_collections
 from configs import common
 
 STAGES = ("teacher", "inv_di", "inv_frami", "di", "cont", "hidden", "frami", "real")
+# DeepInversion's adaptive (ADI) variant, run only when named (`stage=inv_adv+adv`): a second
+# inversion that also maximises the teacher-student Jensen-Shannon divergence against the `di`
+# student of the same seed, and a student trained on that set alone.
+EXTRA_STAGES = ("inv_adv", "adv")
 
 # Architectures (temporal CNNs: frames [B, T', D], stats [B, 2D] = mean+std pooling). The
 # teacher and student have the same total time stride (16), so their frames align 1:1.
@@ -165,7 +175,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         w_cont=1.0, cont_tau=0.1, cont_feat="embedding", bank=256,
         kd_t=4.0, w_kd=1.0, w_hid=1.0, hidden_metric="mse", frames_w=1.0, stats_w=1.0,
         student_steps=0, teacher_steps=0, clip="-100:20", freq_basis=0, time_stride=1,
-        freq_jitter=2, gain_db=6.0, student_mixup=0.4, inv_repeat=True,
+        freq_jitter=2, gain_db=6.0, student_mixup=0.4, inv_repeat=True, w_adv=1.0, adv_t=3.0,
     )
     if a.variant not in ("paper", "local", "tiny"):
         raise ValueError(f"config argument variant={a.variant!r}: expected paper, local or tiny")
@@ -242,7 +252,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.repeat, c.baseline = True, "" if synthetic == "inv_di" and not hidden else "di"
         return c
 
-    def invert_stage(frami: bool) -> ml_collections.ConfigDict:
+    def invert_stage(frami: bool, adversarial: bool = False) -> ml_collections.ConfigDict:
         c = ml_collections.ConfigDict()
         c.kind, c.seed, c.repeat, c.baseline = "invert", 0, bool(a.inv_repeat), ""
         c.data = dict(data, eval_split="", test_split="")
@@ -263,6 +273,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "tv": dict(fn="total_variation", weight=a.w_tv, inputs=["features.mel"]),
             "l2": dict(fn="l2_prior", weight=a.w_l2, inputs=["features.mel"]),
         }
+        if adversarial:  # ADI: maximise JS(student || teacher) against the frozen `di` student of this seed
+            c.teachers["s"] = dict(model="temporal_cnn", kw=s_kw, frontend="mel", checkpoint="di:student",
+                                   checkpoint_model="student")
+            c.losses.adv = dict(fn="adversarial_js", weight=-a.w_adv, kw=dict(temperature=a.adv_t),
+                                inputs=["teacher.s.logits", "teacher.t.logits"])
         if frami:
             feat = f"teacher.t.feats.{a.cont_feat}"
             c.invert.views = 2
@@ -283,6 +298,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "hidden": train_stage(s_steps, s_lr, synthetic="inv_di", hidden=True),
         "frami": train_stage(s_steps, s_lr, synthetic="inv_frami", hidden=True),
         "real": train_stage(s_steps, s_lr),
+        "inv_adv": invert_stage(False, adversarial=True),
+        "adv": train_stage(s_steps, s_lr, synthetic="inv_adv"),
     }
     # tiny (tests, < ~60 s on a loaded 2-core CPU, where every stage costs ~20 s of compilation):
     # the stages that exercise every feature (inversion with DeepInversion's terms + two views +
@@ -290,5 +307,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # runs all eight.
     default = "teacher,inv_frami,frami" if tiny else ",".join(STAGES)
     c.run = default if a.stage == "default" else ",".join(STAGES) if a.stage == "all" else a.stage.replace("+", ",")
+    unknown = [x for x in c.run.split(",") if x not in c.stages]
+    if unknown:
+        raise ValueError(f"config argument stage={a.stage!r}: unknown stage(s) {unknown}; stages: "
+                         f"{', '.join(STAGES + EXTRA_STAGES)}, or default / all")
     c.seeds = a.seeds
     return c

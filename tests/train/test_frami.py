@@ -55,6 +55,9 @@ def test_config_arms_read_the_right_synthetic_sets_and_baseline():
     with pytest.raises(ValueError, match="variant='paper', data='fsdd'"):
         frami.get_config("variant=paper,data=fsdd")
     assert list(c.stages.inv_di.invert.clip) == list(c.stages.inv_frami.invert.clip) == [-100.0, 20.0]  # default
+    # One inversion per seed (the stage seed, not a fixed invert.seed), or one for all (inv_repeat=false).
+    assert c.stages.inv_di.repeat and c.stages.inv_frami.repeat and "seed" not in c.stages.inv_di.invert
+    assert not frami.get_config("variant=local,data=fsdd,inv_repeat=false").stages.inv_frami.repeat
     assert "clip" not in frami.get_config("variant=local,data=fsdd,clip=none").stages.inv_di.invert
     clipped = frami.get_config("variant=local,data=fsdd,clip=-90:10")
     assert list(clipped.stages.inv_di.invert.clip) == list(clipped.stages.inv_frami.invert.clip) == [-90.0, 10.0]
@@ -229,3 +232,33 @@ def test_mixup_of_synthetic_features_mixes_inputs_and_labels_alike(tmp_path):
                                                "teacher_logits": np.zeros((2, 2), np.float32)})
     assert "teacher_logits" in synthetic_source(root=str(tmp_path)).arrays
     assert set(synthetic_source(root=str(tmp_path), extras=False).arrays) == {"features/mel", "labels"}
+
+
+def test_adversarial_inversion_term_equals_numpy_js_and_reaches_the_inputs():
+    c = _stage("inv_adv")
+    assert c.teachers.s.checkpoint == "di:student" and c.losses.adv.weight == -1.0
+    with pytest.raises(ValueError, match="unknown stage"):
+        frami.get_config("variant=tiny,data=fsdd,stage=inv_di+nope")
+    p = build_program(c, C, SR)
+    shape = _mel_shape(p, 6)
+    t, s = p.teachers["t"], p.teachers["s"]
+    init = jax.jit(lambda m, k: m.init(k, jnp.zeros(shape), train=False), static_argnums=0)
+    teachers = {"t": init(t, jax.random.key(0)), "s": init(s, jax.random.key(1))}
+    x = -68.0 + 25.0 * jax.random.normal(jax.random.key(2), shape)
+    labels = jax.nn.one_hot(jnp.arange(6) % C, C)
+    obj = jax.jit(lambda x: inversion_objective(p, "mel", teachers, x, labels, jax.random.key(3)))
+    _, m = obj(x)
+    # NumPy: JS at the config's temperature between the two frozen modules' eval-mode logits.
+    zt = np.asarray(t.apply(teachers["t"], x, train=False)[0], np.float64) / c.losses.adv.kw.temperature
+    zs = np.asarray(s.apply(teachers["s"], x, train=False)[0], np.float64) / c.losses.adv.kw.temperature
+    sm = lambda z: np.exp(z - z.max(-1, keepdims=True)) / np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)  # noqa: E731
+    ps, pt = sm(zs), sm(zt)
+    mix = (ps + pt) / 2
+    js = 0.5 * (ps * np.log(ps / mix)).sum(-1) + 0.5 * (pt * np.log(pt / mix)).sum(-1)
+    np.testing.assert_allclose(float(m["loss/adv"]), js.mean(), rtol=1e-4)
+    terms = {k[5:]: float(v) for k, v in m.items() if k.startswith("loss/")}
+    total = sum(c.losses[k].weight * v for k, v in terms.items())
+    np.testing.assert_allclose(float(m["loss"]), total, rtol=1e-4)  # the JS enters with weight -w_adv
+    # Ascending JS moves the inputs (the term's gradient reaches x through both frozen modules).
+    g = jax.grad(lambda x: inversion_objective(p, "mel", teachers, x, labels, jax.random.key(3))[1]["loss/adv"])(x)
+    assert float(jnp.abs(g).max()) > 0

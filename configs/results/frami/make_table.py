@@ -1,7 +1,9 @@
 """Builds the FRAMI results (table, raw JSON, pictures) from a workdir of configs/frami.py.
 
 Reads every finished stage's result.json (kdjax.train.stages.summarize), the synthetic shards
-of inv_di / inv_frami and the teacher checkpoint; writes into this folder:
+of inv_di / inv_frami (one set, or one per seed with `inv_repeat=true`: diversity and inversion
+time are then means over the sets, the pictures show seed 0) and the teacher checkpoint; writes
+into this folder:
   <data>_summary.json    raw numbers: per-seed student accuracies, paired differences over
                          DeepInversion (kdjax.train.stats.paired_difference), inversion sizes and
                          times, diversity of each synthetic set (and of as many real clips)
@@ -38,7 +40,9 @@ from kdjax.train.stats import format_difference, paired_difference
 HERE = pathlib.Path(__file__).resolve().parent
 ARMS = [("real", "real data, KD (upper bound, not data-free)"), ("di", "DeepInversion, KD"),
         ("cont", "+ contrastive (FRAMI inversion), KD"), ("hidden", "+ hidden-state reuse (DI inversion)"),
-        ("frami", "FRAMI (contrastive + hidden)")]
+        ("frami", "FRAMI (contrastive + hidden)"),
+        ("adv", "DeepInversion + adversarial JS against the di student (ADI, one round), KD")]
+OPTIONAL_ARMS = {"adv"}  # rows only when run (`stage=inv_adv+adv`)
 
 
 def inversion_runs(workdir: str, name: str) -> list[str]:
@@ -153,7 +157,8 @@ def table(data: str, s: dict, inv: dict, divs: dict, teacher: dict) -> str:
              "|---|---|---|---|---|---|"]
     for arm, desc in ARMS:
         if arm not in st:
-            lines.append(f"| {arm}: {desc} | not run | | | | |")
+            if arm not in OPTIONAL_ARMS:
+                lines.append(f"| {arm}: {desc} | not run | | | | |")
             continue
         x = st[arm]
         vals = ", ".join(f"{r['test']:.4f}" for r in x["runs"])
@@ -166,7 +171,7 @@ def table(data: str, s: dict, inv: dict, divs: dict, teacher: dict) -> str:
     lines += ["", "| synthetic set | inversions (seeds) | samples each | shape [T, F] | inversion time s per set "
               "(2 CPU cores) | samples/s | cosine dist. (all / within class) | euclidean dist. (all / within class) |",
               "|---|---|---|---|---|---|---|---|"]
-    for name in ("inv_di", "inv_frami", "real"):
+    for name in ("inv_di", "inv_frami", "inv_adv", "real"):
         d = divs.get(name)
         if name == "real":
             n = inv.get("real_n", 0)
@@ -211,7 +216,7 @@ def main():
                    "train_time_s": r["train_time_s"]}
     inv, divs, mels = {}, {}, {}
     class_names = None
-    for name in ("inv_di", "inv_frami"):
+    for name in ("inv_di", "inv_frami", "inv_adv"):
         runs = inversion_runs(workdir, name)
         if not runs:
             continue
