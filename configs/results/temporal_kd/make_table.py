@@ -122,7 +122,7 @@ def table(tag: str, wd: pathlib.Path) -> tuple[str, dict]:
     # Secondary (post hoc, chosen after the first runs were seen; no lambda is selected): per
     # (student, seed), the mean over lambda > 0 of (KD - lambda 0); n = students x seeds.
     pooled = []
-    for s, row in data["students"].items():
+    for row in data["students"].values():
         base = row["runs"][lam_code(0.0)]
         kd = [row["runs"][lam_code(lam)] for lam in LAMBDAS[1:]]
         for seed, b in base.items():
