@@ -5,7 +5,9 @@ stage runs (`kdjax.train.invert.inversion_objective` + `optax.adam`), built from
 configs/frami.py's `inv_di` / `inv_frami` stages (`variant=local,data=fsdd`: the local teacher
 architecture, logmel40_8k, T=101 frames x F=40 mels). DeepInversion: one teacher forward with
 BatchNorm moment capture + backward to the inputs; FRAMI: two augmented views (two forwards and
-backwards) + the InfoNCE term with a memory bank of `bank` rows. The teacher is randomly
+backwards) + the InfoNCE term with a memory bank of `bank` rows; ADI (`inv_adv`): DeepInversion +
+a forward/backward through the student for the adversarial JS term. The config's views
+(time jitter, frequency shift, gain) and clamp are part of the step. The teacher is randomly
 initialised (speed does not depend on its weights).
 
 Reported per stage and batch: median seconds per step over the timed steps after warm-up,
@@ -44,8 +46,8 @@ def bench(stage: str, batch: int, steps: int, warmup: int) -> dict:
     inv = c.invert
     p = build_program(c, 10, 8000)
     shape = jax.eval_shape(p.frontends["mel"], jax.ShapeDtypeStruct((batch, 8000), jnp.float32)).shape
-    t = p.teachers["t"]
-    teachers = {"t": jax.jit(lambda k: t.init(k, jnp.zeros(shape), train=False))(jax.random.key(0))}
+    teachers = {name: jax.jit(lambda k, m=m: m.init(k, jnp.zeros(shape), train=False))(jax.random.key(i))
+                for i, (name, m) in enumerate(p.teachers.items())}  # t (and the ADI student s)
     bank = None
     if inv.get("memory_bank"):
         bank = jax.random.normal(jax.random.key(1), (int(inv.memory_bank.size), frami.TEACHER_LOCAL["widths"][-1]))
@@ -56,9 +58,13 @@ def bench(stage: str, batch: int, steps: int, warmup: int) -> dict:
     def step(x, opt, rng):
         (_, m), g = jax.value_and_grad(lambda x: inversion_objective(
             p, "mel", teachers, x, labels, rng, jitter=int(inv.jitter), flip=bool(inv.flip),
+            freq_jitter=int(inv.get("freq_jitter", 0)), gain_db=float(inv.get("gain_db", 0.0)),
             views=int(inv.get("views", 1)), memory_bank=bank), has_aux=True)(x)
         u, opt = tx.update(g, opt, x)
-        return optax.apply_updates(x, u), opt, m["loss"]
+        x = optax.apply_updates(x, u)
+        if inv.get("clip"):
+            x = jnp.clip(x, *inv.clip)
+        return x, opt, m["loss"]
 
     x = -68 + 25 * jax.random.normal(jax.random.key(2), shape)
     opt = tx.init(x)
@@ -88,7 +94,7 @@ def main():
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=2)
     a = ap.parse_args()
-    rows = [bench(s, a.batch, a.steps, a.warmup) for s in ("inv_di", "inv_frami")]
+    rows = [bench(s, a.batch, a.steps, a.warmup) for s in ("inv_di", "inv_frami", "inv_adv")]
     meta = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "machine": f"{os.cpu_count()}-core shared CPU, no GPU", "jax": jax.__version__,
             "devices": [str(d) for d in jax.devices()]}

@@ -52,25 +52,32 @@ Unknown (config arguments, our choices documented; none is the paper's published
   mean/std of the real log-mel, -68 / 25 dB -- an assumption that uses one pair of real-data
   statistics), the hidden-state loss form (hidden_metric: mse|cosine, frames_w, stats_w,
   linear projection), KD temperature and weights, architectures, mel parameters (FSDD:
-  `logmel40_8k`; paper variant: `logmel_frami`, 64 mels, log(x + 1e-6)), synthetic-set size
+  `logmel40_8k`; Speech Commands `logmel40_16k`; ESC-10 and the paper variant: `logmel_frami`'s
+  64 mels, in dB), synthetic-set size
   (syn_batches x syn_batch), and all of the paper's numbers.
 
-Numbers: FSDD, variant=local, student test accuracy, mean +- std over student seeds 0-2 (one
-inversion per arm), copied from configs/results/frami/README.md (generated there by
-configs/results/frami/make_table.py from the workdir, with paired intervals, set sizes,
-diversity and inversion times). The paper's numbers are not in PAPERS.md (unknown to us), so
-there is no paper column.
-    teacher 0.967 | real-data KD 0.940 +- 0.009 | DeepInversion 0.146 +- 0.041 |
-    + contrastive 0.133 +- 0.003 | + hidden 0.133 +- 0.024 | FRAMI 0.114 +- 0.010
-  Every synthetic-only arm is near chance (0.10) in our setting (240 synthetic samples, 250
-  steps per batch; the spectrograms stay noise-like): FRAMI vs DeepInversion -0.031, 95% CI
-  [-0.158, +0.096] over student seeds only -- no evidence either way. FRAMI's set is more
-  diverse (within-class cosine distance of teacher embeddings 0.145 vs 0.052).
-  Control (2026-12-02, configs/results/frami/real_mel_control.py): 240 REAL clips written as
-  synthetic shards and read like inv_di's set give the di student 0.936 +- 0.018, vs 0.942 +-
-  0.004 as audio (paired -0.007 [-0.057, +0.044]): the synthetic path and the set size are
-  sound; the inverted spectrograms are what fails. Probes (DI arm, 3 seeds): 1000 inversion
-  steps 0.156 +- 0.012; inputs clamped to -100..20 dB (`clip`) 0.120 +- 0.012: still at chance.
+Numbers (v3 defaults, 2026-12-02): student test accuracy, mean over seeds, copied from
+configs/results/frami/README.md (generated there by configs/results/frami/make_table.py, with
+per-seed values, paired 95% intervals, set sizes, diversity and inversion times). The paper's
+numbers are not in PAPERS.md (unknown to us), so there is no paper column. Chance: 0.10 / 0.083.
+                          teacher  real KD   DI     +cont  +hidden  FRAMI  ADI
+    FSDD (5 seeds)         0.977   0.943   0.609  0.668  0.665   0.662  0.625
+    Speech Commands 12 (5) 0.832   0.746   0.225  0.225  0.209   0.191  0.215
+    ESC-10 fold 1 (3, 1 inversion) 0.738 0.713 0.333 0.333 0.308 0.304 --
+  FRAMI - DeepInversion, paired over seeds (inversion seeds included on FSDD / SC12):
+    FSDD +0.053 [+0.000, +0.105] (significant, just; the contrastive inversion alone +0.059
+    [+0.040, +0.077]); Speech Commands -0.034 [-0.049, -0.019] (significantly worse); ESC-10
+    -0.029 [-0.129, +0.071] (not significant). Hidden-state reuse is significant nowhere.
+    So FRAMI beats DeepInversion on FSDD only, through its contrastive inversion.
+  The v3 priors (w_tv 0.03, the -100..20 dB clamp, frequency-shift/gain views, student mixup)
+  were chosen on FSDD with a proxy that reads real TRAIN data (a real-data student's accuracy
+  on each synthetic set; no test data). With the v2 priors (w_tv 1e-4, no clamp/views) every
+  synthetic-only arm was at chance (FSDD DI 0.146, FRAMI 0.114): the inverted spectrograms were
+  9x rougher than real ones (TV 9692 vs 1079) while matching the BN statistics better than
+  real batches do (1228 vs 5687).
+  Control (configs/results/frami/real_mel_control.py): 240 REAL clips written as synthetic
+  shards and read like inv_di's set give the di student 0.936 +- 0.018, vs 0.942 +- 0.004 as
+  audio, so the synthetic-data path is sound.
 
 Variants (`variant=`):
   paper  UrbanSound8K (`urbansound8k`, 10-fold CV; we run fold 1 only unless `folds` is set),
@@ -81,10 +88,11 @@ Variants (`variant=`):
 
 Run:
   python -m kdjax.main --config configs/frami.py:variant=local,data=fsdd --workdir workdirs/frami_fsdd
-  python configs/results/frami/make_table.py workdirs/frami_fsdd   # the table
-Runtime (variant=local, data=fsdd, 3 seeds, 2-core shared CPU at load ~9-16, no GPU): about
-30 min end to end (teacher ~2 min, DeepInversion 113 s, FRAMI inversion 719 s, 15 students
-40-110 s each); per stage in configs/results/frami/README.md. variant=tiny (3 stages by
+  python configs/results/frami/make_table.py --workdir workdirs/frami_fsdd --arg variant=local,data=fsdd   # the table
+Runtime (variant=local, 2-core CPU, no GPU, 2-4 runs side by side): FSDD 5 seeds about 50 min
+(teacher 19 s, inversions 57 s DI / 216 s FRAMI per 240-sample set, students 25-35 s each);
+ESC-10 3 seeds, one inversion, about 45 min (inversions 412 s / 739 s); per stage in
+configs/results/frami/README.md. variant=tiny (3 stages by
 default, `stage=all` for all 8): tests/test_configs.py -k frami 56 s at load ~3 (7 min at load ~15).
 
 Arguments: variant, data, stage (default | all | stages joined by "+", e.g. di+cont), seeds, teacher_model
