@@ -63,11 +63,12 @@ numbers are not in PAPERS.md (unknown to us), so there is no paper column. Chanc
                           teacher  real KD   DI     +cont  +hidden  FRAMI  ADI
     FSDD (5 seeds)         0.977   0.943   0.609  0.668  0.665   0.662  0.625
     Speech Commands 12 (5) 0.832   0.746   0.225  0.225  0.209   0.191  0.215
-    ESC-10 fold 1 (3, 1 inversion) 0.738 0.713 0.333 0.333 0.308 0.304 --
-  FRAMI - DeepInversion, paired over seeds (inversion seeds included on FSDD / SC12):
+    ESC-10 fold 1 (3 seeds) 0.738   0.713   0.338  0.342  0.296   0.304  --
+  FRAMI - DeepInversion, paired over seeds (each seed with its own inversion):
     FSDD +0.053 [+0.000, +0.105] (significant, just; the contrastive inversion alone +0.059
     [+0.040, +0.077]); Speech Commands -0.034 [-0.049, -0.019] (significantly worse); ESC-10
-    -0.029 [-0.129, +0.071] (not significant). Hidden-state reuse is significant nowhere.
+    -0.033 [-0.081, +0.014] (not significant). Hidden-state reuse gains nowhere (ESC-10: -0.042
+    [-0.078, -0.006]).
     So FRAMI beats DeepInversion on FSDD only, through its contrastive inversion.
   The v3 priors (w_tv 0.03, the -100..20 dB clamp, frequency-shift/gain views, student mixup)
   were chosen on FSDD with a proxy that reads real TRAIN data (a real-data student's accuracy
@@ -91,7 +92,7 @@ Run:
   python configs/results/frami/make_table.py --workdir workdirs/frami_fsdd --arg variant=local,data=fsdd   # the table
 Runtime (variant=local, 2-core CPU, no GPU, 2-4 runs side by side): FSDD 5 seeds about 50 min
 (teacher 19 s, inversions 57 s DI / 216 s FRAMI per 240-sample set, students 25-35 s each);
-ESC-10 3 seeds, one inversion, about 45 min (inversions 412 s / 739 s); per stage in
+ESC-10 3 seeds about 65 min (inversions 316 s / 535 s); per stage in
 configs/results/frami/README.md. variant=tiny (3 stages by
 default, `stage=all` for all 8): tests/test_configs.py -k frami 56 s at load ~3 (7 min at load ~15).
 
