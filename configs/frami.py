@@ -63,7 +63,7 @@ numbers are not in PAPERS.md (unknown to us), so there is no paper column. Chanc
                           teacher  real KD   DI     +cont  +hidden  FRAMI  ADI
     FSDD (5 seeds)         0.977   0.943   0.609  0.668  0.665   0.662  0.625
     Speech Commands 12 (5) 0.832   0.746   0.225  0.225  0.209   0.191  0.215
-    ESC-10 fold 1 (3 seeds) 0.738   0.713   0.338  0.342  0.296   0.304  --
+    ESC-10 fold 1 (3 seeds) 0.738   0.713   0.338  0.342  0.296   0.304  0.329
   FRAMI - DeepInversion, paired over seeds (each seed with its own inversion):
     FSDD +0.053 [+0.000, +0.105] (significant, just; the contrastive inversion alone +0.059
     [+0.040, +0.077]); Speech Commands -0.034 [-0.049, -0.019] (significantly worse); ESC-10
