@@ -1,7 +1,7 @@
 """Speed of one model-inversion step (DeepInversion vs FRAMI) on this machine.
 
 What is timed: the jitted Adam step on synthetic log-mel inputs `[B, T, F]` that the `invert`
-stage runs (`kdjax.train.invert.inversion_objective` + `optax.adam`), built from
+stage runs (`kdjax.train.invert.make_inversion_step`: the stage's own step), built from
 configs/frami.py's `inv_di` / `inv_frami` stages (`variant=local,data=fsdd`: the local teacher
 architecture, logmel40_8k, T=101 frames x F=40 mels). DeepInversion: one teacher forward with
 BatchNorm moment capture + backward to the inputs; FRAMI: two augmented views (two forwards and
@@ -31,10 +31,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from configs import frami
-from kdjax.train.invert import inversion_objective
+from kdjax.train.invert import make_inversion_step
 from kdjax.train.program import build_program
 
 OUT = pathlib.Path(__file__).resolve().parent / "results"
@@ -52,22 +51,13 @@ def bench(stage: str, batch: int, steps: int, warmup: int) -> dict:
     if inv.get("memory_bank"):
         bank = jax.random.normal(jax.random.key(1), (int(inv.memory_bank.size), frami.TEACHER_LOCAL["widths"][-1]))
     labels = jax.nn.one_hot(jnp.arange(batch) % 10, 10)
-    tx = optax.adam(float(inv.lr))
+    inv_step, init, _ = make_inversion_step(p, "mel", teachers, inv, shape)
 
-    @jax.jit
     def step(x, opt, rng):
-        (_, m), g = jax.value_and_grad(lambda x: inversion_objective(
-            p, "mel", teachers, x, labels, rng, jitter=int(inv.jitter), flip=bool(inv.flip),
-            freq_jitter=int(inv.get("freq_jitter", 0)), gain_db=float(inv.get("gain_db", 0.0)),
-            views=int(inv.get("views", 1)), memory_bank=bank), has_aux=True)(x)
-        u, opt = tx.update(g, opt, x)
-        x = optax.apply_updates(x, u)
-        if inv.get("clip"):
-            x = jnp.clip(x, *inv.clip)
+        x, opt, m = inv_step(x, opt, labels, rng, bank)
         return x, opt, m["loss"]
 
-    x = -68 + 25 * jax.random.normal(jax.random.key(2), shape)
-    opt = tx.init(x)
+    x, opt = init(-68 + 25 * jax.random.normal(jax.random.key(2), shape))
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     x, opt, loss = step(x, opt, jax.random.key(3))

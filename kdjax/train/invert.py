@@ -180,6 +180,56 @@ def _targets(kind: str, n: int, num_classes: int, rng: np.random.Generator) -> n
     return np.eye(num_classes, dtype=np.float32)[ids]
 
 
+def make_inversion_step(program: Program, feature: str, teachers: Any, inv: Any,
+                        shape: tuple[int, int, int]) -> tuple[Any, Any, Any]:
+    """The jitted Adam step of the `invert` stage for its `invert` block `inv` (fields as in the
+    module docstring: lr, jitter, flip, views, freq_jitter, gain_db, clip, freq_basis,
+    time_stride) and inputs of `shape` `[B, T, F]`; shared by `invert_and_save` and
+    benchmarks/inversion_step.py, so the benchmark times the stage's own step.
+
+    Returns:
+      (`step(theta, opt_state, labels [B, C], rng, memory_bank [M, D] | None) -> (theta,
+      opt_state, metrics)`, `init(x0 [B, T, F]) -> (theta, opt_state)` (the smooth part of `x0`
+      with a parametrisation), `inputs(theta) -> x [B, T, F]`, jitted).
+
+    Raises:
+      ValueError: a malformed `clip`, or `freq_basis` / `time_stride` out of range.
+    """
+    tx = optax.adam(float(inv.lr))
+    jitter, flip, views = int(inv.get("jitter", 0)), bool(inv.get("flip", False)), int(inv.get("views", 1))
+    freq_jitter, gain_db = int(inv.get("freq_jitter", 0) or 0), float(inv.get("gain_db", 0.0) or 0.0)
+    clip = tuple(float(v) for v in inv.clip) if inv.get("clip") else None
+    if clip is not None and (len(clip) != 2 or clip[0] >= clip[1]):
+        raise ValueError(f"invert.clip={inv.clip!r}: expected [low, high] with low < high")
+    freq_basis, time_stride = int(inv.get("freq_basis", 0) or 0), int(inv.get("time_stride", 1) or 1)
+    smooth = bool(freq_basis) or time_stride > 1
+    _, to_x, to_theta = spectrogram_parametrization(shape, freq_basis, time_stride)
+
+    def inputs(theta):
+        """x [B, T, F] = P(theta); with a parametrisation the clamp is part of P (the free inputs
+        are clamped after every update instead, so that they stay in range)."""
+        x = to_x(theta)
+        return jnp.clip(x, clip[0], clip[1]) if smooth and clip is not None else x
+
+    @jax.jit
+    def step(theta, opt_state, labels, rng, bank):
+        (_, m), g = jax.value_and_grad(
+            lambda th: inversion_objective(program, feature, teachers, inputs(th), labels, rng, jitter=jitter,
+                                           flip=flip, freq_jitter=freq_jitter, gain_db=gain_db, views=views,
+                                           memory_bank=bank), has_aux=True)(theta)
+        upd, opt_state = tx.update(g, opt_state, theta)
+        theta = optax.apply_updates(theta, upd)
+        if clip is not None and not smooth:
+            theta = jnp.clip(theta, clip[0], clip[1])
+        return theta, opt_state, m
+
+    def init(x0):
+        theta = to_theta(x0) if smooth else x0  # the smooth part of the same draw
+        return theta, tx.init(theta)
+
+    return step, init, jax.jit(inputs)
+
+
 def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Runs the invert stage `cfg` in `workdir`; returns the result dict (also result.json).
 
@@ -210,37 +260,9 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
     bsz, n_batches, steps = int(inv.batch_size), int(inv.num_batches), int(inv.steps)
     shape = jax.eval_shape(program.frontends[feature], jax.ShapeDtypeStruct((bsz, clip_samples), jnp.float32)).shape
     teachers = jax.device_put(load_teachers(cfg, workdir))
-    tx = optax.adam(float(inv.lr))
-    jitter, flip, views = int(inv.get("jitter", 0)), bool(inv.get("flip", False)), int(inv.get("views", 1))
-    freq_jitter, gain_db = int(inv.get("freq_jitter", 0) or 0), float(inv.get("gain_db", 0.0) or 0.0)
-
-    clip = tuple(float(v) for v in inv.clip) if inv.get("clip") else None
-    if clip is not None and (len(clip) != 2 or clip[0] >= clip[1]):
-        raise ValueError(f"invert.clip={inv.clip!r}: expected [low, high] with low < high")
+    step, init_theta, inputs = make_inversion_step(program, feature, teachers, inv, shape)
     bank_cfg = inv.get("memory_bank") or {}
     bank_path, bank_size = str(bank_cfg.get("path", "")), int(bank_cfg.get("size", 0) or 0)
-
-    freq_basis, time_stride = int(inv.get("freq_basis", 0) or 0), int(inv.get("time_stride", 1) or 1)
-    smooth = bool(freq_basis) or time_stride > 1
-    theta_shape, to_x, to_theta = spectrogram_parametrization(shape, freq_basis, time_stride)
-
-    def inputs(theta):
-        """x [B, T, F] = P(theta); with a parametrisation the clamp is part of P (the free inputs
-        are clamped after every update instead, so that they stay in range)."""
-        x = to_x(theta)
-        return jnp.clip(x, clip[0], clip[1]) if smooth and clip is not None else x
-
-    @jax.jit
-    def step(theta, opt_state, labels, rng, bank):
-        (loss, m), g = jax.value_and_grad(
-            lambda th: inversion_objective(program, feature, teachers, inputs(th), labels, rng, jitter=jitter,
-                                           flip=flip, freq_jitter=freq_jitter, gain_db=gain_db, views=views,
-                                           memory_bank=bank), has_aux=True)(theta)
-        upd, opt_state = tx.update(g, opt_state, theta)
-        theta = optax.apply_updates(theta, upd)
-        if clip is not None and not smooth:
-            theta = jnp.clip(theta, clip[0], clip[1])
-        return theta, opt_state, m
 
     first_teacher = next(iter(program.teachers), None)
 
@@ -284,8 +306,7 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
                                           np.random.default_rng([seed, b])))
             x0 = float(inv.get("init_mean", 0.0)) + float(inv.get("init_std", 1.0)) * jax.random.normal(
                 jax.random.fold_in(rng, 1), shape, jnp.float32)
-            theta = to_theta(x0) if smooth else x0  # the smooth part of the same draw
-            opt_state = tx.init(theta)
+            theta, opt_state = init_theta(x0)
             for s in range(steps):
                 theta, opt_state, m = step(theta, opt_state, labels, jax.random.fold_in(rng, 100 + s), bank)
                 if s == 0 or s == steps - 1 or (s + 1) % log_every == 0:
@@ -299,7 +320,7 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
                     if s == 0 and first_loss is None:
                         first_loss = float(m["loss"])
                     last_loss = float(m["loss"])
-            x = jax.jit(inputs)(theta)
+            x = inputs(theta)
             x_host = np.asarray(jax.device_get(x), np.float32)
             if not np.all(np.isfinite(x_host)):
                 raise TrainingDivergedError(f"invert: non-finite inputs at batch {b}; stopped, {made} new shard(s) kept")
