@@ -30,11 +30,14 @@ from kdjax.data import esc50, pipeline  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_batches", 40, "timed batches per setting")
 flags.DEFINE_integer("warmup", 3, "untimed batches first")
+flags.DEFINE_integer("batch_size", 32, "pipeline batch size")
+flags.DEFINE_integer("kd_steps", 30, "timed KD train steps (after 5 untimed ones)")
 flags.DEFINE_string("out", str(pathlib.Path(__file__).parent / "results" / "input_pipeline.json"), "result file")
 
 
 def measure(src, read_threads: int) -> dict:
-    ds = pipeline.train_dataset(src, clip_samples=5 * 16000, batch_size=32, seed=0, read_threads=read_threads)
+    ds = pipeline.train_dataset(src, clip_samples=5 * 16000, batch_size=FLAGS.batch_size, seed=0,
+                                read_threads=read_threads)
     it = iter(ds)
     for _ in range(FLAGS.warmup):
         next(it)
@@ -42,10 +45,10 @@ def measure(src, read_threads: int) -> dict:
     for _ in range(FLAGS.num_batches):
         b = next(it)
     dt = time.perf_counter() - t
-    assert b["audio"].shape == (32, 80000)
+    assert b["audio"].shape == (FLAGS.batch_size, 80000)
     return {"read_threads": read_threads, "batches": FLAGS.num_batches, "seconds": round(dt, 3),
             "batches_per_s": round(FLAGS.num_batches / dt, 2),
-            "clips_per_s": round(32 * FLAGS.num_batches / dt, 1)}
+            "clips_per_s": round(FLAGS.batch_size * FLAGS.num_batches / dt, 1)}
 
 
 def kd_steps_per_s(num_steps: int = 30) -> dict:
@@ -54,18 +57,21 @@ def kd_steps_per_s(num_steps: int = 30) -> dict:
     import jax.numpy as jnp
 
     from configs import fsdd
-    from kdjax.train import loop
+    from kdjax.train.forward import init_variables, resolve
+    from kdjax.train.program import build_program
+    from kdjax.train.setup import make_optimizer
     from kdjax.train.state import TrainState
     from kdjax.train.step import jit_train_step
 
     cfg = fsdd.get_config().stages.kd
-    spec = loop.build_spec(cfg, 10, 8000)
-    params, stats = loop.init_variables(spec, jax.random.key(0), 8000)
-    tx, _ = loop.make_optimizer(cfg)
+    spec = build_program(cfg, 10, 8000)
+    params, stats = init_variables(spec, jax.random.key(0), 8000)
+    tx, _ = make_optimizer(cfg)
     state = TrainState.create(params=params, batch_stats=stats, tx=tx)
-    tfeats = spec.features(jnp.zeros((2, 8000)))["teacher.teacher"]
-    tmod = spec.teachers["teacher"]
-    teachers = {"teacher": jax.jit(lambda k: tmod.init(k, tfeats, train=False))(jax.random.key(1))}
+    # A random frozen teacher on its own input (its key path in the program's namespace).
+    (tnode,) = [n for n in spec.nodes if not n.trainable]
+    tfeats = resolve({"features": spec.features(jnp.zeros((2, 8000)))}, tnode.input)
+    teachers = {tnode.name: jax.jit(lambda k: tnode.module.init(k, tfeats, train=False))(jax.random.key(1))}
     b = cfg.batch_size
     batch = {"audio": 0.1 * jax.random.normal(jax.random.key(2), (b, 8000)),
              "labels": jax.nn.one_hot(jnp.arange(b) % 10, 10), "mask": jnp.ones(b)}
@@ -84,7 +90,7 @@ def kd_steps_per_s(num_steps: int = 30) -> dict:
 
 def main(argv):
     del argv
-    kd = kd_steps_per_s()
+    kd = kd_steps_per_s(FLAGS.kd_steps)
     print(json.dumps({"kd_step": kd}))
     results = []
     for cache in (False, True):
@@ -97,7 +103,8 @@ def main(argv):
             print(json.dumps(r))
             results.append(r)
     out = {
-        "benchmark": "grain pipeline.train_dataset over ESC-10 train_fold1, 16 kHz, 5 s clips, batch 32",
+        "benchmark": "grain pipeline.train_dataset over ESC-10 train_fold1, 16 kHz, 5 s clips, "
+                     f"batch {FLAGS.batch_size}",
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpu_count": os.cpu_count(), "processor": platform.processor()},

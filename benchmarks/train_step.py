@@ -1,7 +1,7 @@
 """Train-step speed: kdjax's KD step (teacher + student) and a student-only step vs a PyTorch reference.
 
 What is timed (issue #6):
-  kd       kdjax's real `train_step` built from `configs/fsdd.py`'s kd stage with `loop.build_spec`:
+  kd       kdjax's real `train_step` built from `configs/fsdd.py`'s kd stage with `build_program`:
            jnp log-mel front-end ("logmel40_8k", on device) -> frozen teacher forward (eval mode)
            -> student forward/backward -> 0.1 CE + 0.9 T^2 KL (T=4) -> AdamW update.
   student  the same without the teacher (the fsdd `student` stage: CE only).
@@ -164,21 +164,25 @@ def jax_worker(spec: dict):
     import jax.numpy as jnp
 
     from kdjax import models as models_lib
-    from kdjax.train import loop
+    from kdjax.train.forward import init_variables, resolve
+    from kdjax.train.program import build_program
+    from kdjax.train.setup import make_optimizer
     from kdjax.train.state import TrainState
     from kdjax.train.step import jit_train_step
 
     rss0 = _rss_mib()
     conv_impl = None if spec["variant"] == "default" else spec["variant"]
     cfg = _jax_stage_config(spec["kind"], conv_impl)
-    sspec = loop.build_spec(cfg, NUM_CLASSES, SR)
-    params, stats = loop.init_variables(sspec, jax.random.key(0), CLIP)
-    tx, _ = loop.make_optimizer(cfg)
+    sspec = build_program(cfg, NUM_CLASSES, SR)
+    params, stats = init_variables(sspec, jax.random.key(0), CLIP)
+    tx, _ = make_optimizer(cfg)
     state = TrainState.create(params=params, batch_stats=stats, tx=tx)
-    teachers = {}
-    feats = sspec.features(jnp.zeros((2, CLIP), jnp.float32))
-    for i, (n, mod) in enumerate(sspec.teachers.items()):
-        teachers[n] = mod.init(jax.random.key(10 + i), feats[f"teacher.{n}"], train=False)
+    # Random frozen teachers (speed does not depend on their weights), each initialised on its
+    # own input, read by its key path from the program's namespace (e.g. "features.teacher_teacher").
+    ns = {"features": sspec.features(jnp.zeros((2, CLIP), jnp.float32))}
+    frozen = [n for n in sspec.nodes if not n.trainable]
+    teachers = {n.name: n.module.init(jax.random.key(10 + i), resolve(ns, n.input), train=False)
+                for i, n in enumerate(frozen)}
     counts = {n: models_lib.count_params(p) for n, p in state.params.items()}
     counts |= {f"teacher.{n}": models_lib.count_params(v["params"]) for n, v in teachers.items()}
     step = jit_train_step(sspec)
@@ -432,7 +436,8 @@ def worker_main():
                 dt, loss = one()
                 times.append(dt)
                 losses.append(loss)
-            print(json.dumps({"times": times, "loss": losses[-1], "load": os.getloadavg()}), flush=True)
+            last = losses[-1] if losses else None  # n = 0: --warmup=0
+            print(json.dumps({"times": times, "loss": last, "load": os.getloadavg()}), flush=True)
         elif cmd["op"] == "quit":
             print(json.dumps({"peak_rss_mib": _peak_rss_mib()}), flush=True)
             return
@@ -569,11 +574,11 @@ def _result_rows(results: list[dict]) -> list[str]:
     return lines
 
 
-def append_run(common: dict, path: pathlib.Path) -> None:
+def append_run(common: dict, path: pathlib.Path) -> list[dict]:
     """--append: measure --steps_kinds x --batch_sizes and add them as a new section of the results.
 
     JSON: the existing object gains (or extends) "appended_runs"; markdown: a section is added at the
-    end. Existing rows are not touched.
+    end. Existing rows are not touched. Returns the measured rows.
     """
     load_start = [round(x, 2) for x in os.getloadavg()]
     results: list[dict] = []
@@ -636,6 +641,17 @@ def append_run(common: dict, path: pathlib.Path) -> None:
     text = md.read_text() if md.exists() else ""
     md.write_text(text.rstrip("\n") + "\n" + "\n".join(lines))
     print("appended to", path, md, flush=True)
+    return results
+
+
+def _exit_on_kdjax_errors(results: list[dict]) -> None:
+    """Exit with status 1 when a kdjax (jax:*) worker failed: its row is written, but a broken
+    kdjax step is a defect, not a measurement. A failing torch variant (e.g. torch.compile
+    without a compiler) is only reported in its row."""
+    failed = [f"[{r['step']} b{r['batch']}] {r['impl']}: {r['error']}" for r in results
+              if "error" in r and r["impl"].startswith("jax")]
+    if failed:
+        sys.exit("train_step.py: kdjax step(s) failed: " + "; ".join(failed))
 
 
 def write_markdown(out: dict, path: pathlib.Path) -> None:
@@ -688,7 +704,7 @@ def main(argv):
               "student_kw": dict(fsdd.STUDENT), "teacher_kw": dict(fsdd.TEACHER)}
     path = pathlib.Path(FLAGS.out)
     if FLAGS.append:
-        append_run(common, path)
+        _exit_on_kdjax_errors(append_run(common, path))
         return
     load_start = [round(x, 2) for x in os.getloadavg()]
     # The input pipeline is measured at the start, after the KD configs and at the end (the
@@ -745,6 +761,7 @@ def main(argv):
         print("input pipeline", json.dumps(pipes[-1]), flush=True)
     write(complete=True)
     print("wrote", path, path.with_suffix(".md"))
+    _exit_on_kdjax_errors(results)
 
 
 if __name__ == "__main__":
