@@ -1,0 +1,110 @@
+"""kdjax.report: tables, verdicts and pictures of a staged workdir's runs.
+
+    python -m kdjax.report WORKDIR [--out DIR] [--format md|html] [--config configs/<recipe>.py[:args]]
+
+or, as a library call, `write_report(workdir, out=..., fmt="md", config=...)`. It reads every
+run's `result.json` and `metrics.jsonl` (kdjax.report.runs), computes per-stage summaries and
+the paired comparisons of every arm with its baseline (kdjax.train.stats: t interval,
+Nadeau-Bengio interval for cross-validation folds, Holm-adjusted p-values of the secondary
+comparisons, the verdict of the config's `claim`; kdjax.report.build), draws learning curves,
+confusion matrices and a forest plot (kdjax.report.figures), and writes
+  <out>/report.md (or report.html, self-contained), <out>/report.json, <out>/figures/*.png.
+A recipe's own pictures are added by a hook (kdjax.report.hooks). The verdict rules are those
+of /work/shared/REPRODUCTION.md §5 (docs/report.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kdjax.report.build import build, check_claim, load_config
+from kdjax.report.runs import Run, find_runs
+
+__all__ = ["Run", "build", "check_claim", "find_runs", "load_config", "replace_block", "write_report"]
+
+
+def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
+                 config: Mapping[str, Any] | Any | None = None, claim: Mapping[str, Any] | None = None,
+                 compare: Iterable[tuple[str, str]] = (), metric: str | None = None,
+                 title: str | None = None, figures: bool = True, hook: str | None = None,
+                 level: int = 1) -> dict[str, Any]:
+    """Writes the report of `workdir` into `out` (default: the workdir itself).
+
+    Args:
+      workdir: a staged workdir.
+      out: the output folder; `report.md`/`report.html`, `report.json`, `figures/` go there.
+      fmt: "md" or "html".
+      config: the recipe config (ConfigDict or dict); when given it is also stored as
+        `<out>/config.json`, which a later `python -m kdjax.report <out>` reads.
+      claim, compare, metric, title: see kdjax.report.build.build.
+      figures: draw the PNGs.
+      hook: a recipe name whose picture hook runs too (kdjax.report.hooks.HOOKS).
+      level: the markdown heading level of the title.
+
+    Returns:
+      The report dict plus `"files"`: the paths written.
+
+    Raises:
+      ValueError: an unknown fmt or hook; see build for the rest.
+    """
+    from kdjax.report import figures as figs
+    from kdjax.report import hooks, render
+
+    if fmt not in ("md", "html"):
+        raise ValueError(f"format={fmt!r}: expected 'md' or 'html'")
+    out = out or workdir
+    if config is not None and not isinstance(config, Mapping):  # a ConfigDict
+        config = json.loads(config.to_json_best_effort())
+    rep = build(workdir, config=config, claim=claim, compare=compare, metric=metric, title=title)
+    os.makedirs(out, exist_ok=True)
+    if config is not None:
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(config, f, indent=1)
+    rep["workdir_display"] = os.path.relpath(rep["workdir"]) if not os.path.isabs(workdir) else workdir
+    pics: dict[str, str] = {}
+    if figures:
+        train, _ = find_runs(workdir)
+        fdir = os.path.join(out, "figures")
+        for key, path in [("forest", figs.forest(rep, os.path.join(fdir, "forest.png"))),
+                          ("learning_val", figs.learning_curves(train, rep, "val", os.path.join(fdir, "learning_val.png"))),
+                          ("learning_loss", figs.learning_curves(train, rep, "train/loss",
+                                                                  os.path.join(fdir, "learning_loss.png"))),
+                          ("confusion", figs.confusion_matrices(train, rep, os.path.join(fdir, "confusion.png")))]:
+            if path:
+                pics[key] = os.path.relpath(path, out)
+        if hook:
+            for key, path in hooks.run(hook, workdir, fdir).items():
+                pics[key] = os.path.relpath(path, out)
+    md = render.markdown(rep, pics, level=level)
+    files = [os.path.join(out, "report.json")]
+    with open(files[0], "w") as f:
+        json.dump(rep, f, indent=1, default=str)
+    if fmt == "md":
+        files.append(os.path.join(out, "report.md"))
+        with open(files[-1], "w") as f:
+            f.write(md)
+    else:
+        files.append(os.path.join(out, "report.html"))
+        with open(files[-1], "w") as f:
+            f.write(render.to_html(md, out))
+    files += [os.path.join(out, p) for p in pics.values()]
+    return {**rep, "markdown": md, "files": files}
+
+
+def replace_block(text: str, name: str, content: str) -> str:
+    """Replaces the text between `<!-- kdjax.report:begin NAME -->` and
+    `<!-- kdjax.report:end NAME -->` (markers kept), so a README's generated part can be
+    regenerated while its prose stays.
+
+    Raises:
+      ValueError: the markers are missing (names them).
+    """
+    begin, end = f"<!-- kdjax.report:begin {name} -->", f"<!-- kdjax.report:end {name} -->"
+    pat = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    if not pat.search(text):
+        raise ValueError(f"no block {begin} ... {end} in the file")
+    return pat.sub(lambda _: f"{begin}\n{content.rstrip()}\n{end}", text, count=1)

@@ -1,0 +1,49 @@
+"""python -m kdjax.report WORKDIR [--out DIR] [--format md|html] [--config SPEC] [--compare ARM:BASE]...
+
+Writes the report of a staged workdir (see kdjax.report). Errors are one line on stderr
+(exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kdjax.report import load_config, write_report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m kdjax.report", description=__doc__.splitlines()[0])
+    ap.add_argument("workdir", help="a staged workdir (python -m kdjax.main --workdir ...)")
+    ap.add_argument("--out", default=None, help="output folder (default: the workdir)")
+    ap.add_argument("--format", default="md", choices=("md", "html"))
+    ap.add_argument("--config", default=None,
+                    help="configs/<recipe>.py[:args] or a config.json: baselines and the claim "
+                         "(default: <workdir>/config.json when present)")
+    ap.add_argument("--compare", action="append", default=[], metavar="ARM:BASELINE",
+                    help="an extra paired comparison of two stages (repeatable)")
+    ap.add_argument("--metric", default=None, help="the test metric (default: the claim's or the stage's)")
+    ap.add_argument("--title", default=None)
+    ap.add_argument("--hook", default=None, help="a recipe's picture hook (kdjax.report.hooks)")
+    ap.add_argument("--no-figures", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        pairs = []
+        for p in args.compare:
+            arm, sep, base = p.partition(":")
+            if not sep or not arm or not base:
+                raise ValueError(f"--compare {p!r}: expected ARM:BASELINE (two stage names)")
+            pairs.append((arm, base))
+        config = load_config(args.config) if args.config else None
+        rep = write_report(args.workdir, args.out, args.format, config=config, compare=pairs,
+                           metric=args.metric, title=args.title, figures=not args.no_figures, hook=args.hook)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"kdjax.report: error: {e}".splitlines()[0], file=sys.stderr)
+        return 1
+    print(rep["markdown"])
+    print("wrote " + ", ".join(rep["files"]), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

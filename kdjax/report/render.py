@@ -1,0 +1,165 @@
+"""Markdown and HTML of a report dict (kdjax.report.build.build)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from kdjax.report.build import judged
+from kdjax.train import stats
+
+FIGURE_TITLES = {
+    "forest": "Paired differences with their 95% intervals",
+    "learning_val": "Validation metric during training",
+    "learning_loss": "Train loss during training",
+    "confusion": "Test confusion matrices (summed over seeds/folds)",
+}
+
+
+def _f(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _steps(run: Mapping[str, Any]) -> str:
+    b, last = run.get("best_step"), run.get("last_step")
+    return f"{_f(b)}/{_f(last)}"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def stage_table(report: Mapping[str, Any]) -> list[str]:
+    """The per-stage summary table (markdown lines)."""
+    lines = ["| stage | model | params | runs | test metric, mean +- std | per run | train time (s, sum) "
+             "| best / last step per run | converged |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, st in report["stages"].items():
+        per = ", ".join(f"{_f(r['test'])}" for r in st["runs"])
+        steps = ", ".join(_steps(r) for r in st["runs"])
+        conv = f"{st['converged']}/{st['n']}" if st["converged_known"] else "n/a"
+        params = f"{st['params']:,}" if isinstance(st["params"], int) else "n/a"
+        ms = stats.mean_std([r["test"] for r in st["runs"]])
+        lines.append(f"| {name} | {st['model']} | {params} | {st['n']} | {st['metric']} {ms} | {per} | "
+                     f"{_f(st['train_time_s'], 0)} | {steps} | {conv} |")
+    return lines
+
+
+def comparison_table(report: Mapping[str, Any]) -> list[str]:
+    """The paired comparisons table (markdown lines)."""
+    if not report["comparisons"]:
+        return ["No comparisons (no claim, no stage `baseline` in the config, no `--compare`)."]
+    nb_any = any(c["nadeau_bengio"] for c in report["comparisons"])
+    head = ("| arm - baseline | role | runs | mean difference | 95% t interval | half-width | p "
+            + ("| Nadeau-Bengio 95% interval (n2/n1) | NB half-width " if nb_any else "")
+            + "| Holm-adjusted p | verdict |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for c in report["comparisons"]:
+        p, nb = c["plain"], c["nadeau_bengio"]
+        iv = (f"[{p['ci95_low']:+.4f}, {p['ci95_high']:+.4f}]" if math.isfinite(p["ci95_low"]) else "n/a (1 run)")
+        row = (f"| {c['arm']} - {c['baseline']} | {c['role']} | {p['n']} | {p['mean']:+.4f} | {iv} | "
+               f"{_f(p['half_width'])} | {_p(p['p_value'])} ")
+        if nb_any:
+            row += (f"| [{nb['ci95_low']:+.4f}, {nb['ci95_high']:+.4f}] ({nb['test_train_ratio']:.3f}) | "
+                    f"{_f(nb['half_width'])} " if nb else "| - | - ")
+        row += f"| {_p(c.get('holm_p'))} | {c.get('verdict', '-')} |"
+        lines.append(row)
+    return lines
+
+
+def verdict_lines(report: Mapping[str, Any]) -> list[str]:
+    """The claim, the measured primary difference and the verdict (markdown lines)."""
+    claim, v = report.get("claim"), report.get("verdict")
+    if not claim or not v:
+        return ["No claim: give the config's `claim` (or `--config configs/<recipe>.py`) for a verdict."]
+    c = report["comparisons"][0]
+    iv = judged(c)
+    e = abs(claim["effect"]) * (1 if claim["direction"] == "greater" else -1)
+    which = "Nadeau-Bengio corrected 95% interval" if v["interval"] == "nadeau_bengio" else "paired 95% t interval"
+    src = f" ({claim['source']})" if claim.get("source") else ""
+    paper = f"; paper: {claim['paper']}" if claim.get("paper") else ""
+    lines = [f"Claim{src}: `{c['arm']}` - `{c['baseline']}` on test {c['metric']} is "
+             f"{'above' if e > 0 else 'below'} 0; smallest effect of interest {e:+g}{paper}.", "",
+             f"Measured: {iv['mean']:+.4f} {'' if not math.isfinite(iv['ci95_low']) else stats.format_interval(iv).split(' ', 1)[1]} "
+             f"({which}, {iv['n']} paired runs {', '.join(c['runs'])}; half-width {_f(iv['half_width'])}).", ""]
+    tail = ""
+    if v["verdict"] == "inconclusive":
+        excludes_effect = iv["ci95_high"] < e if e > 0 else iv["ci95_low"] > e
+        if not v["converged"] and excludes_effect:
+            tail = " (the interval excludes the effect, but not every run converged: no 'refuted')"
+        elif v["more_runs"]:
+            tail = (f"; about {v['runs_to_decide']} paired runs ({v['more_runs']} more) would decide it, "
+                    f"if the paired SD stays {c['plain']['std']:.4f}")
+    lines.append(f"**Verdict: {v['verdict']}**{tail}.")
+    return lines
+
+
+def markdown(report: Mapping[str, Any], figures: Mapping[str, str], level: int = 1) -> str:
+    """The whole report as markdown; `figures` maps a figure key to its path relative to the
+    markdown file."""
+    h = "#" * level
+    out = [f"{h} Report: {report['title']}", "",
+           f"Runs read from `{report.get('workdir_display', report['workdir'])}`.", "",
+           f"{h}# Verdict", ""] + verdict_lines(report) + ["", f"{h}# Stages", ""] + stage_table(report)
+    if report["other_stages"]:
+        out += ["", "Other stages (not trained models): " + ", ".join(
+            f"{k} ({n} run{'s' if n > 1 else ''})" for k, n in report["other_stages"].items()) + "."]
+    out += ["", f"{h}# Paired comparisons", ""] + comparison_table(report) + [
+        "", "Holm-adjusted p-values cover the secondary comparisons; a comparison is judged by its "
+        "Nadeau-Bengio interval when its runs are cross-validation folds. Convergence: the best "
+        "validation step lies in the first 3/4 of the run (or result.json's `converged`)."]
+    if figures:
+        out += ["", f"{h}# Pictures", ""]
+        for key, rel in figures.items():
+            out += [f"{FIGURE_TITLES.get(key, key)}:", "", f"![{key}]({rel})", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+_IMG = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
+
+
+def _inline(s: str) -> str:
+    s = html.escape(s)
+    s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
+
+
+def to_html(md: str, base_dir: str) -> str:
+    """A self-contained HTML page of the report's markdown (tables, headings, paragraphs; PNGs
+    embedded as base64 data, read relative to `base_dir`)."""
+    body, table = [], None
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if table is None:
+                table = [f"<tr>{''.join(f'<th>{_inline(c)}</th>' for c in cells)}</tr>"]
+            elif not set("".join(cells)) <= set("-: "):
+                table.append(f"<tr>{''.join(f'<td>{_inline(c)}</td>' for c in cells)}</tr>")
+            continue
+        if table is not None:
+            body.append("<table>" + "".join(table) + "</table>")
+            table = None
+        if m := re.match(r"(#+) (.*)", line):
+            n = len(m.group(1))
+            body.append(f"<h{n}>{_inline(m.group(2))}</h{n}>")
+        elif m := _IMG.fullmatch(line.strip()):
+            with open(os.path.join(base_dir, m.group(2)), "rb") as f:
+                data = base64.b64encode(f.read()).decode()
+            body.append(f'<p><img alt="{html.escape(m.group(1))}" src="data:image/png;base64,{data}"></p>')
+        elif line.strip():
+            body.append(f"<p>{_inline(line)}</p>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;"
+             "color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:13px}"
+             "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f3f3}"
+             "tr:nth-child(even) td{background:#fafafa}img{max-width:100%;border:1px solid #eee}"
+             "code{background:#f3f3f3;padding:0 3px}")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>kdjax report</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")

@@ -1,0 +1,181 @@
+"""Finding a staged workdir's runs and reading what a report needs from them.
+
+A staged workdir (kdjax.train.stages) holds `<stage>/result.json` (a stage run once, e.g. a
+teacher) or `<stage>/seed<k>/result.json` / `<stage>/fold<f>/result.json` (a stage repeated
+over seeds or cross-validation folds), each run folder with its `metrics.jsonl`. Only train
+runs (result.json with "models") are read; cache and inversion stages are listed apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+from typing import Any
+
+_REPEAT = re.compile(r"(seed|fold)(\d+)")
+# A run "converged" when its best validation step lies in the first 3/4 of training (the
+# validation metric had stopped improving before the last quarter; REPRODUCTION.md §3).
+CONVERGED_FRACTION = 0.75
+
+
+@dataclasses.dataclass
+class Run:
+    """One finished run of a stage.
+
+    Attributes:
+      stage: the stage name (the folder under the workdir).
+      name: "seed<k>", "fold<f>" or "" (a stage run once).
+      path: the run folder.
+      result: the parsed result.json.
+      metrics: the rows of metrics.jsonl (`[]` when the file is absent).
+    """
+
+    stage: str
+    name: str
+    path: str
+    result: dict[str, Any]
+    metrics: list[dict[str, Any]]
+
+    @property
+    def repeat(self) -> tuple[str, int] | None:
+        """("seed" | "fold", index) of a repeated run, None for a stage run once."""
+        m = _REPEAT.fullmatch(self.name)
+        return (m.group(1), int(m.group(2))) if m else None
+
+    def model(self, preferred: str | None = None) -> str:
+        """The model reported for this run: `preferred` when given and present, else "student"
+        when present, else the first model of result.json (the loop writes deployed models in
+        their config order).
+
+        Raises:
+          KeyError: `preferred` is not one of the run's models.
+        """
+        models = list(self.result.get("models", {}))
+        if preferred:
+            if preferred not in models:
+                raise KeyError(f"{self.path}/result.json: no model {preferred!r}; models are {models}")
+            return preferred
+        return "student" if "student" in models else models[0]
+
+    def test(self, model: str, metric: str) -> float:
+        """The test metric of `model`.
+
+        Raises:
+          KeyError: result.json has no test value for this model/metric (names the file).
+        """
+        test = self.result["models"][model].get("test", {})
+        if metric not in test:
+            raise KeyError(f"{self.path}/result.json: models.{model}.test has no {metric!r}; "
+                           f"it has {sorted(k for k, v in test.items() if isinstance(v, (int, float)))}")
+        return float(test[metric])
+
+    def curve(self, key: str) -> tuple[list[int], list[float]]:
+        """(steps, values) of one metrics.jsonl key, e.g. "train/loss" or "val/student/accuracy"."""
+        pts = [(int(r["step"]), float(r[key])) for r in self.metrics if key in r and "step" in r]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    def convergence(self, model: str, metric: str) -> dict[str, Any]:
+        """`{"best_step", "last_step", "converged"}`; None where the files cannot tell.
+
+        result.json's own `best_step` / `last_step` / `converged` (top level or per model) win;
+        otherwise best_step is the model's validation-best step (result.json, or the argmax of
+        `val/<model>/<metric>` in metrics.jsonl), last_step the last logged step (or `steps`),
+        and converged is `best_step <= CONVERGED_FRACTION * last_step`.
+        """
+        m = self.result.get("models", {}).get(model, {})
+        best = m.get("best_step", self.result.get("best_step"))
+        last = m.get("last_step", self.result.get("last_step"))
+        steps, vals = self.curve(f"val/{model}/{metric}")
+        if (best is None or best < 0) and vals:
+            best = steps[max(range(len(vals)), key=lambda i: (vals[i], -steps[i]))]
+        if last is None:
+            logged = [int(r["step"]) for r in self.metrics if "step" in r]
+            last = max(logged) if logged else self.result.get("steps")
+        if best is not None and best < 0:  # no validation split: the last model is the one kept
+            best = None
+        conv = m.get("converged", self.result.get("converged"))
+        if conv is None and best is not None and last:
+            conv = bool(best <= CONVERGED_FRACTION * last)
+        return {"best_step": best, "last_step": last, "converged": conv}
+
+
+def _read_jsonl(path: str) -> list[dict[str, Any]]:
+    if not os.path.isfile(path):
+        return []
+    rows = []
+    with open(path) as f:
+        for k, line in enumerate(f):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{k + 1}: not a JSON line ({e.msg})") from None
+    return rows
+
+
+def _load(stage: str, name: str, path: str) -> Run:
+    with open(os.path.join(path, "result.json")) as f:
+        try:
+            result = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}/result.json: not JSON ({e.msg})") from None
+    return Run(stage, name, path, result, _read_jsonl(os.path.join(path, "metrics.jsonl")))
+
+
+def find_runs(workdir: str) -> tuple[dict[str, list[Run]], dict[str, list[Run]]]:
+    """Every finished run of a staged workdir, by stage (stages and runs in name/index order).
+
+    Args:
+      workdir: the folder given to `python -m kdjax.main --workdir`.
+
+    Returns:
+      (train stages, other stages): stage -> runs; a train run's result.json has "models";
+      others (cache / invert stages) are returned apart.
+
+    Raises:
+      FileNotFoundError: workdir is not a folder, or holds no finished run.
+      ValueError: a result.json or metrics.jsonl that is not JSON (names the file).
+    """
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(f"{workdir}: not a folder (expected a staged workdir)")
+    train: dict[str, list[Run]] = {}
+    other: dict[str, list[Run]] = {}
+    for stage in sorted(os.listdir(workdir)):
+        sdir = os.path.join(workdir, stage)
+        if not os.path.isdir(sdir):
+            continue
+        runs = []
+        if os.path.isfile(os.path.join(sdir, "result.json")):
+            runs.append(_load(stage, "", sdir))
+        else:
+            subs = [(m.group(1), int(m.group(2)), d) for d in os.listdir(sdir)
+                    if (m := _REPEAT.fullmatch(d)) and os.path.isfile(os.path.join(sdir, d, "result.json"))]
+            for _, _, d in sorted(subs):
+                runs.append(_load(stage, d, os.path.join(sdir, d)))
+        for r in runs:
+            (train if "models" in r.result else other).setdefault(stage, []).append(r)
+    if not train and not other:
+        raise FileNotFoundError(f"{workdir}: no finished run (no <stage>/result.json or "
+                                f"<stage>/seed<k>|fold<f>/result.json)")
+    return train, other
+
+
+def confusion(run: Run, model: str) -> list[list[int]] | None:
+    """The test confusion matrix `[C, C]` (rows: true class, columns: predicted) or None."""
+    cm = run.result["models"][model].get("test", {}).get("confusion_matrix")
+    return cm if isinstance(cm, list) and cm and isinstance(cm[0], list) else None
+
+
+def n_test(run: Run, model: str) -> int | None:
+    """Test clips of a run (the confusion matrix's total), None when not recorded."""
+    cm = confusion(run, model)
+    return int(sum(map(sum, cm))) if cm else None
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

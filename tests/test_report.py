@@ -1,0 +1,166 @@
+"""kdjax.report on hand-written workdirs (result.json / metrics.jsonl written here; no training)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from kdjax import report
+from kdjax.report.__main__ import main as cli
+from kdjax.train import stats
+
+scipy_stats = pytest.importorskip("scipy.stats")
+
+BASE = [0.80, 0.82, 0.78, 0.81, 0.79]
+KD = [0.83, 0.84, 0.80, 0.85, 0.80]
+ALT = [0.79, 0.83, 0.78, 0.80, 0.80]
+
+
+def _write_run(path, acc, *, model="student", steps=400, best=200, params=1234, cm=None, time_s=10.0):
+    os.makedirs(path, exist_ok=True)
+    cm = cm if cm is not None else [[3, 1], [0, 4]]
+    res = {"steps": steps, "train_time_s": time_s, "params": {model: params},
+           "models": {model: {"best_step": best, "test": {"accuracy": acc, "loss": 0.5, "confusion_matrix": cm},
+                              "validation": {"accuracy": acc + 0.01}}}}
+    with open(os.path.join(path, "result.json"), "w") as f:
+        json.dump(res, f)
+    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+        for s in range(100, steps + 1, 100):
+            f.write(json.dumps({"step": s, "train/loss": 2.0 / s * 100}) + "\n")
+            f.write(json.dumps({"step": s, f"val/{model}/accuracy": acc - (0.0 if s == best else 0.05)}) + "\n")
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    w = tmp_path / "wd"
+    _write_run(w / "teacher", 0.95, model="teacher", steps=400, best=400, params=99999)
+    for k in range(5):
+        _write_run(w / "student" / f"seed{k}", BASE[k])
+        _write_run(w / "kd" / f"seed{k}", KD[k])
+        _write_run(w / "alt" / f"seed{k}", ALT[k], best=400 if k == 0 else 200)
+    os.makedirs(w / "cache")
+    (w / "cache" / "result.json").write_text(json.dumps({"kind": "cache"}))
+    return str(w)
+
+
+CLAIM = dict(primary=dict(arm="kd", baseline="student"), metric="test_accuracy", effect=0.02,
+             direction="greater", source="a paper, Table 1",
+             secondary=[dict(arm="alt", baseline="student"), dict(arm="kd", baseline="alt")])
+
+
+def test_find_runs_and_convergence(workdir):
+    train, other = report.find_runs(workdir)
+    assert list(train) == ["alt", "kd", "student", "teacher"] and list(other) == ["cache"]
+    assert [r.name for r in train["kd"]] == [f"seed{k}" for k in range(5)]
+    assert train["teacher"][0].name == "" and train["teacher"][0].model() == "teacher"
+    # best 200 of 400 -> converged; best at the last step -> not
+    assert train["kd"][0].convergence("student", "accuracy") == {"best_step": 200, "last_step": 400, "converged": True}
+    assert train["alt"][0].convergence("student", "accuracy")["converged"] is False
+
+
+def test_convergence_from_metrics_jsonl_when_result_lacks_it(workdir):
+    train, _ = report.find_runs(workdir)
+    run = train["kd"][1]
+    del run.result["models"]["student"]["best_step"]
+    assert run.convergence("student", "accuracy") == {"best_step": 200, "last_step": 400, "converged": True}
+    run.result["converged"] = False  # the loop's own field wins
+    assert run.convergence("student", "accuracy")["converged"] is False
+
+
+def test_build_numbers_match_independent_references(workdir):
+    rep = report.build(workdir, claim=CLAIM, config={"run": "teacher,student,kd,alt"})
+    assert list(rep["stages"]) == ["teacher", "student", "kd", "alt"]
+    st = rep["stages"]["kd"]
+    assert st["mean"] == pytest.approx(np.mean(KD)) and st["std"] == pytest.approx(np.std(KD, ddof=1))
+    assert st["converged"] == 5 and rep["stages"]["alt"]["converged"] == 4
+    assert st["params"] == 1234 and st["train_time_s"] == pytest.approx(50.0)
+    comps = {(c["arm"], c["baseline"]): c for c in rep["comparisons"]}
+    assert [c["role"] for c in rep["comparisons"]] == ["primary", "secondary", "secondary"]
+    kd = comps[("kd", "student")]
+    d = np.subtract(KD, BASE)
+    lo, hi = scipy_stats.t.interval(0.95, 4, loc=d.mean(), scale=scipy_stats.sem(d))
+    assert kd["plain"]["ci95_low"] == pytest.approx(lo) and kd["plain"]["ci95_high"] == pytest.approx(hi)
+    assert kd["nadeau_bengio"] is None  # seeds, not folds
+    # Holm over the two secondaries, by hand: sorted p's times (2, 1), made monotone
+    ps = [scipy_stats.ttest_rel(ALT, BASE).pvalue, scipy_stats.ttest_rel(KD, ALT).pvalue]
+    order = np.argsort(ps)
+    adj = np.empty(2)
+    adj[order[0]] = min(1, 2 * ps[order[0]])
+    adj[order[1]] = min(1, max(adj[order[0]], ps[order[1]]))
+    assert [comps[("alt", "student")]["holm_p"], comps[("kd", "alt")]["holm_p"]] == pytest.approx(adj)
+    # +0.024 [+0.0086, +0.0394]: excludes 0 -> reproduced
+    assert lo > 0 and rep["verdict"]["verdict"] == "reproduced" and kd["verdict"] == "reproduced"
+
+
+def test_verdict_inconclusive_says_how_many_runs(workdir):
+    claim = dict(CLAIM, primary=dict(arm="alt", baseline="student"), secondary=[])
+    rep = report.build(workdir, claim=claim)
+    v, c = rep["verdict"], rep["comparisons"][0]
+    assert v["verdict"] == "inconclusive" and not v["converged"]  # alt seed0 did not converge
+    assert v["runs_to_decide"] == stats.runs_to_decide(c["plain"]["std"], 0.02)
+    assert v["more_runs"] == v["runs_to_decide"] - 5
+
+
+def test_folds_get_the_nadeau_bengio_interval(tmp_path):
+    w = tmp_path / "cv"
+    for f in range(1, 6):
+        _write_run(w / "none" / f"fold{f}", BASE[f - 1])
+        _write_run(w / "kd" / f"fold{f}", KD[f - 1])
+    rep = report.build(str(w), claim=dict(CLAIM, secondary=[], primary=dict(arm="kd", baseline="none")))
+    c = rep["comparisons"][0]
+    nb = c["nadeau_bengio"]
+    d = np.subtract(KD, BASE)
+    se = math.sqrt((1 / 5 + 1 / 4) * d.var(ddof=1))  # 5 folds: test/train = 1/4
+    assert nb["half_width"] == pytest.approx(scipy_stats.t.ppf(0.975, 4) * se)
+    assert rep["verdict"]["interval"] == "nadeau_bengio"
+
+
+def test_write_report_md_html_and_pngs(workdir, tmp_path):
+    out = tmp_path / "out"
+    rep = report.write_report(workdir, str(out), claim=CLAIM, config={"run": "teacher,student,kd,alt"})
+    md = (out / "report.md").read_text()
+    assert "| kd | student | 1,234 | 5 | accuracy 0.8240 +- 0.0230 | 0.8300, 0.8400, 0.8000, 0.8500, 0.8000 |" in md
+    assert "**Verdict: reproduced**" in md and "| kd - student | primary | 5 | +0.0240 |" in md
+    for name in ("forest", "learning_val", "learning_loss", "confusion"):
+        png = out / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"figures/{name}.png" in md
+    assert json.loads((out / "report.json").read_text())["verdict"]["verdict"] == "reproduced"
+    assert json.loads((out / "config.json").read_text())["run"] == "teacher,student,kd,alt"
+    assert str(out / "report.md") in rep["files"]
+    # html: self-contained, images embedded
+    report.write_report(workdir, str(out), "html", claim=CLAIM, figures=True)
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4 and "<table>" in page
+
+
+def test_cli_reads_stored_config_and_reports_errors(workdir, tmp_path, capsys):
+    report.write_report(workdir, workdir, config={"run": "teacher,student,kd,alt", "claim": CLAIM}, figures=False)
+    assert cli([workdir, "--out", str(tmp_path / "o"), "--no-figures"]) == 0
+    assert "**Verdict: reproduced**" in (tmp_path / "o" / "report.md").read_text()
+    assert cli([str(tmp_path / "nope")]) == 1
+    assert "not a folder" in capsys.readouterr().err
+    assert cli([workdir, "--compare", "kd"]) == 1
+    assert cli([workdir, "--compare", "kd:ghost", "--no-figures"]) == 1
+    assert "no finished train run of stage 'ghost'" in capsys.readouterr().err
+
+
+def test_bad_claims_are_named():
+    with pytest.raises(ValueError, match="claim.direction"):
+        report.check_claim(dict(CLAIM, direction="up"))
+    with pytest.raises(ValueError, match="claim.primary"):
+        report.check_claim(dict(CLAIM, primary="kd"))
+    with pytest.raises(ValueError, match="unknown field"):
+        report.check_claim(dict(CLAIM, effct=1))
+
+
+def test_replace_block_is_repeatable():
+    text = "intro\n<!-- kdjax.report:begin t -->\nold\n<!-- kdjax.report:end t -->\nprose\n"
+    once = report.replace_block(text, "t", "new table")
+    assert once == "intro\n<!-- kdjax.report:begin t -->\nnew table\n<!-- kdjax.report:end t -->\nprose\n"
+    assert report.replace_block(once, "t", "new table") == once
+    with pytest.raises(ValueError, match="kdjax.report:begin x"):
+        report.replace_block(text, "x", "")
