@@ -30,6 +30,7 @@ import librosa  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kdjax import frontends as F  # noqa: E402
+from kdjax.frontends.stft import _frame, _frame_gather, _frame_slices  # noqa: E402
 
 OUT = pathlib.Path(__file__).resolve().parent / "results"
 SR, B, SECONDS = 16000, 64, 5.0
@@ -87,7 +88,7 @@ def main() -> None:
     # element-index gather, slices+concatenate) with the same full-n_fft rfft; the previous
     # default (frames of the window support, rfft(n=n_fft) zero-pads); windowed DFT as one
     # strided conv (lax.conv_general_dilated, [win, 2F] cos/sin kernel); the variants run on the whole
-    # batch at once, the last one is the public function (chunked over rows, see F._in_chunks).
+    # batch at once, the last one is the public function (chunked over rows, see kdjax.frontends.stft._in_chunks).
     n_fft, win, hop = stft_kw["n_fft"], stft_kw["win_length"], stft_kw["hop_length"]
     wfull = F.get_window("hann", win, n_fft)
     lo = (n_fft - win) // 2
@@ -111,11 +112,11 @@ def main() -> None:
         return y[..., :nb] ** 2 + y[..., nb:] ** 2
 
     variants = {
-        "slab_gather_rfft (default)": lambda a: pw(jnp.fft.rfft(F._frame(padc(a), n_fft, hop) * wj)),
-        "index_gather_rfft": lambda a: pw(jnp.fft.rfft(F._frame_gather(padc(a), n_fft, hop) * wj)),
-        "slices_concat_rfft": lambda a: pw(jnp.fft.rfft(F._frame_slices(padc(a), n_fft, hop) * wj)),
+        "slab_gather_rfft (default)": lambda a: pw(jnp.fft.rfft(_frame(padc(a), n_fft, hop) * wj)),
+        "index_gather_rfft": lambda a: pw(jnp.fft.rfft(_frame_gather(padc(a), n_fft, hop) * wj)),
+        "slices_concat_rfft": lambda a: pw(jnp.fft.rfft(_frame_slices(padc(a), n_fft, hop) * wj)),
         "support_frames_rfft_n (previous)": lambda a: pw(jnp.fft.rfft(
-            F._frame_slices(padc(a)[:, lo : lo + a.shape[-1] + n_fft - (n_fft - win)], win, hop) * wsup, n=n_fft)),
+            _frame_slices(padc(a)[:, lo : lo + a.shape[-1] + n_fft - (n_fft - win)], win, hop) * wsup, n=n_fft)),
         "conv_dft": conv_dft,
         "F.spectrogram (default: above + rows in 8 MiB chunks)": lambda a: F.spectrogram(a, **stft_kw),
     }
