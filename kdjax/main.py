@@ -54,6 +54,13 @@ def main(argv) -> int:
     try:
         if "stages" in cfg:
             run_stages(cfg, _WORKDIR.value)
+            if jax.process_index() == 0:  # <workdir>/report.md with its pictures (kdjax.report)
+                from kdjax.report import write_report
+
+                try:
+                    print(f"report: {write_report(_WORKDIR.value, config=cfg)['files'][1]}", flush=True)
+                except (OSError, KeyError, ValueError) as e:  # the runs are done; say why no report
+                    print(f"kdjax: report not written: {e}", file=sys.stderr)
         else:
             run_config(cfg, _WORKDIR.value)
     except Preempted as e:

@@ -164,3 +164,15 @@ def test_replace_block_is_repeatable():
     assert report.replace_block(once, "t", "new table") == once
     with pytest.raises(ValueError, match="kdjax.report:begin x"):
         report.replace_block(text, "x", "")
+
+
+def test_partial_workdir_reports_what_is_missing(workdir, tmp_path):
+    import shutil
+
+    shutil.rmtree(os.path.join(workdir, "student"))  # e.g. `stage=kd` run alone
+    out = tmp_path / "partial"
+    rep = report.write_report(workdir, str(out), claim=CLAIM, figures=False)
+    assert rep["verdict"] is None and [c["arm"] for c in rep["comparisons"]] == ["kd"]  # kd - alt
+    md = (out / "report.md").read_text()
+    assert "No verdict: the claim's comparison kd - student" in md
+    assert "Not compared (no finished run of kd - student: student; alt - student: student)" in md

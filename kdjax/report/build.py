@@ -215,12 +215,16 @@ def build(workdir: str, *, config: Mapping[str, Any] | None = None, claim: Mappi
         if m not in runs[0].result["models"][model].get("test", {}):
             m = _metric(runs[0], model, None)  # e.g. a teacher stage scored on another metric
         stages[name] = summarize_stage(name, runs, model, m)
-    comps = []
+    comps, missing = [], []
+    explicit = set(compare := list(compare))
     for a, b, role in _pairs(config, claim, compare):
-        for s in (a, b):
-            if s not in train:
-                raise ValueError(f"comparison {a} - {b}: no finished train run of stage {s!r} in "
-                                 f"{workdir}; stages there: {sorted(train)}")
+        absent = [s for s in (a, b) if s not in train]
+        if absent and (a, b) in explicit:
+            raise ValueError(f"comparison {a} - {b}: no finished train run of stage {absent[0]!r} in "
+                             f"{workdir}; stages there: {sorted(train)}")
+        if absent:  # e.g. `stage=kd` run alone: the report lists what could not be compared yet
+            missing.append({"arm": a, "baseline": b, "role": role, "absent": absent})
+            continue
         st = stages[a]
         c = compare_arms(train[a], train[b], st["model"], st["metric"], (claim or {}).get("test_train_ratio"))
         comps.append({"arm": a, "baseline": b, "role": role, "metric": st["metric"], **c})
@@ -229,7 +233,7 @@ def build(workdir: str, *, config: Mapping[str, Any] | None = None, claim: Mappi
     for c, p in zip(sec, adj, strict=True):
         c["holm_p"] = p
     verdict = None
-    if claim:
+    if claim and comps and comps[0]["role"] == "primary":
         c = comps[0]
         iv = judged(c)
         conv = all(stages[s]["converged"] == stages[s]["n"] for s in (c["arm"], c["baseline"]))
@@ -241,7 +245,7 @@ def build(workdir: str, *, config: Mapping[str, Any] | None = None, claim: Mappi
         c["verdict"] = v
     return {"workdir": os.path.abspath(workdir), "title": title or os.path.basename(os.path.abspath(workdir)),
             "stages": stages, "other_stages": {k: len(v) for k, v in other.items()},
-            "comparisons": comps, "claim": claim, "verdict": verdict}
+            "comparisons": comps, "missing_comparisons": missing, "claim": claim, "verdict": verdict}
 
 
 def judged(c: Mapping[str, Any]) -> dict[str, Any]:

@@ -78,6 +78,9 @@ def comparison_table(report: Mapping[str, Any]) -> list[str]:
 def verdict_lines(report: Mapping[str, Any]) -> list[str]:
     """The claim, the measured primary difference and the verdict (markdown lines)."""
     claim, v = report.get("claim"), report.get("verdict")
+    if claim and not v:
+        return [f"No verdict: the claim's comparison {claim['primary']['arm']} - "
+                f"{claim['primary']['baseline']} has no finished runs in both arms yet."]
     if not claim or not v:
         return ["No claim: give the config's `claim` (or `--config configs/<recipe>.py`) for a verdict."]
     c = report["comparisons"][0]
@@ -112,7 +115,11 @@ def markdown(report: Mapping[str, Any], figures: Mapping[str, str], level: int =
     if report["other_stages"]:
         out += ["", "Other stages (not trained models): " + ", ".join(
             f"{k} ({n} run{'s' if n > 1 else ''})" for k, n in report["other_stages"].items()) + "."]
-    out += ["", f"{h}# Paired comparisons", ""] + comparison_table(report) + [
+    out += ["", f"{h}# Paired comparisons", ""] + comparison_table(report)
+    if report.get("missing_comparisons"):
+        out += ["", "Not compared (no finished run of " + "; ".join(
+            f"{m['arm']} - {m['baseline']}: {', '.join(m['absent'])}" for m in report["missing_comparisons"]) + ")."]
+    out += [
         "", "Holm-adjusted p-values cover the secondary comparisons; a comparison is judged by its "
         "Nadeau-Bengio interval when its runs are cross-validation folds. Convergence: the best "
         "validation step lies in the first 3/4 of the run (or result.json's `converged`)."]
