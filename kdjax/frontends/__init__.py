@@ -41,7 +41,7 @@ from kdjax.frontends.mel import (
     mfcc,
     power_to_db,
 )
-from kdjax.frontends.registry import FRONTEND_NAMES, PRESETS, make_frontend
+from kdjax.frontends.registry import FRONTEND_NAMES, PRESETS, make_frontend, preset
 from kdjax.frontends.resample import resample
 from kdjax.frontends.stft import get_window, num_frames, spectrogram, stft
 
@@ -64,6 +64,7 @@ __all__ = [
     "mfcc",
     "num_frames",
     "power_to_db",
+    "preset",
     "resample",
     "spectrogram",
     "stft",

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kdjax.frontends._checks import _check_wave
+from kdjax.frontends._checks import _check_wave, _stft_params
 from kdjax.frontends.cqt import cqt, log_cqt
 from kdjax.frontends.mel import deltas, log_mel, mel_spectrogram, mfcc, power_to_db
 from kdjax.frontends.stft import spectrogram
@@ -172,6 +173,124 @@ PRESETS: dict[str, dict[str, Any]] = {
                          eps=1e-6),
 }
 
+
+
+# Fields whose values are lengths in samples or frequencies tied to the rate: rescaled by `preset`.
+_STFT_FRONTENDS = ("stft", "mel", "logmel", "mfcc")
+_CQT_FRONTENDS = ("cqt", "logcqt")
+# CQT bins are kept below this fraction of the Nyquist rate when a preset is moved to a lower
+# rate (the margin configs/mrkd.py used: "CQT bins up to 0.9 x Nyquist").
+_CQT_TOP_FRACTION = 0.9
+
+
+def _scaled_length(n: int, old_sr: int, new_sr: int) -> int:
+    """n * new_sr / old_sr samples rounded to the nearest integer, halves up (exact integers), >= 1."""
+    return max(1, (2 * n * new_sr + old_sr) // (2 * old_sr))
+
+
+def _next_pow2(n: int) -> int:
+    """Smallest power of two >= n (n >= 1)."""
+    return 1 << (int(n) - 1).bit_length()
+
+
+def _check_rate(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{field}: expected a positive integer rate in Hz, got {value!r}")
+    if not value > 0 or float(value) != int(value):
+        raise ValueError(f"{field}: expected a positive integer rate in Hz, got {value!r}")
+    return int(value)
+
+
+def preset(name: str, sample_rate: int | None = None, **overrides: Any) -> dict[str, Any]:
+    """A copy of the named preset, its analysis rescaled to `sample_rate`, then `overrides`.
+
+    When `sample_rate` (Hz) differs from the preset's, the sample-rate-dependent fields change so
+    that the analysis is the same in seconds and Hz:
+      - win_length, hop_length (STFT-based: "stft", "mel", "logmel", "mfcc"): scaled by
+        new_rate / preset_rate and rounded to the nearest integer, halves rounded up (exact
+        integer arithmetic: 400 samples at 16 kHz -> 1103 at 44.1 kHz, 1102.5 rounded up).
+        Missing ones are first filled with `stft`'s defaults (win_length = n_fft, hop =
+        win_length // 4) so the durations are kept.
+      - n_fft: the smallest power of two >= n_fft * new_rate / preset_rate (so >= the new window,
+        and the bin spacing in Hz is at most the preset's). For every preset here (n_fft = the
+        next power of two >= the window) this is the next power of two >= the rescaled window at
+        8, 22.05, 32, 44.1 and 48 kHz (tests/test_frontends_preset.py).
+      - fmax: min(fmax, new_rate / 2) (clamped to the new Nyquist rate; None stays None, i.e. the
+        Nyquist rate). fmin is kept (Hz).
+      - CQT ("cqt", "logcqt"): hop_length scaled as above, then up to the next power of two (each
+        octave's decimation by 2 then keeps an integer hop, as librosa.cqt requires); n_bins kept,
+        or reduced so the top bin stays below 0.9 x the new Nyquist rate:
+        min(n_bins, floor(bins_per_octave * log2(0.9 * new_rate / 2 / fmin))).
+      - sample_rate: the new rate. Every other field is copied unchanged.
+    With sample_rate None or equal to the preset's, the result is a plain copy (identity).
+
+    `overrides` are then set as given (nothing is re-derived from them, e.g. an overridden
+    win_length does not change n_fft): a recipe's own choices, such as another rounding of the
+    window or a full-band fmax.
+
+    Args:
+      name: a key of `PRESETS`.
+      sample_rate: target rate in Hz (a positive integer), or None for the preset's own.
+      overrides: parameters of the preset's front-end (as `make_frontend` accepts them).
+    Returns:
+      A new dict for `make_frontend` (``fn(wave [B, N]) -> [B, T, F]``).
+    Raises:
+      ValueError: unknown preset (lists them), a non-positive or non-integer sample_rate, an
+        override that is not a parameter of the preset's front-end (lists the valid ones), or a
+        rescaled preset that is empty (fmin >= the clamped fmax; fewer than 2 CQT bins), naming
+        the preset and field.
+
+    Source: configs/mrkd.py, configs/iusp.py and configs/frami.py rescaled presets this way
+    (25 ms / 10 ms windows at the data set's rate); this is their rule in one place.
+    """
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ValueError(f"preset: unknown preset {name!r}; valid presets: {sorted(PRESETS)}")
+    cfg = dict(PRESETS[name])
+    fe_name = cfg["name"]
+    valid = _FRONTENDS[fe_name][1]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ValueError(f"preset {name!r} ({fe_name!r} front-end): unknown override(s) {unknown}; "
+                         f"valid parameters: {sorted(valid)}")
+    if sample_rate is not None:
+        new = _check_rate(sample_rate, f"preset {name!r}: sample_rate")
+        old = _check_rate(cfg.get("sample_rate"), f"PRESETS[{name!r}]['sample_rate']")
+        if new != old:
+            cfg = _rescale(cfg, name, old, new)
+    cfg.update(overrides)
+    return cfg
+
+
+def _rescale(cfg: dict[str, Any], name: str, old: int, new: int) -> dict[str, Any]:
+    """`preset`'s rescaling of one preset dict from `old` to `new` Hz (see `preset`)."""
+    fe_name = cfg["name"]
+    nyq = new / 2.0
+    cfg["sample_rate"] = new
+    if fe_name in _STFT_FRONTENDS:
+        n_fft, win, hop = _stft_params(cfg.get("n_fft", 512 if fe_name == "stft" else 2048),
+                                       cfg.get("win_length"), cfg.get("hop_length"))
+        win_new = _scaled_length(win, old, new)
+        cfg["win_length"] = win_new
+        cfg["hop_length"] = _scaled_length(hop, old, new)
+        cfg["n_fft"] = _next_pow2(max(win_new, -(-n_fft * new // old)))
+    if cfg.get("fmax") is not None:
+        cfg["fmax"] = min(float(cfg["fmax"]), nyq)
+        if float(cfg.get("fmin", 0.0)) >= cfg["fmax"]:
+            raise ValueError(f"preset {name!r} at {new} Hz: fmin={cfg.get('fmin')} Hz >= fmax clamped to "
+                             f"the Nyquist rate {cfg['fmax']} Hz; pass fmin= / fmax= overrides")
+    if fe_name in _CQT_FRONTENDS:
+        sig = inspect.signature(cqt).parameters
+        hop = cfg.get("hop_length", sig["hop_length"].default)
+        fmin = float(cfg.get("fmin", sig["fmin"].default))
+        bpo = int(cfg.get("bins_per_octave", sig["bins_per_octave"].default))
+        n_bins = int(cfg.get("n_bins", sig["n_bins"].default))
+        cfg["hop_length"] = _next_pow2(_scaled_length(hop, old, new))
+        top = math.floor(bpo * math.log2(_CQT_TOP_FRACTION * nyq / fmin)) if fmin < nyq else 0
+        cfg["n_bins"] = min(n_bins, top)
+        if cfg["n_bins"] < 2:
+            raise ValueError(f"preset {name!r} at {new} Hz: n_bins={cfg['n_bins']} below "
+                             f"{_CQT_TOP_FRACTION} x Nyquist from fmin={fmin} Hz; expected >= 2")
+    return cfg
 
 _register()
 FRONTEND_NAMES: tuple[str, ...] = tuple(sorted(_FRONTENDS))
