@@ -19,13 +19,20 @@ def test_paired_t_interval_and_p_value_match_scipy():
     d = stats.paired_difference(A, B)
     diff = np.subtract(A, B)
     lo, hi = scipy_stats.t.interval(0.95, diff.size - 1, loc=diff.mean(), scale=scipy_stats.sem(diff))
-    np.testing.assert_allclose([d["ci95_low"], d["ci95_high"]], [lo, hi], rtol=1e-12)
-    np.testing.assert_allclose(d["half_width"], (hi - lo) / 2, rtol=1e-12)
+    # the interval uses the tabulated t (2.776 for df 4): within 2e-4 of scipy's exact one
+    np.testing.assert_allclose(d["half_width"], (hi - lo) / 2, rtol=2e-4)
+    np.testing.assert_allclose([d["ci95_low"], d["ci95_high"]], [lo, hi], atol=2e-4 * (hi - lo))
     np.testing.assert_allclose(d["p_value"], scipy_stats.ttest_rel(A, B).pvalue, rtol=1e-10)
     assert d["significant"] == (lo > 0 or hi < 0)
     # hand-computed: d = [.01, .03, -.01, .04, .03], mean .02, sd sqrt(.0016/4) = .02
     assert d["mean"] == pytest.approx(0.02) and d["std"] == pytest.approx(0.02)
-    assert d["half_width"] == pytest.approx(2.7764451 * 0.02 / math.sqrt(5), rel=1e-6)
+    assert d["half_width"] == pytest.approx(2.776 * 0.02 / math.sqrt(5), rel=1e-12)
+
+
+def test_t975_table_matches_scipy():
+    for df in range(1, 31):
+        assert stats.t975(df) == pytest.approx(scipy_stats.t.ppf(0.975, df), rel=2.5e-4)
+    assert stats.t975(100) == pytest.approx(scipy_stats.t.ppf(0.975, 100), rel=1e-12)
 
 
 def test_paired_difference_edge_cases():
@@ -45,7 +52,7 @@ def test_nadeau_bengio_corrected_variance_by_hand():
     J, ratio = 5, 80 / 320  # ESC-10: one fold tests, the other four train
     s2 = np.sum((d - d.mean()) ** 2) / (J - 1)
     se = math.sqrt((1 / J + ratio) * s2)  # Nadeau & Bengio (2003): (1/J + n2/n1) s^2
-    half = scipy_stats.t.ppf(0.975, J - 1) * se
+    half = 2.776 * se  # t_{0.975, 4} (table)
     nb = stats.nadeau_bengio(arm, base, ratio)
     np.testing.assert_allclose([nb["ci95_low"], nb["ci95_high"]], [d.mean() - half, d.mean() + half], rtol=1e-12)
     np.testing.assert_allclose(nb["p_value"], 2 * scipy_stats.t.sf(abs(d.mean()) / se, J - 1), rtol=1e-12)
@@ -98,7 +105,7 @@ def test_verdict_errors():
 def test_runs_to_decide_is_the_smallest_n_with_half_width_below_half_the_effect():
     sd, effect = 0.02, 0.02
     n = stats.runs_to_decide(sd, effect)
-    half = lambda k: scipy_stats.t.ppf(0.975, k - 1) * sd / math.sqrt(k)  # noqa: E731
+    half = lambda k: stats.t975(k - 1) * sd / math.sqrt(k)  # noqa: E731
     assert half(n) < effect / 2 <= half(n - 1)
     assert n == 18  # t_{.975,17} * .02 / sqrt(18) = .00995 < .01 <= t_{.975,16} .02 / sqrt(17) = .01028
     assert stats.runs_to_decide(0.0, 0.01) == 2
