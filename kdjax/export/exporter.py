@@ -78,9 +78,13 @@ def export_run(
     """
     unknown = [f for f in formats_ if f not in formats.FORMATS]
     if unknown or not formats_:
-        raise ValueError(f"--format: unknown {unknown}; expected a comma-separated subset of {formats.FORMATS}")
+        raise ValueError(
+            f"--format: unknown {unknown}; expected a comma-separated subset of {formats.FORMATS}"
+        )
     if "tflite" in formats_ and not tf_python:
-        raise ValueError("--format tflite needs --tf-python (a Python with tensorflow and jax; docs/export.md)")
+        raise ValueError(
+            "--format tflite needs --tf-python (a Python with tensorflow and jax; docs/export.md)"
+        )
     os.makedirs(out, exist_ok=True)
     fn = serving_fn(run, stft_impl=stft_impl)
     n = run.clip_samples
@@ -89,7 +93,7 @@ def export_run(
     probes = parity.near_silence(n)
     ref = reference_fn(run)
     ref_logits = parity.batched(ref, np.concatenate([audio, probes]))
-    jax_acc = float(np.mean(ref_logits[:len(audio)].argmax(-1) == labels))
+    jax_acc = float(np.mean(ref_logits[: len(audio)].argmax(-1) == labels))
 
     files: dict[str, Any] = {}
     checks: dict[str, Any] = {}
@@ -116,12 +120,15 @@ def export_run(
             formats.export_tflite(fn, path, n, tf_python=tf_python)
         convert_s = time.time() - t0
         runner = formats.RUNNERS[fmt](path)
-        logits, probs = (parity.batched(lambda x, k=k: runner(x)[k], np.concatenate([audio, probes]))
-                         for k in range(2))
+        logits, probs = parity.batched(runner, np.concatenate([audio, probes]))
         checks[fmt] = parity.compare(fmt, logits, probs, ref_logits, tolerance)
-        checks[fmt]["test_accuracy"] = float(np.mean(logits[:len(audio)].argmax(-1) == labels))
-        files[fmt] = {"file": os.path.basename(path), "bytes": os.path.getsize(path), "batch": batch,
-                      "convert_s": round(convert_s, 2)}
+        checks[fmt]["test_accuracy"] = float(np.mean(logits[: len(audio)].argmax(-1) == labels))
+        files[fmt] = {
+            "file": os.path.basename(path),
+            "bytes": os.path.getsize(path),
+            "batch": batch,
+            "convert_s": round(convert_s, 2),
+        }
 
     result_path = os.path.join(run.workdir, "result.json")
     run_acc = None
@@ -137,11 +144,20 @@ def export_run(
         "sample_rate": run.sample_rate,
         "clip_samples": n,
         "clip_seconds": n / run.sample_rate,
-        "input": {"name": "audio", "shape": ["batch", n], "dtype": "float32",
-                  "units": f"waveform samples in [-1, 1] at {run.sample_rate} Hz"},
-        "outputs": [{"name": "logits", "shape": ["batch", len(run.class_names)]},
-                    {"name": "probabilities", "shape": ["batch", len(run.class_names)],
-                     "definition": "softmax(logits)"}],
+        "input": {
+            "name": "audio",
+            "shape": ["batch", n],
+            "dtype": "float32",
+            "units": f"waveform samples in [-1, 1] at {run.sample_rate} Hz",
+        },
+        "outputs": [
+            {"name": "logits", "shape": ["batch", len(run.class_names)]},
+            {
+                "name": "probabilities",
+                "shape": ["batch", len(run.class_names)],
+                "definition": "softmax(logits)",
+            },
+        ],
         "frontend": {k: (list(v) if isinstance(v, tuple) else v) for k, v in fe.items()},
         "stft_impl": stft_impl,
         "files": files,
@@ -154,7 +170,7 @@ def export_run(
             "silence_clips": int(len(probes)),
             "jax_test_accuracy": jax_acc,
             "run_test_accuracy": run_acc,
-            "max_abs_diff_to_run_test_logits": _training_logits_diff(run, ref_logits[:len(audio)]),
+            "max_abs_diff_to_run_test_logits": _training_logits_diff(run, ref_logits[: len(audio)]),
             "formats": checks,
         },
     }

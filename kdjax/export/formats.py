@@ -35,7 +35,9 @@ FILE_NAMES = {"onnx": "model.onnx", "tflite": "model.tflite", "stablehlo": "mode
 OUTPUT_NAMES = ("logits", "probabilities")
 
 
-def export_stablehlo(fn: Callable, path: str, clip_samples: int, *, dynamic_batch: bool = True) -> bytes:
+def export_stablehlo(
+    fn: Callable, path: str, clip_samples: int, *, dynamic_batch: bool = True
+) -> bytes:
     """Writes `jax.export.serialize(jax.export.export(jax.jit(fn))(audio))` to `path`.
 
     Args:
@@ -72,7 +74,9 @@ def _clean_onnx(model: Any) -> Any:
     import onnx
 
     g = model.graph
-    renames = {g.input[0].name: "audio"} | {o.name: n for o, n in zip(g.output, OUTPUT_NAMES, strict=True)}
+    renames = {g.input[0].name: "audio"} | {
+        o.name: n for o, n in zip(g.output, OUTPUT_NAMES, strict=True)
+    }
     for node in g.node:
         node.input[:] = [renames.get(x, x) for x in node.input]
         node.output[:] = [renames.get(x, x) for x in node.output]
@@ -88,8 +92,9 @@ def _clean_onnx(model: Any) -> Any:
     return model
 
 
-def export_onnx(fn: Callable, path: str, clip_samples: int, *, dynamic_batch: bool = False,
-                opset: int = 23) -> None:
+def export_onnx(
+    fn: Callable, path: str, clip_samples: int, *, dynamic_batch: bool = False, opset: int = 23
+) -> None:
     """Converts `fn` with jax2onnx and writes a checked ONNX model (input "audio", outputs
     "logits", "probabilities").
 
@@ -152,8 +157,10 @@ def export_tflite(fn: Callable, path: str, clip_samples: int, *, tf_python: str)
       FileNotFoundError: `tf_python` does not exist.
     """
     if not os.path.exists(tf_python):
-        raise FileNotFoundError(f"--tf-python {tf_python}: no such interpreter (a venv with "
-                                "tensorflow and jax, see docs/export.md)")
+        raise FileNotFoundError(
+            f"--tf-python {tf_python}: no such interpreter (a venv with "
+            "tensorflow and jax, see docs/export.md)"
+        )
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tflite_convert.py")
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "batch1.stablehlo")
@@ -163,10 +170,14 @@ def export_tflite(fn: Callable, path: str, clip_samples: int, *, tf_python: str)
         p = subprocess.run([tf_python, script, src, path], capture_output=True, text=True, env=env)
     if p.returncode != 0 or not os.path.exists(path):
         lines = [x for x in (p.stderr + p.stdout).splitlines() if x.strip()]
-        raise RuntimeError(f"TFLite conversion failed ({tf_python}): {lines[-1] if lines else p.returncode}")
+        raise RuntimeError(
+            f"TFLite conversion failed ({tf_python}): {lines[-1] if lines else p.returncode}"
+        )
 
 
-def run_tflite(path: str, threads: int = 1) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def run_tflite(
+    path: str, threads: int = 1
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """An ai-edge-litert interpreter (`threads` threads): `audio [B, N] -> (logits, probabilities)`,
     row by row (the model has batch 1). Outputs are matched by name (logits, probabilities)."""
     from ai_edge_litert.interpreter import Interpreter

@@ -49,7 +49,9 @@ def _first_attr(name: str, modules: tuple[str, ...]) -> Any:
     raise ImportError(f"none of {modules} defines {name!r}")
 
 
-def load_config(spec: str | ml_collections.ConfigDict | None, workdir: str) -> ml_collections.ConfigDict:
+def load_config(
+    spec: str | ml_collections.ConfigDict | None, workdir: str
+) -> ml_collections.ConfigDict:
     """The run's config: `spec` ("configs/x.py[:arg]" or a ConfigDict) or `<workdir>/config.json`.
 
     Raises:
@@ -62,7 +64,8 @@ def load_config(spec: str | ml_collections.ConfigDict | None, workdir: str) -> m
         if not os.path.exists(path):
             raise FileNotFoundError(
                 f"{workdir}: no config.json; pass --config=<the config file the run was trained with, "
-                "e.g. configs/fsdd.py>")
+                "e.g. configs/fsdd.py>"
+            )
         with open(path) as f:
             return ml_collections.ConfigDict(json.load(f))
     path, _, arg = str(spec).partition(":")
@@ -77,7 +80,9 @@ def load_config(spec: str | ml_collections.ConfigDict | None, workdir: str) -> m
     return mod.get_config(arg) if arg else mod.get_config()
 
 
-def _run_config(cfg: ml_collections.ConfigDict, workdir: str) -> tuple[ml_collections.ConfigDict, str]:
+def _run_config(
+    cfg: ml_collections.ConfigDict, workdir: str
+) -> tuple[ml_collections.ConfigDict, str]:
     """(the run's own config, its stage name or "") for a run folder of `cfg`.
 
     A staged config (`stages`) is matched by the run folder: `<root>/<stage>` or
@@ -94,8 +99,10 @@ def _run_config(cfg: ml_collections.ConfigDict, workdir: str) -> tuple[ml_collec
         for name, _, run_wd, c in stage_runs(cfg, root, names=list(cfg.stages)):
             if os.path.abspath(run_wd) == wd:
                 return c, name
-    raise ValueError(f"--workdir {workdir}: not a stage run of this config (expected <root>/<stage> or "
-                     f"<root>/<stage>/seed<k>, stages {list(cfg.stages)})")
+    raise ValueError(
+        f"--workdir {workdir}: not a stage run of this config (expected <root>/<stage> or "
+        f"<root>/<stage>/seed<k>, stages {list(cfg.stages)})"
+    )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -145,8 +152,9 @@ def _expand_frontend(fe: Any, named: Mapping[str, Any], where: str) -> dict[str,
     return fe
 
 
-def load_run(workdir: str, config: str | ml_collections.ConfigDict | None = None,
-             model: str | None = None) -> Run:
+def load_run(
+    workdir: str, config: str | ml_collections.ConfigDict | None = None, model: str | None = None
+) -> Run:
     """Loads a finished (or checkpointed) kdjax run's deployed model for export.
 
     Args:
@@ -173,27 +181,40 @@ def load_run(workdir: str, config: str | ml_collections.ConfigDict | None = None
         raise ValueError(f"--model={name!r}: the run's deployed models are {deployed}")
     m = models[name]
     if m.get("input") or not m.get("frontend"):
-        raise ValueError(f"models.{name} reads {m.get('input')!r}, not a front-end of the audio: "
-                         "only models on raw audio can be exported with their front-end")
+        raise ValueError(
+            f"models.{name} reads {m.get('input')!r}, not a front-end of the audio: "
+            "only models on raw audio can be exported with their front-end"
+        )
     fe = _expand_frontend(m.frontend, dict(cfg.get("frontends", {}) or {}), f"models.{name}")
     split_sources = _first_attr("split_sources", ("kdjax.train.loop", "kdjax.train.setup"))
     sources = split_sources(cfg, workdir)
     src = sources["test"] or sources["validation"] or sources["train"]
     sr, num_classes = int(src.sample_rate), int(src.num_classes)
     if getattr(src, "multi_label", False):
-        raise ValueError(f"{workdir}: multi-label runs are not supported by the export (probabilities "
-                         "would be sigmoids, the parity check top-1 classes)")
+        raise ValueError(
+            f"{workdir}: multi-label runs are not supported by the export (probabilities "
+            "would be sigmoids, the parity check top-1 classes)"
+        )
     from kdjax import models as models_lib
     from kdjax.train.checkpoint import load_best_variables
 
     kw = dict(m.get("kw", {}) or {})
     module = models_lib.build(m.model, num_classes=num_classes, **kw)
     variables = load_best_variables(workdir, name)
-    return Run(workdir=workdir, stage=stage, name=name, config=cfg,
-               model={"model": str(m.model), "kw": kw}, module=module,
-               variables=jax.tree.map(np.asarray, variables), frontend=fe, sample_rate=sr,
-               clip_samples=int(round(float(cfg.data.clip_seconds) * sr)),
-               class_names=tuple(str(c) for c in src.class_names), sources=sources)
+    return Run(
+        workdir=workdir,
+        stage=stage,
+        name=name,
+        config=cfg,
+        model={"model": str(m.model), "kw": kw},
+        module=module,
+        variables=jax.tree.map(np.asarray, variables),
+        frontend=fe,
+        sample_rate=sr,
+        clip_samples=int(round(float(cfg.data.clip_seconds) * sr)),
+        class_names=tuple(str(c) for c in src.class_names),
+        sources=sources,
+    )
 
 
 def export_frontend_config(run: Run, stft_impl: str = "rfft") -> dict[str, Any]:
@@ -215,7 +236,9 @@ def export_frontend_config(run: Run, stft_impl: str = "rfft") -> dict[str, Any]:
         try:
             frontends_lib.make_frontend(fe)
         except ValueError as e:
-            raise ValueError(f"stft_impl={stft_impl!r}: the front-end does not offer it ({e})") from None
+            raise ValueError(
+                f"stft_impl={stft_impl!r}: the front-end does not offer it ({e})"
+            ) from None
     return fe
 
 
@@ -226,7 +249,9 @@ def _export_module(run: Run) -> Any:
     return run.module
 
 
-def serving_fn(run: Run, *, stft_impl: str = "rfft") -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
+def serving_fn(
+    run: Run, *, stft_impl: str = "rfft"
+) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
     """The exported function: `wave [B, N] float32 -> (logits [B, C], probabilities [B, C])`.
 
     N is the run's clip length in samples at its sample rate (Hz); probabilities are
@@ -246,10 +271,12 @@ def serving_fn(run: Run, *, stft_impl: str = "rfft") -> Callable[[jax.Array], tu
         return logits
 
     def fn(wave: jax.Array) -> tuple[jax.Array, jax.Array]:
-        if wave.ndim != 2 or (jax.core.is_constant_dim(wave.shape[1]) and wave.shape[1] != n):
-            raise ValueError(f"wave: expected [B, {n}] samples at {run.sample_rate} Hz, got {wave.shape}")
+        if wave.ndim != 2 or (not jax.export.is_symbolic_dim(wave.shape[1]) and wave.shape[1] != n):
+            raise ValueError(
+                f"wave: expected [B, {n}] samples at {run.sample_rate} Hz, got {wave.shape}"
+            )
         wave = wave.astype(jnp.float32)
-        if jax.core.is_constant_dim(wave.shape[0]):
+        if not jax.export.is_symbolic_dim(wave.shape[0]):
             logits = rows(wave)
         else:
             logits = jax.vmap(lambda w: rows(w[None])[0])(wave)

@@ -23,7 +23,9 @@ class ParityError(RuntimeError):
     """An exported file's logits or top-1 classes differ from the JAX model's."""
 
 
-def split_clips(run: Run, split: str = "test", max_clips: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def split_clips(
+    run: Run, split: str = "test", max_clips: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The run's `split` clips as the model sees them: (audio `[M, N]` float32, labels `[M]` int).
 
     Clips are fitted to N = `run.clip_samples` as in evaluation (`pipeline.eval_batches`, the
@@ -49,23 +51,36 @@ def near_silence(clip_samples: int, seed: int = 0) -> np.ndarray:
     -60 dBFS): the front-end's dB floor and top_db clipping act there."""
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal((2, clip_samples)).astype(np.float32)
-    return np.concatenate([np.zeros((1, clip_samples), np.float32),
-                           noise[:1] * 1e-5, noise[1:] * 1e-3]).astype(np.float32)
+    return np.concatenate(
+        [np.zeros((1, clip_samples), np.float32), noise[:1] * 1e-5, noise[1:] * 1e-3]
+    ).astype(np.float32)
 
 
-def batched(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch: int = 32) -> np.ndarray:
-    """`fn` over `x [M, ...]` in batches of `batch` rows (the last one zero-padded), concatenated."""
+def batched(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch: int = 32) -> Any:
+    """`fn` over `x [M, ...]` in batches of `batch` rows (the last one zero-padded), concatenated.
+
+    `fn` returns an array or a tuple of arrays (each `[batch, ...]`); so does `batched`.
+    """
     outs = []
     for i in range(0, len(x), batch):
-        part = x[i:i + batch]
+        part = x[i : i + batch]
         pad = batch - len(part)
-        y = np.asarray(fn(np.concatenate([part, np.zeros((pad, *part.shape[1:]), part.dtype)]) if pad else part))
-        outs.append(y[:len(part)])
-    return np.concatenate(outs)
+        if pad:
+            part = np.concatenate([part, np.zeros((pad, *part.shape[1:]), part.dtype)])
+        y = fn(part)
+        ys = y if isinstance(y, tuple) else (y,)
+        outs.append(tuple(np.asarray(a)[: batch - pad] for a in ys))
+    cat = tuple(np.concatenate(parts) for parts in zip(*outs, strict=True))
+    return cat if isinstance(y, tuple) else cat[0]
 
 
-def compare(fmt: str, logits: np.ndarray, probs: np.ndarray, ref_logits: np.ndarray,
-            tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
+def compare(
+    fmt: str,
+    logits: np.ndarray,
+    probs: np.ndarray,
+    ref_logits: np.ndarray,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> dict[str, Any]:
     """Parity figures of one format's outputs against the reference logits.
 
     Args:
@@ -82,16 +97,26 @@ def compare(fmt: str, logits: np.ndarray, probs: np.ndarray, ref_logits: np.ndar
     ref_logits = np.asarray(ref_logits, np.float64)
     logits, probs = np.asarray(logits, np.float64), np.asarray(probs, np.float64)
     if logits.shape != ref_logits.shape or probs.shape != ref_logits.shape:
-        raise ParityError(f"{fmt}: outputs {logits.shape} / {probs.shape}, expected {ref_logits.shape}")
+        raise ParityError(
+            f"{fmt}: outputs {logits.shape} / {probs.shape}, expected {ref_logits.shape}"
+        )
     z = ref_logits - ref_logits.max(-1, keepdims=True)
     ref_probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
     diff = np.abs(logits - ref_logits).max(-1)
     mism = np.flatnonzero(logits.argmax(-1) != ref_logits.argmax(-1))
-    out = {"max_abs_logit_diff": float(diff.max()), "max_abs_prob_diff": float(np.abs(probs - ref_probs).max()),
-           "top1_mismatches": int(mism.size), "clips": int(len(ref_logits))}
+    out = {
+        "max_abs_logit_diff": float(diff.max()),
+        "max_abs_prob_diff": float(np.abs(probs - ref_probs).max()),
+        "top1_mismatches": int(mism.size),
+        "clips": int(len(ref_logits)),
+    }
     if not np.all(np.isfinite(logits)) or diff.max() > tolerance:
         k = int(np.nanargmax(np.where(np.isfinite(diff), diff, np.inf)))
-        raise ParityError(f"{fmt}: max |logit difference| {diff[k]:.3g} > {tolerance:g} (clip {k} of {len(diff)})")
+        raise ParityError(
+            f"{fmt}: max |logit difference| {diff[k]:.3g} > {tolerance:g} (clip {k} of {len(diff)})"
+        )
     if mism.size:
-        raise ParityError(f"{fmt}: top-1 class differs on {mism.size} of {len(diff)} clips (first: clip {mism[0]})")
+        raise ParityError(
+            f"{fmt}: top-1 class differs on {mism.size} of {len(diff)} clips (first: clip {mism[0]})"
+        )
     return out

@@ -30,7 +30,9 @@ def main(src: str, dst: str) -> None:
 
     module = tf.Module()
 
-    @tf.function(input_signature=[tf.TensorSpec(spec.shape, tf.float32, name="audio")], autograph=False)
+    @tf.function(
+        input_signature=[tf.TensorSpec(spec.shape, tf.float32, name="audio")], autograph=False
+    )
     def serve(audio):
         logits, probs = converted(audio)
         return {"logits": logits, "probabilities": probs}
