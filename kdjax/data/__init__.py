@@ -3,6 +3,10 @@
 `get_source(name, split, **kw)` finds `kdjax.data.<name>.source`.
 """
 
+from kdjax import _extras
+
+_extras.require("kdjax.data", ("soundfile", "grain", "absl"))  # without kdjax[train]: one line
+
 from kdjax.data.audio import AudioError, DatasetNotFoundError, load_audio
 from kdjax.data.base import ClipRecord, ClipSource, data_root, get_source
 

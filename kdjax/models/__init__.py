@@ -31,6 +31,10 @@ A model module may also define `load_pretrained(path, params) -> params` (and op
 
 from __future__ import annotations
 
+from kdjax import _extras
+
+_extras.require("kdjax.models", ("flax",))  # without kdjax[train]: a one-line error
+
 import importlib
 from typing import Any
 
