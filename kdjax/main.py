@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import sys
 
+from kdjax import _extras
+
+_extras.require("kdjax.main")  # without kdjax[train]: a one-line error
+
 from absl import app, flags
 from ml_collections import config_flags
 
