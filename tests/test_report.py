@@ -177,3 +177,23 @@ def test_partial_workdir_reports_what_is_missing(workdir, tmp_path):
     md = (out / "report.md").read_text()
     assert "No verdict: the claim's comparison kd - student" in md
     assert "Not compared (no finished run of kd - student: student; alt - student: student)" in md
+
+
+def test_peers_get_one_row_and_one_comparison_each(tmp_path):
+    w = tmp_path / "peers"
+    for k in range(3):
+        for arm, shift in (("alone", 0.0), ("joint", 0.05)):
+            path = w / arm / f"seed{k}"
+            _write_run(path, 0.5)
+            r = json.loads((path / "result.json").read_text())
+            r["models"] = {"stft": {"test": {"accuracy": BASE[k] + shift}},
+                           "mfcc": {"test": {"accuracy": KD[k] + (shift if k else 0.0)}}}
+            r["params"] = {"stft": 10, "mfcc": 20}
+            (path / "result.json").write_text(json.dumps(r))
+    claim = dict(CLAIM, primary=dict(arm="joint", baseline="alone"), secondary=[])
+    rep = report.build(str(w), claim=claim)
+    assert list(rep["stages"]) == ["alone", "alone/mfcc", "joint", "joint/mfcc"]
+    assert [c["label"] for c in rep["comparisons"]] == ["joint - alone [stft]", "joint - alone [mfcc]"]
+    assert [v["label"] for v in rep["verdicts"]] == ["joint - alone [stft]", "joint - alone [mfcc]"]
+    assert rep["comparisons"][0]["plain"]["mean"] == pytest.approx(0.05)
+    assert rep["comparisons"][1]["plain"]["mean"] == pytest.approx(0.1 / 3)

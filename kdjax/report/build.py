@@ -85,13 +85,19 @@ def _stage_cfg(config: Mapping[str, Any] | None, stage: str) -> Mapping[str, Any
     return ((config or {}).get("stages") or {}).get(stage) or {}
 
 
-def _stage_model(config, stage: str, run: Run) -> str:
+def _stage_models(config, stage: str, run: Run) -> list[str]:
+    """The deployed models a stage reports: the config's `eval_model`, else its deployed models
+    (`deploy` not False) found in result.json, else every model of result.json (the loop writes
+    only deployed ones; several for mutual learning of peers)."""
     sc = _stage_cfg(config, stage)
-    preferred = sc.get("eval_model")
-    if not preferred and sc.get("models"):
-        deployed = [n for n, m in sc["models"].items() if (m or {}).get("deploy", True)]
-        preferred = deployed[0] if deployed and deployed[0] in run.result["models"] else None
-    return run.model(preferred)
+    if sc.get("eval_model"):
+        return [run.model(sc["eval_model"])]
+    have = list(run.result["models"])
+    if sc.get("models"):
+        deployed = [n for n, m in sc["models"].items() if (m or {}).get("deploy", True) and n in have]
+        if deployed:
+            return deployed
+    return have
 
 
 def _metric(run: Run, model: str, wanted: str | None) -> str:
@@ -209,12 +215,15 @@ def build(workdir: str, *, config: Mapping[str, Any] | None = None, claim: Mappi
     train, other = find_runs(workdir)
     train = {k: train[k] for k in _order(config, list(train))}
     stages: dict[str, Any] = {}
+    models: dict[str, list[str]] = {}
     for name, runs in train.items():
-        model = _stage_model(config, name, runs[0])
-        m = metric or _stage_cfg(config, name).get("eval_metric") or _metric(runs[0], model, None)
-        if m not in runs[0].result["models"][model].get("test", {}):
-            m = _metric(runs[0], model, None)  # e.g. a teacher stage scored on another metric
-        stages[name] = summarize_stage(name, runs, model, m)
+        models[name] = _stage_models(config, name, runs[0])
+        for k, model in enumerate(models[name]):
+            m = metric or _stage_cfg(config, name).get("eval_metric") or _metric(runs[0], model, None)
+            if m not in runs[0].result["models"][model].get("test", {}):
+                m = _metric(runs[0], model, None)  # e.g. a teacher stage scored on another metric
+            # a stage with several deployed models (peers): one row per model, the first under its name
+            stages[name if k == 0 else f"{name}/{model}"] = {"stage": name, **summarize_stage(name, runs, model, m)}
     comps, missing = [], []
     explicit = set(compare := list(compare))
     for a, b, role in _pairs(config, claim, compare):
@@ -225,27 +234,32 @@ def build(workdir: str, *, config: Mapping[str, Any] | None = None, claim: Mappi
         if absent:  # e.g. `stage=kd` run alone: the report lists what could not be compared yet
             missing.append({"arm": a, "baseline": b, "role": role, "absent": absent})
             continue
-        st = stages[a]
-        c = compare_arms(train[a], train[b], st["model"], st["metric"], (claim or {}).get("test_train_ratio"))
-        comps.append({"arm": a, "baseline": b, "role": role, "metric": st["metric"], **c})
+        for model in [m for m in models[a] if m in models[b]] or models[a][:1]:
+            st = stages[a] if model == models[a][0] else stages[f"{a}/{model}"]
+            c = compare_arms(train[a], train[b], model, st["metric"], (claim or {}).get("test_train_ratio"))
+            multi = len(models[a]) > 1
+            comps.append({"arm": a, "baseline": b, "role": role, "metric": st["metric"],
+                          "model": model, "label": f"{a} - {b}" + (f" [{model}]" if multi else ""), **c})
     sec = [c for c in comps if c["role"] == "secondary"]
     adj = stats.holm([judged(c)["p_value"] for c in sec])
     for c, p in zip(sec, adj, strict=True):
         c["holm_p"] = p
-    verdict = None
-    if claim and comps and comps[0]["role"] == "primary":
-        c = comps[0]
+    verdicts = []
+    for c in (comps if claim else []):
+        if c["role"] != "primary":
+            continue
         iv = judged(c)
-        conv = all(stages[s]["converged"] == stages[s]["n"] for s in (c["arm"], c["baseline"]))
+        conv = all(st["converged"] == st["n"] for st in stages.values() if st["stage"] in (c["arm"], c["baseline"]))
         v = stats.verdict(iv["ci95_low"], iv["ci95_high"], claim["effect"], claim["direction"], conv)
         need = stats.runs_to_decide(c["plain"]["std"], claim["effect"]) if v == "inconclusive" and c["plain"]["n"] > 1 else None
-        verdict = {"verdict": v, "interval": "nadeau_bengio" if c["nadeau_bengio"] else "plain",
-                   "converged": conv, "runs_to_decide": need,
-                   "more_runs": (max(need - c["plain"]["n"], 0) if need else None)}
+        verdicts.append({"label": c["label"], "verdict": v, "interval": "nadeau_bengio" if c["nadeau_bengio"] else "plain",
+                         "converged": conv, "runs_to_decide": need,
+                         "more_runs": (max(need - c["plain"]["n"], 0) if need else None)})
         c["verdict"] = v
     return {"workdir": os.path.abspath(workdir), "title": title or os.path.basename(os.path.abspath(workdir)),
             "stages": stages, "other_stages": {k: len(v) for k, v in other.items()},
-            "comparisons": comps, "missing_comparisons": missing, "claim": claim, "verdict": verdict}
+            "comparisons": comps, "missing_comparisons": missing, "claim": claim,
+            "verdict": verdicts[0] if verdicts else None, "verdicts": verdicts}
 
 
 def judged(c: Mapping[str, Any]) -> dict[str, Any]:

@@ -142,7 +142,7 @@ def forest(report: Mapping[str, Any], path: str) -> str | None:
     labels = []
     for c in comps:
         tag = " (primary)" if c["role"] == "primary" else ""
-        labels.append(f"{c['arm']} - {c['baseline']}{tag}\nn={c['plain']['n']}")
+        labels.append(f"{c['label']}{tag}\nn={c['plain']['n']}")
     ax.set_yticks(ys)
     ax.set_yticklabels(labels, fontsize=8)
     metric = comps[0]["metric"]

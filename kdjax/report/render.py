@@ -42,13 +42,13 @@ def stage_table(report: Mapping[str, Any]) -> list[str]:
     """The per-stage summary table (markdown lines)."""
     lines = ["| stage | model | params | runs | test metric, mean +- std | per run | train time (s, sum) "
              "| best / last step per run | converged |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, st in report["stages"].items():
+    for st in report["stages"].values():
         per = ", ".join(f"{_f(r['test'])}" for r in st["runs"])
         steps = ", ".join(_steps(r) for r in st["runs"])
         conv = f"{st['converged']}/{st['n']}" if st["converged_known"] else "n/a"
         params = f"{st['params']:,}" if isinstance(st["params"], int) else "n/a"
         ms = stats.mean_std([r["test"] for r in st["runs"]])
-        lines.append(f"| {name} | {st['model']} | {params} | {st['n']} | {st['metric']} {ms} | {per} | "
+        lines.append(f"| {st['stage']} | {st['model']} | {params} | {st['n']} | {st['metric']} {ms} | {per} | "
                      f"{_f(st['train_time_s'], 0)} | {steps} | {conv} |")
     return lines
 
@@ -65,7 +65,7 @@ def comparison_table(report: Mapping[str, Any]) -> list[str]:
     for c in report["comparisons"]:
         p, nb = c["plain"], c["nadeau_bengio"]
         iv = (f"[{p['ci95_low']:+.4f}, {p['ci95_high']:+.4f}]" if math.isfinite(p["ci95_low"]) else "n/a (1 run)")
-        row = (f"| {c['arm']} - {c['baseline']} | {c['role']} | {p['n']} | {p['mean']:+.4f} | {iv} | "
+        row = (f"| {c['label']} | {c['role']} | {p['n']} | {p['mean']:+.4f} | {iv} | "
                f"{_f(p['half_width'])} | {_p(p['p_value'])} ")
         if nb_any:
             row += (f"| [{nb['ci95_low']:+.4f}, {nb['ci95_high']:+.4f}] ({nb['test_train_ratio']:.3f}) | "
@@ -77,32 +77,34 @@ def comparison_table(report: Mapping[str, Any]) -> list[str]:
 
 def verdict_lines(report: Mapping[str, Any]) -> list[str]:
     """The claim, the measured primary difference and the verdict (markdown lines)."""
-    claim, v = report.get("claim"), report.get("verdict")
-    if claim and not v:
+    claim, verdicts = report.get("claim"), report.get("verdicts") or []
+    if claim and not verdicts:
         return [f"No verdict: the claim's comparison {claim['primary']['arm']} - "
                 f"{claim['primary']['baseline']} has no finished runs in both arms yet."]
-    if not claim or not v:
+    if not claim:
         return ["No claim: give the config's `claim` (or `--config configs/<recipe>.py`) for a verdict."]
-    c = report["comparisons"][0]
-    iv = judged(c)
     e = abs(claim["effect"]) * (1 if claim["direction"] == "greater" else -1)
-    which = "Nadeau-Bengio corrected 95% interval" if v["interval"] == "nadeau_bengio" else "paired 95% t interval"
     src = f" ({claim['source']})" if claim.get("source") else ""
     paper = f"; paper: {claim['paper']}" if claim.get("paper") else ""
-    lines = [f"Claim{src}: `{c['arm']}` - `{c['baseline']}` on test {c['metric']} is "
-             f"{'above' if e > 0 else 'below'} 0; smallest effect of interest {e:+g}{paper}.", "",
-             f"Measured: {iv['mean']:+.4f} {'' if not math.isfinite(iv['ci95_low']) else stats.format_interval(iv).split(' ', 1)[1]} "
-             f"({which}, {iv['n']} paired runs {', '.join(c['runs'])}; half-width {_f(iv['half_width'])}).", ""]
-    tail = ""
-    if v["verdict"] == "inconclusive":
-        excludes_effect = iv["ci95_high"] < e if e > 0 else iv["ci95_low"] > e
-        if not v["converged"] and excludes_effect:
-            tail = " (the interval excludes the effect, but not every run converged: no 'refuted')"
-        elif v["more_runs"]:
-            tail = (f"; about {v['runs_to_decide']} paired runs ({v['more_runs']} more) would decide it, "
-                    f"if the paired SD stays {c['plain']['std']:.4f}")
-    lines.append(f"**Verdict: {v['verdict']}**{tail}.")
-    return lines
+    c0 = next(c for c in report["comparisons"] if c["role"] == "primary")
+    lines = [f"Claim{src}: `{c0['arm']}` - `{c0['baseline']}` on test {c0['metric']} is "
+             f"{'above' if e > 0 else 'below'} 0; smallest effect of interest {e:+g}{paper}.", ""]
+    prim = [c for c in report["comparisons"] if c["role"] == "primary"]
+    for c, v in zip(prim, verdicts, strict=True):
+        iv = judged(c)
+        which = "Nadeau-Bengio corrected 95% interval" if v["interval"] == "nadeau_bengio" else "paired 95% t interval"
+        ci = stats.format_interval(iv).split(" ", 1)[1] if math.isfinite(iv["ci95_low"]) else "(no interval)"
+        tail = ""
+        if v["verdict"] == "inconclusive":
+            excludes_effect = iv["ci95_high"] < e if e > 0 else iv["ci95_low"] > e
+            if not v["converged"] and excludes_effect:
+                tail = " (the interval excludes the effect, but not every run converged: no 'refuted')"
+            elif v["more_runs"]:
+                tail = (f"; about {v['runs_to_decide']} paired runs ({v['more_runs']} more) would decide it, "
+                        f"if the paired SD stays {c['plain']['std']:.4f}")
+        lines += [f"{c['label']}: measured {iv['mean']:+.4f} {ci} ({which}, {iv['n']} paired runs "
+                  f"{', '.join(c['runs'])}; half-width {_f(iv['half_width'])}). **Verdict: {v['verdict']}**{tail}.", ""]
+    return lines[:-1]
 
 
 def markdown(report: Mapping[str, Any], figures: Mapping[str, str], level: int = 1) -> str:
