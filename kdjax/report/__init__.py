@@ -24,7 +24,8 @@ from typing import Any
 from kdjax.report.build import build, check_claim, load_config
 from kdjax.report.runs import Run, find_runs
 
-__all__ = ["Run", "build", "check_claim", "find_runs", "load_config", "replace_block", "write_report"]
+__all__ = ["Run", "build", "check_claim", "find_runs", "load_config", "readme_block", "replace_block",
+           "write_report"]
 
 
 def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
@@ -64,10 +65,10 @@ def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
     if config is not None:
         with open(os.path.join(out, "config.json"), "w") as f:
             json.dump(config, f, indent=1)
-    rep["workdir_display"] = os.path.relpath(rep["workdir"]) if not os.path.isabs(workdir) else workdir
     pics: dict[str, str] = {}
     if figures:
         train, _ = find_runs(workdir)
+        train = {s: train[s] for s in dict.fromkeys(st["stage"] for st in rep["stages"].values())}
         fdir = os.path.join(out, "figures")
         for key, path in [("forest", figs.forest(rep, os.path.join(fdir, "forest.png"))),
                           ("learning_val", figs.learning_curves(train, rep, "val", os.path.join(fdir, "learning_val.png"))),
@@ -108,3 +109,26 @@ def replace_block(text: str, name: str, content: str) -> str:
     if not pat.search(text):
         raise ValueError(f"no block {begin} ... {end} in the file")
     return pat.sub(lambda _: f"{begin}\n{content.rstrip()}\n{end}", text, count=1)
+
+
+def readme_block(readme: str, name: str, workdir: str, out: str, **kw: Any) -> dict[str, Any]:
+    """Writes the report of `workdir` into `out` and puts its markdown (headings from level 3,
+    picture links relative to the README) between the README's `kdjax.report` markers `name`.
+
+    Used by the results folders' thin callers (configs/results/<recipe>/make_table.py), so a
+    results README's generated part is rebuilt by one command while its prose stays.
+
+    Args:
+      readme: the README path. name: the block's marker name. workdir, out, **kw: write_report's.
+
+    Raises:
+      ValueError: the README has no such markers; see write_report.
+    """
+    rep = write_report(workdir, out, level=3, **kw)
+    rel = os.path.relpath(out, os.path.dirname(os.path.abspath(readme)) or ".")
+    md = re.sub(r"\]\((figures/[^)]+)\)", lambda m: f"]({rel}/{m.group(1)})", rep["markdown"])
+    with open(readme) as f:
+        text = f.read()
+    with open(readme, "w") as f:
+        f.write(replace_block(text, name, md))
+    return rep

@@ -256,7 +256,7 @@ def build(workdir: str, *, config: Mapping[str, Any] | None = None, claim: Mappi
                          "converged": conv, "runs_to_decide": need,
                          "more_runs": (max(need - c["plain"]["n"], 0) if need else None)})
         c["verdict"] = v
-    return {"workdir": os.path.abspath(workdir), "title": title or os.path.basename(os.path.abspath(workdir)),
+    return {"workdir": workdir, "title": title or os.path.basename(os.path.abspath(workdir)),
             "stages": stages, "other_stages": {k: len(v) for k, v in other.items()},
             "comparisons": comps, "missing_comparisons": missing, "claim": claim,
             "verdict": verdicts[0] if verdicts else None, "verdicts": verdicts}

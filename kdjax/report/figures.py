@@ -28,10 +28,17 @@ def _grid(n: int, ncols: int = 4) -> tuple[int, int]:
     return math.ceil(n / ncols), ncols
 
 
-def _save(fig, path: str) -> str:
+def _save(fig, path: str, panels: int = 1) -> str:
+    """Saves a figure as an indexed-colour PNG (256-colour palette: a third of the RGBA size for
+    these flat plots, so committed results stay small)."""
+    from PIL import Image  # matplotlib's own dependency
+
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI if panels <= 8 else 80, bbox_inches="tight")  # big grids: fewer pixels
     plt.close(fig)
+    with Image.open(path) as im:
+        pal = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    pal.save(path, optimize=True)
     return path
 
 
@@ -57,7 +64,8 @@ def learning_curves(train: Mapping[str, Sequence[Run]], report: Mapping[str, Any
         return None
     nr, nc = _grid(len(panels))
     fig, axes = plt.subplots(nr, nc, figsize=(3.6 * nc, 2.7 * nr), squeeze=False, sharey=key == "val")
-    for ax, (stage, _, curves) in zip(axes.flat, panels, strict=False):
+    first_multi = next((j for j, p in enumerate(panels) if len(p[2]) > 1), None)
+    for j, (ax, (stage, _, curves)) in enumerate(zip(axes.flat, panels, strict=False)):
         for i, (name, steps, vals) in enumerate(curves):
             ax.plot(steps, vals, color=_COLORS[i % 10], lw=1.2, label=name,
                     marker="o" if len(steps) <= 12 else None, ms=3)
@@ -67,14 +75,14 @@ def learning_curves(train: Mapping[str, Sequence[Run]], report: Mapping[str, Any
         ax.grid(alpha=0.3)
         if key == "train/loss" and min(min(c[2]) for c in curves) > 0:
             ax.set_yscale("log")
-        if len(curves) > 1:
-            ax.legend(fontsize=7, loc="best")
+        if j == first_multi:
+            ax.legend(fontsize=7, loc="best")  # once: the seeds' colours are the same in every panel
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     ylabel = "train loss" if key == "train/loss" else f"validation {panels[0][1].rsplit('/', 1)[-1]}"
     fig.suptitle(f"{ylabel} per arm (one line per seed/fold)", fontsize=11)
-    fig.tight_layout()
-    return _save(fig, path)
+    fig.tight_layout(rect=(0, 0, 1, 0.97 if nr > 1 else 0.93))
+    return _save(fig, path, len(panels))
 
 
 def confusion_matrices(train: Mapping[str, Sequence[Run]], report: Mapping[str, Any], path: str) -> str | None:
@@ -112,7 +120,7 @@ def confusion_matrices(train: Mapping[str, Sequence[Run]], report: Mapping[str, 
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, len(panels))
 
 
 def forest(report: Mapping[str, Any], path: str) -> str | None:
@@ -122,7 +130,7 @@ def forest(report: Mapping[str, Any], path: str) -> str | None:
     comps = report["comparisons"]
     if not comps:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.42 * len(comps)))
+    fig, ax = plt.subplots(figsize=(8, 1.3 + 0.42 * len(comps)))
     ys = np.arange(len(comps))[::-1]
     for y, c in zip(ys, comps, strict=True):
         p, nb = c["plain"], c["nadeau_bengio"]
@@ -135,10 +143,11 @@ def forest(report: Mapping[str, Any], path: str) -> str | None:
         ax.plot([p["mean"]], [y], "o", color=color, ms=6)
     ax.axvline(0, color="black", lw=0.8)
     claim = report.get("claim")
+    title = "Paired differences, arm - baseline"
     if claim:
         e = abs(claim["effect"]) * (1 if claim["direction"] == "greater" else -1)
-        ax.axvline(e, color="#c0392b", lw=1, ls="--", label=f"smallest effect of interest ({e:+g})")
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        ax.axvline(e, color="#c0392b", lw=1, ls="--")
+        title += f"\n(red dashed line: the smallest effect of interest, {e:+g}; red: the primary comparison)"
     labels = []
     for c in comps:
         tag = " (primary)" if c["role"] == "primary" else ""
@@ -150,7 +159,7 @@ def forest(report: Mapping[str, Any], path: str) -> str | None:
     ax.set_xlabel(f"paired difference in test {metric} (dot: mean; line: 95% t interval{nb_note})", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     ax.set_ylim(-0.7, len(comps) - 0.3)
-    ax.set_title("Paired differences, arm - baseline", fontsize=10)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -112,7 +112,7 @@ def markdown(report: Mapping[str, Any], figures: Mapping[str, str], level: int =
     markdown file."""
     h = "#" * level
     out = [f"{h} Report: {report['title']}", "",
-           f"Runs read from `{report.get('workdir_display', report['workdir'])}`.", "",
+           f"Runs read from `{report['workdir']}`.", "",
            f"{h}# Verdict", ""] + verdict_lines(report) + ["", f"{h}# Stages", ""] + stage_table(report)
     if report["other_stages"]:
         out += ["", "Other stages (not trained models): " + ", ".join(

@@ -81,7 +81,7 @@ def paired_difference(arm: Sequence[float], baseline: Sequence[float]) -> dict[s
                 "half_width": math.inf, "p_value": 1.0, "significant": False}
     std = float(d.std(ddof=1))
     se = std / math.sqrt(n)
-    half = t975(n - 1) * se
+    half = t975(n - 1) * std / math.sqrt(n)  # this order of operations: the committed tables' bits
     lo, hi = mean - half, mean + half
     return {"n": n, "mean": mean, "std": std, "ci95_low": lo, "ci95_high": hi, "half_width": half,
             "p_value": _pvalue(mean, se, n - 1), "significant": bool(lo > 0 or hi < 0)}

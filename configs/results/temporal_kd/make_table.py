@@ -10,10 +10,13 @@ the paired difference (KD - lambda 0) of every lambda with its 95% t interval
 paper's choice, a selection on the test split, so its interval is optimistic), next to the
 paper's numbers where PAPERS.md has them (noisy SC 2 s only).
 
-Usage:
-  python configs/results/temporal_kd/make_table.py sc2=workdirs/temporal_kd_sc2 sc4=workdirs/temporal_kd_sc4 \
-      --out configs/results/temporal_kd
-Writes `<out>/tables.md` and `<out>/tables.json` (every per-run number).
+Usage (repository root):
+  python -m configs.results.temporal_kd.make_table sc2=configs/results/temporal_kd/raw/sc2 \
+      sc4=configs/results/temporal_kd/raw/sc4
+Writes `<out>/tables.md` and `<out>/tables.json` (every per-run number), and the kdjax.report
+block of every data set (claim verdict, Holm, pictures: `python -m kdjax.report` with the
+recipe config `configs/temporal_kd.py:variant=local,data=<name>`) into README.md between its
+`<!-- kdjax.report:begin <name> -->` markers, the report's files under `report/<name>/`.
 
 Raises:
   SystemExit: a malformed name=workdir argument.
@@ -22,17 +25,17 @@ Raises:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
-import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
+from configs.temporal_kd import LAMBDAS, STUDENTS, lam_code
+from kdjax.report import find_runs, load_config, readme_block
+from kdjax.train.stats import format_interval, mean_std, paired_difference
 
-from configs.temporal_kd import LAMBDAS, STUDENTS, lam_code  # noqa: E402
-from kdjax.train.stats import paired_difference  # noqa: E402
+HERE = pathlib.Path(__file__).resolve().parent
 
 # /work/shared/PAPERS.md section 3: noisy Speech Commands v2, 2 s, test accuracy %.
 PAPER = {"sc2": {"teacher": 90.59,
@@ -45,28 +48,30 @@ NAMES = {"lstm_p": "LSTM-P", "temporal_cnn": "TC-ResNet", "crnn": "CRNN", "att_r
          "mhatt_rnn": "MHAtt-RNN"}
 
 
+@functools.cache
+def _stages(wd: str) -> dict:
+    return find_runs(wd)[0]
+
+
 def _runs(stage_dir: pathlib.Path) -> dict[str, dict]:
+    """seed folder -> the numbers of one student stage's finished runs ({} when none)."""
     if not stage_dir.is_dir():
         return {}
     out = {}
-    for p in sorted(stage_dir.glob("seed*")):
-        f = p / "result.json"
-        if f.is_file():
-            r = json.loads(f.read_text())
-            out[p.name] = {"test": float(r["models"]["student"]["test"]["accuracy"]),
-                           "params": int(r["params"]["student"]),
-                           "train_only_params": r.get("train_only_params", {}),
-                           "train_time_s": float(r["train_time_s"]), "steps": int(r["steps"])}
+    for run in _stages(str(stage_dir.parent)).get(stage_dir.name, []):
+        r = run.result
+        out[run.name] = {"test": run.test("student", "accuracy"), "params": int(r["params"]["student"]),
+                         "train_only_params": r.get("train_only_params", {}),
+                         "train_time_s": float(r["train_time_s"]), "steps": int(r["steps"])}
     return out
 
 
 def _fmt(x: list[float]) -> str:
-    a = 100 * np.asarray(x)
-    return f"{a.mean():.1f} +- {a.std(ddof=1):.1f}" if len(a) > 1 else f"{a.mean():.1f}"
+    return mean_std(x, scale=100, digits=1)
 
 
 def _ci(d: dict) -> str:
-    return f"{100 * d['mean']:+.1f} [{100 * d['ci95_low']:+.1f}, {100 * d['ci95_high']:+.1f}]"
+    return format_interval(d, scale=100, digits=1)
 
 
 def table(tag: str, wd: pathlib.Path) -> tuple[str, dict]:
@@ -146,7 +151,8 @@ def table(tag: str, wd: pathlib.Path) -> tuple[str, dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("workdirs", nargs="+", help="name=workdir, e.g. sc2=workdirs/temporal_kd_sc2")
-    ap.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent))
+    ap.add_argument("--out", default=str(HERE))
+    ap.add_argument("--readme", default=str(HERE / "README.md"), help="'' to skip the kdjax.report blocks")
     a = ap.parse_args()
     md, js = [], {}
     for item in a.workdirs:
@@ -156,6 +162,9 @@ def main() -> None:
         text, data = table(tag, pathlib.Path(wd))
         md.append(text)
         js[tag] = data
+        if a.readme:
+            readme_block(a.readme, tag, wd, str(pathlib.Path(a.out) / "report" / tag), title=f"Temporal KD, {tag}",
+                         config=load_config(f"configs/temporal_kd.py:variant=local,data={tag}"))
     out = pathlib.Path(a.out)
     (out / "tables.md").write_text("\n".join(md))
     (out / "tables.json").write_text(json.dumps(js, indent=1))
