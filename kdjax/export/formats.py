@@ -115,6 +115,9 @@ def export_onnx(
     # jax2onnx imports its optional plugins (equinox, dm-pix examples) and logs a traceback for
     # each one that is not installed; they are not needed for Flax linen models.
     logging.getLogger("jax2onnx.plugins.plugin_system").setLevel(logging.ERROR)
+    # With a symbolic batch onnx_ir warns that a shape-computation value has no declared type;
+    # the model is re-inferred and fully checked below.
+    logging.getLogger("onnx_ir.serde").setLevel(logging.ERROR)
     from jax2onnx import to_onnx
 
     shape = ("B", clip_samples) if dynamic_batch else (1, clip_samples)

@@ -220,8 +220,9 @@ def load_run(
 def export_frontend_config(run: Run, stft_impl: str = "rfft") -> dict[str, Any]:
     """The front-end config of the exported model: the run's, with `stft_impl` when not "rfft".
 
-    "dft" / "dft16": the STFT as a matmul with a windowed DFT basis (float32 / float16 basis),
-    an option of `kdjax.frontends` (`stft_impl`, `dft_dtype`).
+    "dft" / "dft16": the STFT as a matmul with a windowed DFT basis (float32 / float16 basis)
+    over frames cut by strided slices (`kdjax.frontends` options `stft_impl="dft"`,
+    `framing="slices"`, `dft_dtype`).
 
     Raises:
       ValueError: unknown `stft_impl`, or one the installed `kdjax.frontends` does not offer.
@@ -230,7 +231,9 @@ def export_frontend_config(run: Run, stft_impl: str = "rfft") -> dict[str, Any]:
         raise ValueError(f"stft_impl={stft_impl!r}: expected one of {STFT_IMPLS}")
     fe = dict(run.frontend)
     if stft_impl != "rfft":
-        fe["stft_impl"] = "dft"
+        # Framing by strided slices, not a gather: TFLite does not convert the gather with a
+        # batch dimension and ONNX gets a dynamic batch.
+        fe["stft_impl"], fe["framing"] = "dft", "slices"
         if stft_impl == "dft16":
             fe["dft_dtype"] = "float16"
         try:
@@ -250,13 +253,16 @@ def _export_module(run: Run) -> Any:
 
 
 def serving_fn(
-    run: Run, *, stft_impl: str = "rfft"
+    run: Run, *, stft_impl: str = "rfft", batch_rows: str = "auto"
 ) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
     """The exported function: `wave [B, N] float32 -> (logits [B, C], probabilities [B, C])`.
 
     N is the run's clip length in samples at its sample rate (Hz); probabilities are
     `softmax(logits)`. The batch B may be symbolic (`jax.export.symbolic_shape("b, N")`):
-    the batch-1 computation is then mapped over rows.
+    `batch_rows="direct"` traces the front-end and model with it, "map" maps the batch-1
+    computation over rows (`jax.vmap`; for front-ends whose row chunking compares the batch with
+    a constant; jax2onnx cannot convert it: its BatchNorm has no vmap rule), "auto" (default)
+    is "direct" where the front-end traces with a symbolic batch, else "map".
 
     Raises:
       ValueError: as `export_frontend_config`; a wave that is not `[B, N]` (at trace time).
@@ -270,16 +276,30 @@ def serving_fn(
         logits, _ = module.apply(variables, fe(wave), train=False)
         return logits
 
+    if batch_rows not in ("auto", "direct", "map"):
+        raise ValueError(f"batch_rows={batch_rows!r}: expected 'auto', 'direct' or 'map'")
+    mode = batch_rows
+    if (
+        mode == "auto"
+    ):  # does the front-end trace with a symbolic batch (kdjax.frontends >= the split)?
+        try:
+            jax.eval_shape(
+                rows, jax.ShapeDtypeStruct(jax.export.symbolic_shape(f"b, {n}"), jnp.float32)
+            )
+            mode = "direct"
+        except Exception:  # noqa: BLE001 -- e.g. InconclusiveDimensionOperation in row chunking
+            mode = "map"
+
     def fn(wave: jax.Array) -> tuple[jax.Array, jax.Array]:
         if wave.ndim != 2 or (not jax.export.is_symbolic_dim(wave.shape[1]) and wave.shape[1] != n):
             raise ValueError(
                 f"wave: expected [B, {n}] samples at {run.sample_rate} Hz, got {wave.shape}"
             )
         wave = wave.astype(jnp.float32)
-        if not jax.export.is_symbolic_dim(wave.shape[0]):
-            logits = rows(wave)
-        else:
+        if jax.export.is_symbolic_dim(wave.shape[0]) and mode == "map":
             logits = jax.vmap(lambda w: rows(w[None])[0])(wave)
+        else:
+            logits = rows(wave)
         return logits, jax.nn.softmax(logits, axis=-1)
 
     return fn
