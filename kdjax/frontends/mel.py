@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kdjax.frontends._checks import _check_pos_int, _check_sr, _check_wave, _stft_params
-from kdjax.frontends.stft import _in_chunks, _magnitude_power, _stft, _stft_row_bytes
+from kdjax.frontends.stft import _check_impl, _in_chunks, _spectrogram, _stft_row_bytes
 
 # ----------------------------------------------------------------------------------------------
 # Mel scale
@@ -126,19 +126,24 @@ def mel_spectrogram(
     fmax: float | None = None,
     htk: bool = False,
     norm: str | None = "slaney",
+    stft_impl: str = "rfft",
+    framing: str = "gather",
+    dft_dtype: str | None = None,
 ) -> jax.Array:
     """Mel spectrogram: [..., N] -> [..., T, n_mels], |STFT|**power projected on a mel filterbank.
 
     Matches `librosa.feature.melspectrogram(y=x, sr=sample_rate, ...)` (transposed). The projection
-    is one matmul. Units: power=2 gives power (amplitude^2 summed over bins). Raises as
-    `spectrogram` and `mel_filterbank`.
+    is one matmul. Units: power=2 gives power (amplitude^2 summed over bins). stft_impl /
+    framing / dft_dtype as `kdjax.frontends.stft` (with "dft" only the FFT bins the filterbank
+    uses are computed). Raises as `spectrogram` and `mel_filterbank`.
     """
     if not power > 0:
         raise ValueError(f"power: expected > 0 (1 = magnitude, 2 = power), got {power!r}")
     x = _check_wave(x)
     n_fft, win_length, hop_length = _stft_params(n_fft, win_length, hop_length)
+    _check_impl(stft_impl, framing, dft_dtype)
     kw = dict(n_fft=n_fft, win_length=win_length, hop_length=hop_length, window=window, center=center,
-              pad_mode=pad_mode)
+              pad_mode=pad_mode, framing=framing, stft_impl=stft_impl, dft_dtype=dft_dtype)
     fb = mel_filterbank(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
                         htk=htk, norm=norm, dtype=x.dtype)
     # Project only the FFT bins some filter touches (fmin/fmax leave zero rows): the slice fuses
@@ -149,8 +154,8 @@ def mel_spectrogram(
     b0, b1 = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, fb.shape[0])
 
     def mel(a: jax.Array) -> jax.Array:
-        s = _magnitude_power(_stft(a, **kw), float(power))
-        return jnp.matmul(s[..., b0:b1], fb[b0:b1], precision=jax.lax.Precision.HIGHEST)
+        s = _spectrogram(a, power=float(power), bins=(b0, b1), **kw)  # [..., T, b1 - b0]
+        return jnp.matmul(s, fb[b0:b1], precision=jax.lax.Precision.HIGHEST)
 
     # Chunked over rows (see `_in_chunks`): frames, complex STFT and power stay per chunk.
     return _in_chunks(mel, x, _stft_row_bytes(x, n_fft, hop_length, center))
@@ -218,13 +223,16 @@ def log_mel(
     amin: float = 1e-10,
     top_db: float | None = 80.0,
     eps: float = 1e-6,
+    stft_impl: str = "rfft",
+    framing: str = "gather",
+    dft_dtype: str | None = None,
 ) -> jax.Array:
     """Log-mel spectrogram: [..., N] -> [..., T, n_mels].
 
     log="db": `power_to_db(mel, ref=, amin=, top_db=)` in dB (librosa's
     `power_to_db(melspectrogram(...))`); log="log_eps": natural log(mel + eps) (as in EAsT/PANNs
-    style pipelines, e.g. log(x + 1e-5)). Raises ValueError for an unknown `log`, eps <= 0 and as
-    `mel_spectrogram` / `power_to_db`.
+    style pipelines, e.g. log(x + 1e-5)). stft_impl / framing / dft_dtype as `mel_spectrogram`.
+    Raises ValueError for an unknown `log`, eps <= 0 and as `mel_spectrogram` / `power_to_db`.
     """
     if log not in ("db", "log_eps"):
         raise ValueError(f"log: expected 'db' or 'log_eps', got {log!r}")
@@ -232,7 +240,8 @@ def log_mel(
         raise ValueError(f"eps: expected > 0, got {eps!r}")
     m = mel_spectrogram(x, sample_rate=sample_rate, n_fft=n_fft, win_length=win_length,
                         hop_length=hop_length, window=window, center=center, pad_mode=pad_mode,
-                        power=power, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm)
+                        power=power, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm,
+                        stft_impl=stft_impl, framing=framing, dft_dtype=dft_dtype)
     if log == "db":
         return power_to_db(m, ref=ref, amin=amin, top_db=top_db)
     return jnp.log(m + eps)
@@ -304,6 +313,9 @@ def mfcc(
     ref: float | str = 1.0,
     amin: float = 1e-10,
     top_db: float | None = 80.0,
+    stft_impl: str = "rfft",
+    framing: str = "gather",
+    dft_dtype: str | None = None,
 ) -> jax.Array:
     """Mel-frequency cepstral coefficients: [..., N] -> [..., T, n_mfcc].
 
@@ -311,6 +323,7 @@ def mfcc(
     coefficients, optional sinusoidal liftering (lifter > 0; `1 + lifter/2 sin(pi k / lifter)`).
     Matches `librosa.feature.mfcc(y=x, sr=, n_mfcc=, dct_type=2, norm="ortho", lifter=, ...)`
     (transposed; the top_db floor is per example, see `power_to_db`). Units: dB-cepstra.
+    stft_impl / framing / dft_dtype as `mel_spectrogram`.
 
     Raises:
       ValueError: n_mfcc > n_mels, lifter < 0, and as `log_mel`.
@@ -323,7 +336,8 @@ def mfcc(
     s = log_mel(x, sample_rate=sample_rate, n_fft=n_fft, win_length=win_length,
                 hop_length=hop_length, window=window, center=center, pad_mode=pad_mode,
                 power=power, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm, log="db",
-                ref=ref, amin=amin, top_db=top_db)
+                ref=ref, amin=amin, top_db=top_db, stft_impl=stft_impl, framing=framing,
+                dft_dtype=dft_dtype)
     d = jnp.asarray(_dct_matrix(int(n_mels), n_mfcc, float(lifter)), dtype=s.dtype)
     return jnp.matmul(s, d, precision=jax.lax.Precision.HIGHEST)
 
@@ -365,8 +379,13 @@ def deltas(feats: jax.Array, *, width: int = 9, order: int = 1, axis: int = -2) 
         raise ValueError(f"feats: expected at least width={width} frames along axis {axis}, got {t}")
     w = _savgol_center(width, order)
     h = width // 2
-    core = sum(float(w[i]) * feats[..., i : t - width + 1 + i] for i in range(width) if w[i] != 0.0)
+    # lax.slice_in_dim, not feats[..., a:b]: with a symbolic (jax.export) batch size jnp
+    # indexing lowers to a gather; the values are the same slices.
+    n = t - width + 1
+    core = sum(float(w[i]) * jax.lax.slice_in_dim(feats, i, n + i, axis=-1)
+               for i in range(width) if w[i] != 0.0)
     core = jnp.asarray(core, dtype=feats.dtype)
-    out = jnp.concatenate([jnp.repeat(core[..., :1], h, axis=-1), core,
-                           jnp.repeat(core[..., -1:], h, axis=-1)], axis=-1)
+    out = jnp.concatenate([jnp.repeat(jax.lax.slice_in_dim(core, 0, 1, axis=-1), h, axis=-1), core,
+                           jnp.repeat(jax.lax.slice_in_dim(core, n - 1, n, axis=-1), h, axis=-1)],
+                          axis=-1)
     return jnp.moveaxis(out, -1, axis)

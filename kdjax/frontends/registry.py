@@ -45,11 +45,14 @@ def _fe_stft(x: jax.Array, *, sample_rate: float | None = None, n_fft: int = 512
              win_length: int | None = None, hop_length: int | None = None,
              window: str | np.ndarray = "hann", center: bool = True, pad_mode: str = "constant",
              power: float = 2.0, log: str | None = "db", ref: float | str = 1.0,
-             amin: float = 1e-10, top_db: float | None = 80.0, eps: float = 1e-6) -> jax.Array:
+             amin: float = 1e-10, top_db: float | None = 80.0, eps: float = 1e-6,
+             stft_impl: str = "rfft", framing: str = "gather", dft_dtype: str | None = None
+             ) -> jax.Array:
     """Linear-frequency (log) spectrogram [..., T, n_fft // 2 + 1]; log=None|"db"|"log_eps"."""
     del sample_rate
     s = spectrogram(x, n_fft=n_fft, win_length=win_length, hop_length=hop_length, window=window,
-                    center=center, pad_mode=pad_mode, power=power)
+                    center=center, pad_mode=pad_mode, power=power, stft_impl=stft_impl,
+                    framing=framing, dft_dtype=dft_dtype)
     if log == "db" and power != 2.0:
         # power_to_db expects power; |X|**p in dB is (10 * 2 / p) log10 -> rescale.
         return power_to_db(s ** (2.0 / power), ref=ref, amin=amin, top_db=top_db)
@@ -98,6 +101,14 @@ def make_frontend(cfg: Mapping[str, Any] | str) -> Callable[[jax.Array], jax.Arr
         keyword parameters (units as in the functions: sample_rate Hz, n_fft / win_length /
         hop_length samples, fmin / fmax Hz, top_db dB, ...), or a preset name from `PRESETS`, or
         a mapping {"preset": "<name>", **overrides}.
+        Export options of the STFT-based front-ends ("stft", "mel", "logmel", "mfcc"; see
+        `kdjax.frontends.stft`): `stft_impl="rfft"` (default) or `stft_impl="dft"` (the STFT as
+        one real matmul with a precomputed windowed DFT basis: no FFT, no complex dtype, for
+        ONNX / TFLite), `framing="gather"` (default) | "index" | "slices" (static slices, no
+        gather op), `dft_dtype=None | "float16" | ...` (storage dtype of the DFT basis, computed
+        in the input's dtype). E.g. ``make_frontend({"preset": "logmel40_8k", "stft_impl":
+        "dft", "framing": "slices"})``. The front-ends also export with a symbolic batch size
+        (`jax.export`, shape polymorphism).
     Returns:
       A pure function, safe to call inside `jax.jit` (parameters are closed over as static values).
     Raises:

@@ -8,8 +8,10 @@ Numerics follow `librosa.stft` 0.11 (see tests/test_frontends.py).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -118,7 +120,8 @@ def _frame(x: jax.Array, frame_length: int, hop_length: int) -> jax.Array:
 def _frame_slices(x: jax.Array, frame_length: int, hop_length: int) -> jax.Array:
     """Same as `_frame` from ceil(frame_length / hop) shifted block views + one concatenate.
 
-    Kept for benchmarking only (slower on XLA:CPU, see `_frame`).
+    Only static slices, reshapes and one concatenate (no gather): `framing="slices"`, for export
+    to formats without a general gather (ONNX, TFLite). Slower on XLA:CPU, see `_frame`.
     """
     n = x.shape[-1]
     t = 1 + (n - frame_length) // hop_length
@@ -126,16 +129,41 @@ def _frame_slices(x: jax.Array, frame_length: int, hop_length: int) -> jax.Array
     need = (t - 1 + k) * hop_length
     if need > n:
         x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, need - n)])
-    blocks = x[..., :need].reshape(*x.shape[:-1], t - 1 + k, hop_length)
-    frames = jnp.concatenate([blocks[..., i : i + t, :] for i in range(k)], axis=-1)
-    return frames[..., :frame_length]
+    # lax.slice_in_dim, not x[..., a:b]: with a symbolic (jax.export) batch size jnp indexing
+    # lowers to a gather.
+    blocks = jax.lax.slice_in_dim(x, 0, need, axis=-1).reshape(*x.shape[:-1], t - 1 + k, hop_length)
+    frames = jnp.concatenate([jax.lax.slice_in_dim(blocks, i, i + t, axis=-2) for i in range(k)],
+                             axis=-1)
+    return jax.lax.slice_in_dim(frames, 0, frame_length, axis=-1)
 
 
 def _frame_gather(x: jax.Array, frame_length: int, hop_length: int) -> jax.Array:
-    """Same as `_frame` with an element-index gather (kept for benchmarking)."""
+    """Same as `_frame` with an element-index gather `x[..., idx]`, idx [T, frame_length] a
+    constant (`framing="index"`; ONNX `Gather` on the last axis)."""
     t = 1 + (x.shape[-1] - frame_length) // hop_length
     idx = hop_length * np.arange(t)[:, None] + np.arange(frame_length)[None, :]
     return x[..., idx]
+
+
+# framing= name -> [..., N] -> [..., T, frame_length] (all three give identical frames).
+_FRAMINGS: dict[str, Callable[[jax.Array, int, int], jax.Array]] = {
+    "gather": _frame, "index": _frame_gather, "slices": _frame_slices}
+FRAMINGS: tuple[str, ...] = tuple(_FRAMINGS)
+STFT_IMPLS: tuple[str, ...] = ("rfft", "dft")
+_DFT_DTYPES = (None, "float16", "bfloat16", "float32", "float64")
+
+
+def _check_impl(stft_impl: str, framing: str, dft_dtype: str | None) -> None:
+    """Validate the STFT implementation options (see `stft`)."""
+    if stft_impl not in STFT_IMPLS:
+        raise ValueError(f"stft_impl: expected one of {STFT_IMPLS}, got {stft_impl!r}")
+    if framing not in _FRAMINGS:
+        raise ValueError(f"framing: expected one of {FRAMINGS}, got {framing!r}")
+    if dft_dtype not in _DFT_DTYPES:
+        raise ValueError(f"dft_dtype: expected one of {_DFT_DTYPES}, got {dft_dtype!r}")
+    if dft_dtype is not None and stft_impl != "dft":
+        raise ValueError(f"dft_dtype={dft_dtype!r}: only used with stft_impl='dft', got "
+                         f"stft_impl={stft_impl!r}")
 
 
 def stft(
@@ -147,8 +175,11 @@ def stft(
     window: str | np.ndarray = "hann",
     center: bool = True,
     pad_mode: str = "constant",
+    stft_impl: str = "rfft",
+    framing: str = "gather",
+    dft_dtype: str | None = None,
 ) -> jax.Array:
-    """Short-time Fourier transform, rfft of windowed frames.
+    """Short-time Fourier transform, rfft of windowed frames (or a DFT matmul, see stft_impl).
 
     Shapes: x [..., N] (samples) -> complex [..., T, n_fft // 2 + 1], with
     T = 1 + N // hop_length when centered (librosa's count). Bin f is at f * sample_rate / n_fft Hz;
@@ -166,17 +197,38 @@ def stft(
       center: pad n_fft // 2 samples on both sides so frame t is centred at t * hop_length.
       pad_mode: "constant" (zeros, librosa 0.11 default) or "reflect" (torch default), or any
         other `jnp.pad` mode ("edge", "symmetric", "wrap").
+      stft_impl: "rfft" (default): `jnp.fft.rfft` of the windowed frames. "dft": the same
+        transform as one real matmul of the frames with a precomputed windowed DFT basis
+        (cos and -sin parts, [win_length, n_fft // 2 + 1] each: only the window's support rows),
+        no FFT and no complex intermediate (for ONNX / TFLite export, where FFT and complex
+        dtypes are missing; the power front-ends never form a complex array). Equal to "rfft"
+        to float32 round-off (tests/test_frontends_export.py states the tolerance).
+      framing: how frames are cut: "gather" (default: one slab `lax.gather`, fastest on
+        XLA:CPU), "index" (element-index gather `x[..., idx]`), "slices" (static slices and a
+        concatenate, no gather op). All three give identical frames.
+      dft_dtype: storage dtype of the DFT basis constant with stft_impl="dft": None (the input's
+        dtype) or "float16" / "bfloat16" / "float32" / "float64"; the basis is cast to the
+        input's dtype before the matmul (e.g. "float16" halves an exported model's constant,
+        compute stays float32).
     Returns:
       complex64 (complex128 for float64 input) [..., T, n_fft // 2 + 1].
     Raises:
       ValueError: non-floating x, win_length > n_fft, non-positive sizes, unknown pad_mode/window,
-        or a clip too short to give one frame with center=False.
+        a clip too short to give one frame with center=False, unknown stft_impl / framing /
+        dft_dtype, or dft_dtype with stft_impl="rfft".
     """
     x = _check_wave(x)
     n_fft, win_length, hop_length = _stft_params(n_fft, win_length, hop_length)
+    _check_impl(stft_impl, framing, dft_dtype)
     kw = dict(n_fft=n_fft, win_length=win_length, hop_length=hop_length, window=window, center=center,
-              pad_mode=pad_mode)
-    return _in_chunks(lambda a: _stft(a, **kw), x, _stft_row_bytes(x, n_fft, hop_length, center))
+              pad_mode=pad_mode, framing=framing)
+    if stft_impl == "dft":
+        def fn(a: jax.Array) -> jax.Array:
+            return jax.lax.complex(*_stft_dft(a, dft_dtype=dft_dtype, **kw))
+    else:
+        def fn(a: jax.Array) -> jax.Array:
+            return _stft(a, **kw)
+    return _in_chunks(fn, x, _stft_row_bytes(x, n_fft, hop_length, center))
 
 
 # Batch rows are processed in chunks of about this many bytes of frames ([chunk, T, n_fft]), via
@@ -196,8 +248,12 @@ def _in_chunks(fn: Callable[[jax.Array], jax.Array], x: jax.Array, row_bytes: in
 
     Rows are flattened to [M, N] and mapped in chunks of max(1, _CHUNK_BYTES // row_bytes) rows with
     `lax.map` (a scan); a remainder of M % chunk rows is one more call. fn must treat rows
-    independently (every STFT-based front-end here does). Differentiable.
+    independently (every STFT-based front-end here does). Differentiable. A symbolic
+    (shape-polymorphic, `jax.export`) dimension cannot be compared with the chunk size, so such
+    a batch is computed whole.
     """
+    if any(jax.export.is_symbolic_dim(d) for d in x.shape):
+        return fn(x)
     lead, n = x.shape[:-1], x.shape[-1]
     m = math.prod(lead)
     chunk = max(1, _CHUNK_BYTES // max(1, int(row_bytes)))
@@ -212,15 +268,11 @@ def _in_chunks(fn: Callable[[jax.Array], jax.Array], x: jax.Array, row_bytes: in
     return y.reshape(*lead, *y.shape[1:])
 
 
-def _stft(x: jax.Array, *, n_fft: int, win_length: int | None, hop_length: int | None,
-          window: str | np.ndarray, center: bool, pad_mode: str) -> jax.Array:
-    """`stft` on the whole batch at once (no chunking); the public `stft` documents it."""
-    x = _check_wave(x)
-    n_fft, win_length, hop_length = _stft_params(n_fft, win_length, hop_length)
+def _pad_center(x: jax.Array, *, n_fft: int, center: bool, pad_mode: str) -> jax.Array:
+    """x [..., N] padded by n_fft // 2 on both sides when `center`; checks pad_mode and length."""
     valid_pad = ("constant", "reflect", "edge", "symmetric", "wrap")
     if pad_mode not in valid_pad:
         raise ValueError(f"pad_mode: expected one of {valid_pad}, got {pad_mode!r}")
-    w = get_window(window, win_length, n_fft)
     if center:
         pad = [(0, 0)] * (x.ndim - 1) + [(n_fft // 2, n_fft // 2)]
         # jnp.pad reflects repeatedly when the pad is longer than the clip, like np.pad.
@@ -229,18 +281,82 @@ def _stft(x: jax.Array, *, n_fft: int, win_length: int | None, hop_length: int |
         raise ValueError(
             f"x: expected at least n_fft={n_fft} samples with center=False, got {x.shape[-1]}"
         )
+    return x
+
+
+def _stft(x: jax.Array, *, n_fft: int, win_length: int | None, hop_length: int | None,
+          window: str | np.ndarray, center: bool, pad_mode: str, framing: str = "gather") -> jax.Array:
+    """`stft` on the whole batch at once (no chunking); the public `stft` documents it."""
+    x = _check_wave(x)
+    n_fft, win_length, hop_length = _stft_params(n_fft, win_length, hop_length)
+    w = get_window(window, win_length, n_fft)
+    x = _pad_center(x, n_fft=n_fft, center=center, pad_mode=pad_mode)
     # Full n_fft frames times the zero-padded window, then an unpadded rfft. Framing only the
     # window's support and letting rfft(n=n_fft) zero-pad was measured ~1.3x slower on XLA:CPU
     # (the padding is a separate copy of the frames); the pad of `x` fuses into the gather.
-    frames = _frame(x, n_fft, hop_length) * jnp.asarray(w, dtype=x.dtype)
+    frames = _FRAMINGS[framing](x, n_fft, hop_length) * jnp.asarray(w, dtype=x.dtype)
     return jnp.fft.rfft(frames, axis=-1)
+
+
+@functools.lru_cache(maxsize=32)
+def _dft_basis_np(n_fft: int, lo: int, win: tuple[float, ...]) -> np.ndarray:
+    """Windowed real DFT basis [len(win), 2 * (n_fft // 2 + 1)] float64: [cos | -sin] columns.
+
+    Row r is sample n = lo + r of an n_fft frame (the window's support), weighted by win[r]:
+    B[r, k] = win[r] cos(2 pi n k / n_fft), B[r, F + k] = -win[r] sin(2 pi n k / n_fft), so
+    frames @ B = [Re, Im] of `np.fft.rfft(frames * window)`. The angle is reduced exactly
+    ((n k) mod n_fft in integers) before the cosine; the sine is exactly 0 at k = 0 and n_fft / 2.
+    """
+    n_bins = n_fft // 2 + 1
+    n = np.arange(lo, lo + len(win), dtype=np.int64)[:, None]
+    k = np.arange(n_bins, dtype=np.int64)[None, :]
+    ang = 2.0 * np.pi * ((n * k) % n_fft) / n_fft
+    sin = np.sin(ang)
+    sin[:, 0] = 0.0
+    if n_fft % 2 == 0:
+        sin[:, -1] = 0.0
+    w = np.asarray(win, dtype=np.float64)[:, None]
+    return np.concatenate([w * np.cos(ang), -w * sin], axis=1)
+
+
+def _stft_dft(x: jax.Array, *, n_fft: int, win_length: int | None, hop_length: int | None,
+              window: str | np.ndarray, center: bool, pad_mode: str, framing: str = "gather",
+              dft_dtype: str | None = None, bins: tuple[int, int] | None = None
+              ) -> tuple[jax.Array, jax.Array]:
+    """(Re, Im) of `stft` [..., T, n_fft // 2 + 1] as one real matmul (stft_impl="dft").
+
+    Frames cover only the window's support (win_length samples starting lpad =
+    (n_fft - win_length) // 2 into each n_fft frame, where the zero-padded window is non-zero),
+    times the windowed basis `_dft_basis_np` [win_length, 2F] at Precision.HIGHEST. `bins`
+    (b0, b1): compute only FFT bins b0 <= k < b1 (the columns a mel filterbank uses).
+    """
+    x = _check_wave(x)
+    n_fft, win_length, hop_length = _stft_params(n_fft, win_length, hop_length)
+    w = get_window(window, win_length, n_fft)
+    x = _pad_center(x, n_fft=n_fft, center=center, pad_mode=pad_mode)
+    t = 1 + (x.shape[-1] - n_fft) // hop_length
+    lo = (n_fft - win_length) // 2
+    seg = jax.lax.slice_in_dim(x, lo, lo + (t - 1) * hop_length + win_length, axis=-1)
+    frames = _FRAMINGS[framing](seg, win_length, hop_length)  # [..., T, win_length]
+    basis = _dft_basis_np(n_fft, lo, tuple(w[lo : lo + win_length].tolist()))
+    n_bins = n_fft // 2 + 1
+    b0, b1 = (0, n_bins) if bins is None else bins
+    basis = np.concatenate([basis[:, b0:b1], basis[:, n_bins + b0 : n_bins + b1]], axis=1)
+    b = jnp.asarray(basis, dtype=dft_dtype or x.dtype).astype(x.dtype)
+    y = jnp.matmul(frames, b, precision=jax.lax.Precision.HIGHEST)  # [..., T, 2 (b1 - b0)]
+    nb = b1 - b0
+    return jax.lax.slice_in_dim(y, 0, nb, axis=-1), jax.lax.slice_in_dim(y, nb, 2 * nb, axis=-1)
+
+
+def _safe_sqrt(p: jax.Array) -> jax.Array:
+    """sqrt(p) for p >= 0 with a zero (not NaN) gradient at p == 0 (silence)."""
+    pos = p > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, p, 1.0)), 0.0)
 
 
 def _safe_abs(z: jax.Array) -> jax.Array:
     """|z| with a zero (not NaN) gradient at z == 0 (silence)."""
-    p = jnp.real(z) ** 2 + jnp.imag(z) ** 2
-    pos = p > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, p, 1.0)), 0.0)
+    return _safe_sqrt(jnp.real(z) ** 2 + jnp.imag(z) ** 2)
 
 
 def _magnitude_power(z: jax.Array, power: float) -> jax.Array:
@@ -249,6 +365,30 @@ def _magnitude_power(z: jax.Array, power: float) -> jax.Array:
     if power == 1.0:
         return _safe_abs(z)
     return _safe_abs(z) ** power
+
+
+def _power_from_parts(re: jax.Array, im: jax.Array, power: float) -> jax.Array:
+    """`_magnitude_power` of re + i im without forming a complex array (stft_impl="dft")."""
+    p = re ** 2 + im ** 2
+    if power == 2.0:
+        return p
+    if power == 1.0:
+        return _safe_sqrt(p)
+    return _safe_sqrt(p) ** power
+
+
+def _spectrogram(x: jax.Array, *, power: float, stft_impl: str = "rfft",
+                 dft_dtype: str | None = None, bins: tuple[int, int] | None = None,
+                 **kw: Any) -> jax.Array:
+    """|STFT|**power of the whole batch (no chunking), by `stft_impl`; kw as `_stft`.
+
+    bins (b0, b1): only FFT bins b0 <= k < b1 ([..., T, b1 - b0]; with "dft" only those are
+    computed).
+    """
+    if stft_impl == "dft":
+        return _power_from_parts(*_stft_dft(x, dft_dtype=dft_dtype, bins=bins, **kw), power)
+    s = _magnitude_power(_stft(x, **kw), power)
+    return s if bins is None else s[..., bins[0] : bins[1]]
 
 
 def spectrogram(
@@ -261,18 +401,23 @@ def spectrogram(
     center: bool = True,
     pad_mode: str = "constant",
     power: float = 2.0,
+    stft_impl: str = "rfft",
+    framing: str = "gather",
+    dft_dtype: str | None = None,
 ) -> jax.Array:
     """|STFT|**power: [..., N] -> [..., T, n_fft // 2 + 1] (power=1: magnitude, 2: power).
 
     Matches `np.abs(librosa.stft(...)) ** power` (librosa's `_spectrogram`). Gradient is finite at
-    silence (|z| uses a safe square root). Raises ValueError for power <= 0 and as `stft`.
+    silence (|z| uses a safe square root). stft_impl / framing / dft_dtype as `stft` (with
+    stft_impl="dft" no complex array is formed). Raises ValueError for power <= 0 and as `stft`.
     """
     if not power > 0:
         raise ValueError(f"power: expected > 0 (1 = magnitude, 2 = power), got {power!r}")
     x = _check_wave(x)
     n_fft, win_length, hop_length = _stft_params(n_fft, win_length, hop_length)
+    _check_impl(stft_impl, framing, dft_dtype)
     kw = dict(n_fft=n_fft, win_length=win_length, hop_length=hop_length, window=window, center=center,
-              pad_mode=pad_mode)
-    return _in_chunks(lambda a: _magnitude_power(_stft(a, **kw), float(power)), x,
+              pad_mode=pad_mode, framing=framing, stft_impl=stft_impl, dft_dtype=dft_dtype)
+    return _in_chunks(lambda a: _spectrogram(a, power=float(power), **kw), x,
                       _stft_row_bytes(x, n_fft, hop_length, center))
 
