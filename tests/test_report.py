@@ -102,8 +102,14 @@ def test_verdict_inconclusive_says_how_many_runs(workdir):
     rep = report.build(workdir, claim=claim)
     v, c = rep["verdict"], rep["comparisons"][0]
     assert v["verdict"] == "inconclusive" and not v["converged"]  # alt seed0 did not converge
-    assert v["runs_to_decide"] == stats.runs_to_decide(c["plain"]["std"], 0.02)
-    assert v["more_runs"] == v["runs_to_decide"] - 5
+    assert v["runs_to_decide"] == stats.runs_to_decide(c["plain"]["std"], 0.02, c["plain"]["mean"])
+    # alt - student: mean 0, SD 0.01: [-0.0124, +0.0124] already excludes +0.02 (n = 4 would do),
+    # but one alt run peaked at its last step: "inconclusive", and the report says why
+    assert v["runs_to_decide"] == 4 and v["more_runs"] == 0
+    from kdjax.report import render
+
+    md = render.markdown(rep, {})
+    assert "the interval excludes the effect, but not every run converged" in md
 
 
 def test_folds_get_the_nadeau_bengio_interval(tmp_path):
@@ -197,3 +203,17 @@ def test_peers_get_one_row_and_one_comparison_each(tmp_path):
     assert [v["label"] for v in rep["verdicts"]] == ["joint - alone [stft]", "joint - alone [mfcc]"]
     assert rep["comparisons"][0]["plain"]["mean"] == pytest.approx(0.05)
     assert rep["comparisons"][1]["plain"]["mean"] == pytest.approx(0.1 / 3)
+
+
+def test_borrowed_stage_is_read_from_another_folder(workdir, tmp_path, capsys):
+    import shutil
+
+    shared = tmp_path / "shared_student"
+    shutil.move(os.path.join(workdir, "student"), shared)
+    out = tmp_path / "borrow"
+    assert cli([workdir, "--out", str(out), "--no-figures", "--compare", "kd:student",
+                "--stage", f"student={shared}"]) == 0
+    md = (out / "report.md").read_text()
+    assert f"; stage `student` from `{shared}`." in md and "| kd - student | secondary | 5 | +0.0240 |" in md
+    assert cli([workdir, "--stage", "student"]) == 1
+    assert "expected NAME=DIR" in capsys.readouterr().err

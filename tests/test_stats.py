@@ -114,6 +114,18 @@ def test_runs_to_decide_is_the_smallest_n_with_half_width_below_half_the_effect(
         stats.runs_to_decide(0.1, 0.0)
 
 
+def test_runs_to_decide_from_the_observed_mean_and_for_folds():
+    # mean +0.03 on the paper's side, effect 0.02: deciding needs a half width < max(.03, -.01) = .03
+    n = stats.runs_to_decide(0.05, 0.02, mean=0.03)
+    assert stats.t975(n - 1) * 0.05 / math.sqrt(n) < 0.03 <= stats.t975(n - 2) * 0.05 / math.sqrt(n - 1)
+    # "less": mean -0.005 is m = +0.005 on the paper's side; the effect 0.02 is .015 away
+    n = stats.runs_to_decide(0.05, 0.02, mean=-0.005, direction="less")
+    assert stats.t975(n - 1) * 0.05 / math.sqrt(n) < 0.015 <= stats.t975(n - 2) * 0.05 / math.sqrt(n - 1)
+    # Nadeau-Bengio: the half width never falls below 1.96 * std * sqrt(ratio)
+    assert stats.runs_to_decide(0.04, 0.01, mean=0.05, test_train_ratio=0.25) is not None
+    assert stats.runs_to_decide(0.04, 0.01, mean=0.03, test_train_ratio=0.25, max_n=2000) is None
+
+
 def test_formatting():
     d = stats.paired_difference(A, B)
     assert stats.format_difference(d) == "+0.0200 [-0.0048, +0.0448] (n=5, not significant)"

@@ -32,7 +32,7 @@ def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
                  config: Mapping[str, Any] | Any | None = None, claim: Mapping[str, Any] | None = None,
                  compare: Iterable[tuple[str, str]] = (), metric: str | None = None,
                  title: str | None = None, figures: bool = True, hook: str | None = None,
-                 level: int = 1) -> dict[str, Any]:
+                 level: int = 1, borrow: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Writes the report of `workdir` into `out` (default: the workdir itself).
 
     Args:
@@ -41,7 +41,7 @@ def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
       fmt: "md" or "html".
       config: the recipe config (ConfigDict or dict); when given it is also stored as
         `<out>/config.json`, which a later `python -m kdjax.report <out>` reads.
-      claim, compare, metric, title: see kdjax.report.build.build.
+      claim, compare, metric, title, borrow: see kdjax.report.build.build.
       figures: draw the PNGs.
       hook: a recipe name whose picture hook runs too (kdjax.report.hooks.HOOKS).
       level: the markdown heading level of the title.
@@ -60,14 +60,14 @@ def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
     out = out or workdir
     if config is not None and not isinstance(config, Mapping):  # a ConfigDict
         config = json.loads(config.to_json_best_effort())
-    rep = build(workdir, config=config, claim=claim, compare=compare, metric=metric, title=title)
+    rep = build(workdir, config=config, claim=claim, compare=compare, metric=metric, title=title, borrow=borrow)
     os.makedirs(out, exist_ok=True)
     if config is not None:
         with open(os.path.join(out, "config.json"), "w") as f:
             json.dump(config, f, indent=1)
     pics: dict[str, str] = {}
     if figures:
-        train, _ = find_runs(workdir)
+        train, _ = find_runs(workdir, borrow)
         train = {s: train[s] for s in dict.fromkeys(st["stage"] for st in rep["stages"].values())}
         fdir = os.path.join(out, "figures")
         for key, path in [("forest", figs.forest(rep, os.path.join(fdir, "forest.png"))),

@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="an extra paired comparison of two stages (repeatable)")
     ap.add_argument("--metric", default=None, help="the test metric (default: the claim's or the stage's)")
     ap.add_argument("--title", default=None)
+    ap.add_argument("--stage", action="append", default=[], metavar="NAME=DIR",
+                    help="read stage NAME's runs from DIR instead (e.g. a shared no-teacher arm)")
     ap.add_argument("--hook", default=None, help="a recipe's picture hook (kdjax.report.hooks)")
     ap.add_argument("--no-figures", action="store_true")
     args = ap.parse_args(argv)
@@ -34,9 +36,16 @@ def main(argv: list[str] | None = None) -> int:
             if not sep or not arm or not base:
                 raise ValueError(f"--compare {p!r}: expected ARM:BASELINE (two stage names)")
             pairs.append((arm, base))
+        borrow = {}
+        for x in args.stage:
+            name, sep, d = x.partition("=")
+            if not sep or not name or not d:
+                raise ValueError(f"--stage {x!r}: expected NAME=DIR")
+            borrow[name] = d
         config = load_config(args.config) if args.config else None
         rep = write_report(args.workdir, args.out, args.format, config=config, compare=pairs,
-                           metric=args.metric, title=args.title, figures=not args.no_figures, hook=args.hook)
+                           metric=args.metric, title=args.title, figures=not args.no_figures, hook=args.hook,
+                           borrow=borrow)
     except (FileNotFoundError, KeyError, ValueError) as e:
         print(f"kdjax.report: error: {e}".splitlines()[0], file=sys.stderr)
         return 1

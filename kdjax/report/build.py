@@ -188,7 +188,8 @@ def compare_arms(arm: Sequence[Run], base: Sequence[Run], model: str, metric: st
 
 
 def build(workdir: str, *, config: Mapping[str, Any] | None = None, claim: Mapping[str, Any] | None = None,
-          compare: Iterable[tuple[str, str]] = (), metric: str | None = None, title: str | None = None) -> dict[str, Any]:
+          compare: Iterable[tuple[str, str]] = (), metric: str | None = None, title: str | None = None,
+          borrow: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Everything a report shows, from a staged workdir's result.json / metrics.jsonl files.
 
     Args:
@@ -198,6 +199,8 @@ def build(workdir: str, *, config: Mapping[str, Any] | None = None, claim: Mappi
       claim: overrides `config["claim"]` (see `check_claim`).
       compare: extra (arm, baseline) stage pairs.
       metric: the test metric (default: the claim's, else each stage's `eval_metric`, else accuracy).
+      borrow: stage -> a folder with that stage's runs, read instead of the workdir's (e.g. a
+        shared no-teacher arm); the report names it.
 
     Returns:
       `{"workdir", "title", "stages", "other_stages", "comparisons", "claim", "verdict"}`.
@@ -212,7 +215,7 @@ def build(workdir: str, *, config: Mapping[str, Any] | None = None, claim: Mappi
         claim = config["claim"]
     claim = check_claim(claim) if claim else None
     metric = metric or (claim or {}).get("metric")
-    train, other = find_runs(workdir)
+    train, other = find_runs(workdir, borrow)
     train = {k: train[k] for k in _order(config, list(train))}
     stages: dict[str, Any] = {}
     models: dict[str, list[str]] = {}
@@ -251,14 +254,16 @@ def build(workdir: str, *, config: Mapping[str, Any] | None = None, claim: Mappi
         iv = judged(c)
         conv = all(st["converged"] == st["n"] for st in stages.values() if st["stage"] in (c["arm"], c["baseline"]))
         v = stats.verdict(iv["ci95_low"], iv["ci95_high"], claim["effect"], claim["direction"], conv)
-        need = stats.runs_to_decide(c["plain"]["std"], claim["effect"]) if v == "inconclusive" and c["plain"]["n"] > 1 else None
+        ratio = (c["nadeau_bengio"] or {}).get("test_train_ratio", 0.0)
+        need = (stats.runs_to_decide(c["plain"]["std"], claim["effect"], c["plain"]["mean"], claim["direction"], ratio)
+                if v == "inconclusive" and c["plain"]["n"] > 1 else None)
         verdicts.append({"label": c["label"], "verdict": v, "interval": "nadeau_bengio" if c["nadeau_bengio"] else "plain",
                          "converged": conv, "runs_to_decide": need,
                          "more_runs": (max(need - c["plain"]["n"], 0) if need else None)})
         c["verdict"] = v
     return {"workdir": workdir, "title": title or os.path.basename(os.path.abspath(workdir)),
             "stages": stages, "other_stages": {k: len(v) for k, v in other.items()},
-            "comparisons": comps, "missing_comparisons": missing, "claim": claim,
+            "comparisons": comps, "missing_comparisons": missing, "claim": claim, "borrowed": dict(borrow or {}),
             "verdict": verdicts[0] if verdicts else None, "verdicts": verdicts}
 
 

@@ -101,7 +101,10 @@ def verdict_lines(report: Mapping[str, Any]) -> list[str]:
                 tail = " (the interval excludes the effect, but not every run converged: no 'refuted')"
             elif v["more_runs"]:
                 tail = (f"; about {v['runs_to_decide']} paired runs ({v['more_runs']} more) would decide it, "
-                        f"if the paired SD stays {c['plain']['std']:.4f}")
+                        f"if the mean and paired SD stay as observed ({c['plain']['mean']:+.4f}, "
+                        f"{c['plain']['std']:.4f})")
+            elif v["runs_to_decide"] is None and c["plain"]["n"] > 1:
+                tail = "; more runs of this design would not decide it at the observed mean and SD"
         lines += [f"{c['label']}: measured {iv['mean']:+.4f} {ci} ({which}, {iv['n']} paired runs "
                   f"{', '.join(c['runs'])}; half-width {_f(iv['half_width'])}). **Verdict: {v['verdict']}**{tail}.", ""]
     return lines[:-1]
@@ -112,7 +115,8 @@ def markdown(report: Mapping[str, Any], figures: Mapping[str, str], level: int =
     markdown file."""
     h = "#" * level
     out = [f"{h} Report: {report['title']}", "",
-           f"Runs read from `{report['workdir']}`.", "",
+           f"Runs read from `{report['workdir']}`" + "".join(
+               f"; stage `{k}` from `{v}`" for k, v in (report.get("borrowed") or {}).items()) + ".", "",
            f"{h}# Verdict", ""] + verdict_lines(report) + ["", f"{h}# Stages", ""] + stage_table(report)
     if report["other_stages"]:
         out += ["", "Other stages (not trained models): " + ", ".join(

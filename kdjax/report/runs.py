@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 _REPEAT = re.compile(r"(seed|fold)(\d+)")
@@ -127,11 +128,21 @@ def _load(stage: str, name: str, path: str) -> Run:
     return Run(stage, name, path, result, _read_jsonl(os.path.join(path, "metrics.jsonl")))
 
 
-def find_runs(workdir: str) -> tuple[dict[str, list[Run]], dict[str, list[Run]]]:
+def _stage_runs(stage: str, sdir: str) -> list[Run]:
+    if os.path.isfile(os.path.join(sdir, "result.json")):
+        return [_load(stage, "", sdir)]
+    subs = [(m.group(1), int(m.group(2)), d) for d in os.listdir(sdir)
+            if (m := _REPEAT.fullmatch(d)) and os.path.isfile(os.path.join(sdir, d, "result.json"))]
+    return [_load(stage, d, os.path.join(sdir, d)) for _, _, d in sorted(subs)]
+
+
+def find_runs(workdir: str, borrow: Mapping[str, str] | None = None) -> tuple[dict[str, list[Run]], dict[str, list[Run]]]:
     """Every finished run of a staged workdir, by stage (stages and runs in name/index order).
 
     Args:
       workdir: the folder given to `python -m kdjax.main --workdir`.
+      borrow: stage -> another folder holding that stage's runs (e.g. a `none` arm that reads
+        no teacher, run once and shared by several teachers' workdirs); it replaces the stage.
 
     Returns:
       (train stages, other stages): stage -> runs; a train run's result.json has "models";
@@ -149,15 +160,14 @@ def find_runs(workdir: str) -> tuple[dict[str, list[Run]], dict[str, list[Run]]]
         sdir = os.path.join(workdir, stage)
         if not os.path.isdir(sdir):
             continue
-        runs = []
-        if os.path.isfile(os.path.join(sdir, "result.json")):
-            runs.append(_load(stage, "", sdir))
-        else:
-            subs = [(m.group(1), int(m.group(2)), d) for d in os.listdir(sdir)
-                    if (m := _REPEAT.fullmatch(d)) and os.path.isfile(os.path.join(sdir, d, "result.json"))]
-            for _, _, d in sorted(subs):
-                runs.append(_load(stage, d, os.path.join(sdir, d)))
-        for r in runs:
+        if stage in (borrow or {}):
+            continue
+        for r in _stage_runs(stage, sdir):
+            (train if "models" in r.result else other).setdefault(stage, []).append(r)
+    for stage, sdir in (borrow or {}).items():
+        if not os.path.isdir(sdir):
+            raise FileNotFoundError(f"stage {stage}={sdir}: not a folder")
+        for r in _stage_runs(stage, sdir):
             (train if "models" in r.result else other).setdefault(stage, []).append(r)
     if not train and not other:
         raise FileNotFoundError(f"{workdir}: no finished run (no <stage>/result.json or "

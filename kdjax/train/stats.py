@@ -176,22 +176,34 @@ def verdict(low: float, high: float, effect: float, direction: str, converged: b
     return "inconclusive"
 
 
-def runs_to_decide(std: float, effect: float, max_n: int = 10_000) -> int | None:
-    """Paired runs n whose 95% interval would decide the verdict, from the observed paired SD.
+def runs_to_decide(std: float, effect: float, mean: float | None = None, direction: str = "greater",
+                   test_train_ratio: float = 0.0, max_n: int = 10_000) -> int | None:
+    """Paired runs n whose 95% interval would decide the verdict, if the paired SD (and mean)
+    stay as observed.
 
-    An interval narrower than the smallest effect of interest (half width `t_{0.975, n-1}
-    std / sqrt(n) < |effect| / 2`) cannot hold both 0 and the effect, so it excludes at least
-    one of them: the verdict is then "reproduced" or "refuted" whatever the mean. Returns the
-    smallest such n >= 2 (assuming the SD stays as observed), or None beyond `max_n`.
+    The half width at n runs is `t_{0.975, n-1} * std * sqrt(1/n + test_train_ratio)` (the plain
+    interval for ratio 0, Nadeau-Bengio's for cross-validation folds). Without `mean`, the target
+    is `|effect| / 2`: an interval narrower than the effect cannot hold both 0 and the effect, so
+    it decides whatever the mean. With `mean` (signed by `direction`: m = mean for "greater",
+    -mean for "less", e = |effect|), the interval centred on it decides once it excludes 0
+    (half width < m, when m > 0) or the effect (half width < e - m, when m < e): target
+    `max(m, e - m)`. Returns the smallest such n >= 2, or None beyond `max_n` (e.g. a
+    Nadeau-Bengio interval whose floor `1.96 std sqrt(ratio)` is above the target).
 
     Raises:
-      ValueError: effect == 0 or std < 0.
+      ValueError: effect == 0, std < 0, ratio < 0 or an unknown direction.
     """
-    if effect == 0 or std < 0:
-        raise ValueError(f"runs_to_decide: need effect != 0 and std >= 0, got effect={effect}, std={std}")
-    target = abs(effect) / 2
+    if effect == 0 or std < 0 or test_train_ratio < 0:
+        raise ValueError(f"runs_to_decide: need effect != 0, std >= 0, ratio >= 0; got effect={effect}, "
+                         f"std={std}, test_train_ratio={test_train_ratio}")
+    e = abs(_signed(effect, direction))
+    if mean is None:
+        target = e / 2
+    else:
+        m = mean if direction == "greater" else -mean
+        target = max(m, e - m)
     for n in range(2, max_n + 1):
-        if t975(n - 1) * std / math.sqrt(n) < target:
+        if t975(n - 1) * std * math.sqrt(1.0 / n + test_train_ratio) < target:
             return n
     return None
 

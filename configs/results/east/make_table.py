@@ -15,9 +15,13 @@ The `none` arm never reads the teacher (task loss only; the joined embeddings ar
 but unused), so one set of `none` runs serves every teacher: a workdir without `none/` takes
 it from the first workdir that has it (`--shared-none`, default on), and the table says so.
 
-Usage:
-  python configs/results/east/make_table.py birdnet=workdirs/east_birdnet musicnn=workdirs/east_musicnn
-Writes `<out>/tables.md` and `<out>/tables.json` (every per-fold number).
+Usage (repository root):
+  python -m configs.results.east.make_table birdnet=configs/results/east/raw/birdnet \
+      musicnn=configs/results/east/raw/musicnn --export musicnn=configs/results/east/musicnn_export_meta.json
+Writes `<out>/tables.md` and `<out>/tables.json` (every per-fold number), and the kdjax.report
+block of each teacher (claim verdict with the Nadeau-Bengio interval over the overlapping
+folds, Holm, pictures; `configs/east.py:variant=local,teacher=<t>` gives the claim) into
+README.md between its `<!-- kdjax.report:begin <teacher> -->` markers, files under `report/<teacher>/`.
 
 Raises:
   SystemExit: a malformed teacher=workdir argument, or no finished run at all.
@@ -28,42 +32,42 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
+from configs.east import ARMS
+from kdjax.report import find_runs, load_config, readme_block
+from kdjax.train.stats import format_interval, mean_std, paired_difference
 
-from configs.east import ARMS  # noqa: E402
-from kdjax.train.stats import paired_difference  # noqa: E402
+HERE = pathlib.Path(__file__).resolve().parent
+# variant=local (the committed runs); musicnn's config needs its export folder named (not read here)
+CONFIG = {"birdnet": "configs/east.py:variant=local,teacher=birdnet",
+          "musicnn": "configs/east.py:variant=local,teacher=musicnn,byo_dir=/emb/musicnn_mtt"}
 
 NAMES = {"birdnet": "BirdNET V2.4 (1024-d, 2 x 3 s windows)", "musicnn": "musicnn MTT (200-d penultimate, 1 x 3 s patch)"}
 ARM_NAMES = {"none": "no teacher", "dcor": "+dCor", "kd": "+KD", "dcor_kd": "+dCor+KD"}
 
 
 def _runs(stage_dir: pathlib.Path, model: str) -> dict[str, dict]:
-    out = {}
-    for p in sorted(stage_dir.glob("fold*")) if stage_dir.is_dir() else []:
-        f = p / "result.json"
-        if f.is_file():
-            r = json.loads(f.read_text())
-            out[p.name] = {"test": float(r["models"][model]["test"]["accuracy"]), "params": int(r["params"][model]),
-                           "train_time_s": float(r["train_time_s"]), "steps": int(r["steps"])}
-    return out
+    """fold folder -> the numbers of one stage's finished runs ({} when none)."""
+    if not stage_dir.is_dir():
+        return {}
+    runs = find_runs(str(stage_dir.parent), borrow={stage_dir.name: str(stage_dir)})[0].get(stage_dir.name, [])
+    return {r.name: {"test": r.test(model, "accuracy"), "params": int(r.result["params"][model]),
+                     "train_time_s": float(r.result["train_time_s"]), "steps": int(r.result["steps"])}
+            for r in runs if r.repeat and r.repeat[0] == "fold"}
 
 
 def _fmt(runs: dict[str, dict]) -> str:
     if not runs:
         return "-"
-    a = 100 * np.asarray([v["test"] for v in runs.values()])
-    s = f"{a.mean():.1f} +- {a.std(ddof=1):.1f}" if len(a) > 1 else f"{a.mean():.1f}"
-    return s + (f" (n={len(a)})" if len(a) != 5 else "")
+    return mean_std([v["test"] for v in runs.values()], scale=100, digits=1) + (
+        f" (n={len(runs)})" if len(runs) != 5 else "")
 
 
 def _ci(d: dict) -> str:
     sig = "significant" if d["significant"] else "not significant"
-    return f"{100 * d['mean']:+.1f} [{100 * d['ci95_low']:+.1f}, {100 * d['ci95_high']:+.1f}] (n={d['n']}, {sig})"
+    return f"{format_interval(d, scale=100, digits=1)} (n={d['n']}, {sig})"
 
 
 def _paired(a: dict, b: dict) -> dict | None:
@@ -143,7 +147,8 @@ def build(workdirs: dict[str, pathlib.Path], shared_none: bool = True,
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("workdirs", nargs="+", help="teacher=workdir, e.g. birdnet=workdirs/east_birdnet")
-    ap.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent))
+    ap.add_argument("--out", default=str(HERE))
+    ap.add_argument("--readme", default=str(HERE / "README.md"), help="'' to skip the kdjax.report blocks")
     ap.add_argument("--no-shared-none", dest="shared_none", action="store_false")
     ap.add_argument("--export", action="append", default=[],
                     help="teacher=meta.json of its offline export, e.g. musicnn=/emb/musicnn_mtt/meta.json")
@@ -157,6 +162,12 @@ def main() -> None:
     exports = dict(x.split("=", 1) for x in a.export)
     md, data = build(wds, a.shared_none, exports)
     out = pathlib.Path(a.out)
+    none_src = next((t for t, wd in wds.items() if (wd / "none").is_dir()), None)
+    for t, wd in wds.items() if a.readme else ():
+        borrow = ({"none": str(wds[none_src] / "none")}
+                  if a.shared_none and none_src and not (wd / "none").is_dir() else None)
+        readme_block(a.readme, t, str(wd), str(out / "report" / t), title=f"EAsT, {NAMES.get(t, t)}",
+                     config=load_config(CONFIG.get(t, f"configs/east.py:variant=local,teacher={t}")), borrow=borrow)
     (out / "tables.md").write_text(md)
     (out / "tables.json").write_text(json.dumps(data, indent=1) + "\n")
     print(md)
