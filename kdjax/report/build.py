@@ -86,18 +86,17 @@ def _stage_cfg(config: Mapping[str, Any] | None, stage: str) -> Mapping[str, Any
 
 
 def _stage_models(config, stage: str, run: Run) -> list[str]:
-    """The deployed models a stage reports: the config's `eval_model`, else its deployed models
-    (`deploy` not False) found in result.json, else every model of result.json (the loop writes
-    only deployed ones; several for mutual learning of peers)."""
+    """The deployed models a stage reports: its deployed models (`deploy` not False) found in
+    result.json, else every model of result.json (the loop writes only deployed ones; several
+    for mutual learning of peers), the config's `eval_model` first."""
     sc = _stage_cfg(config, stage)
-    if sc.get("eval_model"):
-        return [run.model(sc["eval_model"])]
     have = list(run.result["models"])
-    if sc.get("models"):
-        deployed = [n for n, m in sc["models"].items() if (m or {}).get("deploy", True) and n in have]
-        if deployed:
-            return deployed
-    return have
+    deployed = [n for n, m in (sc.get("models") or {}).items() if (m or {}).get("deploy", True) is not False and n in have]
+    deployed = deployed or have
+    if sc.get("eval_model"):  # the selection model first, the other deployed peers after it
+        first = run.model(sc["eval_model"])
+        return [first] + [n for n in deployed if n != first]
+    return deployed
 
 
 def _metric(run: Run, model: str, wanted: str | None) -> str:

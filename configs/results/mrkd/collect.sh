@@ -10,12 +10,12 @@ for d in "$@"; do
   for r in $w/*/*/result.json; do
     run=$(dirname $r); rel=${run#$w/}
     [ -f $run/logits_test.npz ] || continue
-    mkdir -p $out/runs/$d/$rel
-    cp $run/result.json $run/logits_test.npz $out/runs/$d/$rel/
+    mkdir -p $out/raw/$d/$rel
+    cp $run/result.json $run/logits_test.npz $out/raw/$d/$rel/
   done
   [ -f $w/summary.json ] && cp $w/summary.json $out/summary_$d.json
   [ -f workdirs/mrkd_$d.log ] && cp workdirs/mrkd_$d.log $out/run_$d.log
   [ -f workdirs/chain_$d.log ] && cp workdirs/chain_$d.log $out/chain_$d.log
-  args+=("$d=$out/runs/$d")
+  args+=("$d=$out/raw/$d")
 done
-python configs/results/mrkd/make_table.py "${args[@]}" --out $out
+python -m configs.results.mrkd.make_table "${args[@]}" --out $out

@@ -12,10 +12,13 @@ for reference the logit-average ensemble of the independently trained (alone) pe
 their test logits `[N, C]`, argmax) and, as an extra row, the same ensemble of the joint peers.
 A run present in only one arm is listed but left out of the pairs.
 
-Usage:
-  python configs/results/mrkd/make_table.py esc10=workdirs/mrkd_esc10 sc12=workdirs/mrkd_sc12 \
-      --out configs/results/mrkd
-Writes `<out>/tables.md` (the markdown tables) and `<out>/tables.json` (every per-run number).
+Usage (repository root):
+  python -m configs.results.mrkd.make_table esc10=configs/results/mrkd/raw/esc10 \
+      sc12=configs/results/mrkd/raw/sc12 fsdd=configs/results/mrkd/raw/fsdd
+Writes `<out>/tables.md` (the markdown tables) and `<out>/tables.json` (every per-run number),
+puts the tables into README.md between its `<!-- kdjax.report:begin tables -->` markers, and
+the kdjax.report block of each data set (a verdict per peer for the config's claim,
+`configs/mrkd.py:data=<name>`; pictures under `report/<name>/`) between its `<name>` markers.
 
 A workdir without any run finished in both arms gets a line saying so instead of a table.
 
@@ -29,14 +32,13 @@ import argparse
 import json
 import os
 import pathlib
-import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
+from kdjax.report import load_config, readme_block, replace_block
+from kdjax.train.stats import format_difference, mean_std, paired_difference
 
-from kdjax.train.stats import format_difference, paired_difference  # noqa: E402
+HERE = pathlib.Path(__file__).resolve().parent
 
 
 def _acc(z: np.ndarray, y: np.ndarray) -> float:
@@ -85,7 +87,7 @@ def collect(workdir: str) -> dict:
         raise SystemExit(f"make_table: {workdir}: no run finished in both arms (alone: {sorted(alone)}, "
                          f"joint: {sorted(jruns)})")
     peers = list(jruns[common[0]])
-    out = {"workdir": os.path.abspath(workdir), "runs": common,
+    out = {"workdir": workdir, "runs": common,
            "only_one_arm": sorted(set(alone) ^ set(jruns)), "peers": peers,
            "train_time_s": times, "steps": steps, "rows": {}}
     for peer in peers:
@@ -111,8 +113,7 @@ def collect(workdir: str) -> dict:
 
 
 def _ms(v: list[float]) -> str:
-    v = np.asarray(v) * 100
-    return f"{v.mean():.1f} +- {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}"
+    return mean_std(v, scale=100, digits=1)
 
 
 def table(name: str, d: dict) -> str:
@@ -148,7 +149,8 @@ def table(name: str, d: dict) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("workdirs", nargs="+", help="name=workdir pairs, e.g. esc10=workdirs/mrkd_esc10")
-    ap.add_argument("--out", default=str(pathlib.Path(__file__).parent))
+    ap.add_argument("--out", default=str(HERE))
+    ap.add_argument("--readme", default=str(HERE / "README.md"), help="'' to skip the README blocks")
     args = ap.parse_args(argv)
     all_d, parts = {}, []
     for item in args.workdirs:
@@ -162,6 +164,14 @@ def main(argv=None):
             continue
         parts.append(table(name, all_d[name]))
     os.makedirs(args.out, exist_ok=True)
+    if args.readme:
+        readme = pathlib.Path(args.readme)
+        readme.write_text(replace_block(readme.read_text(), "tables", "\n".join(parts)))
+        for item in args.workdirs:
+            name, _, wd = item.partition("=")
+            if name in all_d:
+                readme_block(args.readme, name, wd, str(pathlib.Path(args.out) / "report" / name),
+                             title=f"MRKD, {name}", config=load_config(f"configs/mrkd.py:data={name}"))
     (pathlib.Path(args.out) / "tables.md").write_text("\n".join(parts))
     (pathlib.Path(args.out) / "tables.json").write_text(json.dumps(all_d, indent=1))
     print("\n".join(parts))
