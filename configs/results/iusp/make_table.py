@@ -1,8 +1,9 @@
 """Builds the IUSP results tables from the run folders (no number is typed by hand).
 
 Usage (from the repository root):
-  python configs/results/iusp/make_table.py esc10_mix=workdirs/iusp_esc10_mix sc_mix=workdirs/iusp_sc_mix \
-      [--readme configs/results/iusp/README.md] [--json configs/results/iusp/table.json] [--boot 1000]
+  python -m configs.results.iusp.make_table esc10_mix=configs/results/iusp/raw/iusp_esc10_mix \
+      sc_mix=configs/results/iusp/raw/iusp_sc_mix [--readme configs/results/iusp/README.md] \
+      [--json configs/results/iusp/tables.json] [--boot 1000]
 
 Reads `<workdir>/<arm>_<size>/seed<k>/{result.json, logits_test.npz}` and `<workdir>/teacher/`
 (configs/iusp.py stages). For every dataset and student size:
@@ -20,7 +21,10 @@ The paper's claim: IUSP's gain is 27.1% to 122.4% larger than SP's, i.e. ratio i
 [1.271, 2.224]. Verdict: "holds" when the measured ratio >= 1.271, both gains > 0 and the
 paired IUSP - SP interval excludes 0 (IUSP better); "direction only" when the ratio > 1 but the
 IUSP - SP difference is not significant; "does not hold" otherwise.
-With `--readme`, the text between `<!-- TABLES -->` and `<!-- /TABLES -->` is replaced.
+With `--readme` (default: the README next to this file; '' skips it), the tables replace the
+README's `<!-- kdjax.report:begin tables -->` block, and each data set's kdjax.report block
+(the config's claim, `configs/iusp.py:variant=local,data=<name>,steps=120`: IUSP minus SP per
+student size, the small student primary; pictures under `report/<name>/`) its `<name>` block.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ import re
 
 import numpy as np
 
+from kdjax.report import load_config, readme_block, replace_block
 from kdjax.train import metrics
-from kdjax.train.stats import paired_difference
+from kdjax.train.stats import format_interval, mean_std, paired_difference
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 ARMS = ("bce", "kd", "sp", "iusp")
 SIZES = ("small", "medium", "large")
@@ -69,12 +76,11 @@ def _runs(workdir: str, stage: str) -> dict[int, dict]:
 
 
 def _ms(v):
-    v = np.asarray(v, float)
-    return f"{v.mean():.4f} +- {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
+    return mean_std(v)
 
 
 def _ci(d):
-    return f"{d['mean']:+.4f} [{d['ci95_low']:+.4f}, {d['ci95_high']:+.4f}]"
+    return format_interval(d)
 
 
 def _bootstrap_ratio(runs: dict[str, dict[int, dict]], seeds: list[int], n_boot: int, rng) -> dict:
@@ -194,8 +200,8 @@ def dataset_table(name: str, workdir: str, n_boot: int, seed: int = 0) -> tuple[
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("datasets", nargs="+", help="name=workdir")
-    ap.add_argument("--readme", default="")
-    ap.add_argument("--json", default="")
+    ap.add_argument("--readme", default=os.path.join(HERE, "README.md"))
+    ap.add_argument("--json", default=os.path.join(HERE, "tables.json"))
     ap.add_argument("--boot", type=int, default=1000)
     args = ap.parse_args()
     texts, datas = [], []
@@ -215,10 +221,13 @@ def main():
     if args.readme:
         with open(args.readme) as f:
             readme = f.read()
-        new = re.sub(r"<!-- TABLES -->.*<!-- /TABLES -->", lambda _: f"<!-- TABLES -->\n{text}\n<!-- /TABLES -->",
-                     readme, flags=re.S)
         with open(args.readme, "w") as f:
-            f.write(new)
+            f.write(replace_block(readme, "tables", text))
+        for item in args.datasets:
+            name, _, wd = item.partition("=")
+            if os.path.isdir(os.path.join(wd, "teacher")):
+                readme_block(args.readme, name, wd, os.path.join(HERE, "report", name), title=f"IUSP, {name}",
+                             config=load_config(f"configs/iusp.py:variant=local,data={name},steps=120"))
 
 
 if __name__ == "__main__":
