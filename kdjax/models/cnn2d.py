@@ -44,7 +44,7 @@ class ConvBlock(nn.Module):
             )(x)
             x = nn.relu(batch_norm(train, self.dtype, f"bn{i}")(x))
         if tuple(self.pool) != (1, 1):
-            x = nn.avg_pool(x, tuple(self.pool), tuple(self.pool))
+            x = nn.avg_pool(x, window_shape=tuple(self.pool), strides=tuple(self.pool))
         return x
 
 

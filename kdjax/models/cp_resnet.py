@@ -151,14 +151,14 @@ class Model(nn.Module):
         for s, (nb, pools) in enumerate(zip(self.blocks_per_stage, self.maxpool, strict=True)):
             width = self.base_channels * 2**s
             if 0 in pools:
-                h = nn.max_pool(h, (2, 2), (2, 2))
+                h = nn.max_pool(h, window_shape=(2, 2), strides=(2, 2))
             for b in range(nb):
                 k1, k2 = kernels[s][b]
                 h = BasicBlock(width, k1, k2, self.dtype, name=f"stage{s + 1}_block{b + 1}")(
                     h, train=train
                 )
                 if b + 1 in pools:
-                    h = nn.max_pool(h, (2, 2), (2, 2))
+                    h = nn.max_pool(h, window_shape=(2, 2), strides=(2, 2))
             feats[f"fmap{s}"] = h
         frames = h.mean(axis=2)
         feats["frames"] = frames

@@ -120,7 +120,7 @@ class Model(nn.Module):
                 )(h)
                 h = nn.relu(batch_norm(train, self.dtype, f"bn{i}")(h))
                 if p > 1:
-                    h = nn.max_pool(h, (1, p), (1, p))
+                    h = nn.max_pool(h, window_shape=(1, p), strides=(1, p))
                 feats[f"fmap{i}"] = h
             b, t, f, c = h.shape
             h = h.reshape(b, t, f * c)  # stack bins x channels per frame (Cakir et al.)

@@ -114,7 +114,7 @@ class InvertedResidual(nn.Module):
 
 def _pool(x: jax.Array, pool: Sequence[int]) -> jax.Array:
     pool = tuple(pool)
-    return x if pool == (1, 1) else nn.max_pool(x, pool, pool)
+    return x if pool == (1, 1) else nn.max_pool(x, window_shape=pool, strides=pool)
 
 
 class Model(nn.Module):
