@@ -14,7 +14,9 @@ Numerics follow librosa 0.11 (`librosa.stft`, `librosa.filters.mel`,
 
 Entry point for configs: `make_frontend(cfg)` with `cfg["name"]` in `FRONTEND_NAMES` (or a key of
 `PRESETS`) returns ``fn(wave [B, N] float32) -> features [B, T, F]``; `preset(name,
-sample_rate=...)` returns a named preset's config, rescaled to another sample rate.
+sample_rate=...)` returns a named preset's config, rescaled to another sample rate. The
+STFT-based front-ends take export options (`stft_impl="dft"`, `dft_dtype`, `framing`; see
+`stft`). Overview: docs/frontends.md.
 
 Modules (this package re-exports their public API; import from `kdjax.frontends`):
   stft.py      windows, framing, `stft`, `spectrogram` (magnitude / power)
