@@ -63,7 +63,8 @@ def learning_curves(train: Mapping[str, Sequence[Run]], report: Mapping[str, Any
     if not panels:
         return None
     nr, nc = _grid(len(panels))
-    fig, axes = plt.subplots(nr, nc, figsize=(3.6 * nc, 2.7 * nr), squeeze=False, sharey=key == "val")
+    fig, axes = plt.subplots(nr, nc, figsize=(3.6 * nc, 0.4 + 2.6 * nr), squeeze=False, sharey=key == "val",
+                             layout="constrained")
     first_multi = next((j for j, p in enumerate(panels) if len(p[2]) > 1), None)
     for j, (ax, (stage, _, curves)) in enumerate(zip(axes.flat, panels, strict=False)):
         for i, (name, steps, vals) in enumerate(curves):
@@ -73,15 +74,12 @@ def learning_curves(train: Mapping[str, Sequence[Run]], report: Mapping[str, Any
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-        if key == "train/loss" and min(min(c[2]) for c in curves) > 0:
-            ax.set_yscale("log")
         if j == first_multi:
             ax.legend(fontsize=7, loc="best")  # once: the seeds' colours are the same in every panel
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     ylabel = "train loss" if key == "train/loss" else f"validation {panels[0][1].rsplit('/', 1)[-1]}"
     fig.suptitle(f"{ylabel} per arm (one line per seed/fold)", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.97 if nr > 1 else 0.93))
     return _save(fig, path, len(panels))
 
 
