@@ -1,7 +1,7 @@
 """Front-end speed: kdjax (jit, CPU) vs librosa 0.11 batched calls, 64 clips x 5 s at 16 kHz.
 
-Run: `.venv/bin/python benchmarks/frontends.py [--repeats 7]`. Writes
-benchmarks/results/frontends.json and frontends.md. Timings are medians of repeated runs after
+Run: `.venv/bin/python benchmarks/frontends.py [--repeats 7] [--batch 64] [--seconds 5] [--out DIR]`.
+Writes benchmarks/results/frontends.json and frontends.md (or DIR/...). Timings are medians of repeated runs after
 warm-up (`block_until_ready` for JAX); kdjax and librosa runs are interleaved (one of each per
 repeat) so both see the same machine load. The machine may be shared with other work: the
 results record the 1-minute load average around every feature.
@@ -48,8 +48,12 @@ def _time(fn, repeats: int) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--batch", type=int, default=B, help="clips per call")
+    ap.add_argument("--seconds", type=float, default=SECONDS, help="clip length (s)")
+    ap.add_argument("--out", default=str(OUT), help="directory for frontends.json and frontends.md")
     args = ap.parse_args()
-    x = (0.1 * np.random.default_rng(0).standard_normal((B, int(SR * SECONDS)))).astype(np.float32)
+    b, seconds, out = args.batch, args.seconds, pathlib.Path(args.out)
+    x = (0.1 * np.random.default_rng(0).standard_normal((b, int(SR * seconds)))).astype(np.float32)
     xj = jnp.asarray(x)
     stft_kw = dict(n_fft=512, win_length=400, hop_length=160)
     mel_kw = dict(stft_kw, n_mels=64, fmin=125.0, fmax=7500.0)
@@ -137,18 +141,18 @@ def main() -> None:
     info = dict(date=datetime.datetime.now().isoformat(timespec="seconds"), cpu_count=os.cpu_count(),
                 processor=platform.processor() or platform.machine(), python=platform.python_version(),
                 jax=jax.__version__, librosa=librosa.__version__, numpy=np.__version__,
-                backend=jax.default_backend(), batch=B, seconds=SECONDS, sample_rate=SR,
+                backend=jax.default_backend(), batch=b, seconds=seconds, sample_rate=SR,
                 loadavg_1min_before=load0, loadavg_1min_after=os.getloadavg()[0],
                 note="shared 2-core machine with other running work; medians of repeated runs",
                 torchaudio="not run: needs torch 2.9.1 (~7 GB venv), not available on this machine")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "frontends.json").write_text(json.dumps(dict(machine=info, params=dict(stft=stft_kw, logmel=mel_kw,
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "frontends.json").write_text(json.dumps(dict(machine=info, params=dict(stft=stft_kw, logmel=mel_kw,
                                                     mfcc=dict(mel_kw, n_mels=40, n_mfcc=40), cqt=cqt_kw),
                                                     results=results, stft_framing=framing), indent=2))
     lines = [
         "# Front-end speed: kdjax (jit) vs librosa 0.11 (batched)",
         "",
-        f"{B} clips x {SECONDS:g} s at {SR} Hz (one [{B}, {int(SR * SECONDS)}] float32 array), CPU, "
+        f"{b} clips x {seconds:g} s at {SR} Hz (one [{b}, {int(SR * seconds)}] float32 array), CPU, "
         f"{info['cpu_count']} cores, jax {jax.__version__}, librosa {librosa.__version__}, {info['date']}. "
         f"Median of {args.repeats} interleaved kdjax/librosa runs after warm-up. "
         f"The machine was shared with other work (1-min load {load0:.1f} -> {info['loadavg_1min_after']:.1f}); "
@@ -178,7 +182,7 @@ def main() -> None:
                  "costs more FLOPs than it saves in memory traffic. Chunking the batch rows (8 MiB of frames "
                  "per lax.map step) avoids page-faulting fresh 66 MB intermediates on every call and gave "
                  "~2x; the mel projection is negligible."), ""]
-    (OUT / "frontends.md").write_text("\n".join(lines))
+    (out / "frontends.md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ steps/s, sample-steps/s (= B * steps/s), and synthetic samples/s at the config's
 steps per batch (= B / (steps * s/step): what a full inversion delivers), with the 1-minute
 load average before and after (2 shared cores).
 
-Run: python benchmarks/inversion_step.py [--batch 40] [--steps 15] [--warmup 2]
-Writes benchmarks/results/inversion_step.json and inversion_step.md.
+Run: python benchmarks/inversion_step.py [--batch 40] [--steps 15] [--warmup 2] [--stages ...] [--out DIR]
+Writes benchmarks/results/inversion_step.json and inversion_step.md (or DIR/...).
 """
 
 from __future__ import annotations
@@ -26,15 +26,18 @@ import datetime
 import json
 import os
 import pathlib
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # `configs` from any cwd
 
-from configs import frami
-from kdjax.train.invert import make_inversion_step
-from kdjax.train.program import build_program
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from configs import frami  # noqa: E402
+from kdjax.train.invert import make_inversion_step  # noqa: E402
+from kdjax.train.program import build_program  # noqa: E402
 
 OUT = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -83,13 +86,16 @@ def main():
     ap.add_argument("--batch", type=int, default=40)
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--stages", default="inv_di,inv_frami,inv_adv", help="configs/frami.py invert stages")
+    ap.add_argument("--out", default=str(OUT), help="directory for inversion_step.json and .md")
     a = ap.parse_args()
-    rows = [bench(s, a.batch, a.steps, a.warmup) for s in ("inv_di", "inv_frami", "inv_adv")]
+    out = pathlib.Path(a.out)
+    rows = [bench(s, a.batch, a.steps, a.warmup) for s in a.stages.split(",")]
     meta = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "machine": f"{os.cpu_count()}-core shared CPU, no GPU", "jax": jax.__version__,
             "devices": [str(d) for d in jax.devices()]}
-    OUT.mkdir(exist_ok=True)
-    (OUT / "inversion_step.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "inversion_step.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"# Inversion step speed ({meta['date']}, {meta['machine']}, jax {meta['jax']})", "",
              "Written by benchmarks/inversion_step.py (configs/frami.py, variant=local, data=fsdd).", "",
              "| stage | views | batch | input [T, F] | median s/step | steps/s | sample-steps/s | "
@@ -98,7 +104,7 @@ def main():
         lines.append(f"| {r['stage']} | {r['views']} | {r['batch']} | {r['shape'][1:]} | {r['median_step_s']:.3f} | "
                      f"{r['steps_per_s']:.2f} | {r['sample_steps_per_s']:.1f} | {r['inversion_steps_per_batch']} | "
                      f"{r['synthetic_samples_per_s']:.2f} | {r['load_before']:.1f} / {r['load_after']:.1f} |")
-    (OUT / "inversion_step.md").write_text("\n".join(lines) + "\n")
+    (out / "inversion_step.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
