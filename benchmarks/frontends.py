@@ -1,8 +1,8 @@
 """Front-end speed: kdjax (jit, CPU) vs librosa 0.11 batched calls, 64 clips x 5 s at 16 kHz.
 
 Run: `.venv/bin/python benchmarks/frontends.py [--repeats 7] [--batch 64] [--seconds 5] [--out DIR]`.
-Writes benchmarks/results/frontends.json and frontends.md (or DIR/...). Timings are medians of repeated runs after
-warm-up (`block_until_ready` for JAX); kdjax and librosa runs are interleaved (one of each per
+Writes benchmarks/results/frontends.json and frontends.md (or DIR/...). Timings are medians of
+repeated runs after warm-up (`block_until_ready` for JAX); kdjax and librosa runs are interleaved (one of each per
 repeat) so both see the same machine load. The machine may be shared with other work: the
 results record the 1-minute load average around every feature.
 
