@@ -9,7 +9,7 @@ Nadeau-Bengio interval for cross-validation folds, Holm-adjusted p-values of the
 comparisons, the verdict of the config's `claim`; kdjax.report.build), draws learning curves,
 confusion matrices and a forest plot (kdjax.report.figures), and writes
   <out>/report.md (or report.html, self-contained), <out>/report.json, <out>/figures/*.png.
-A recipe's own pictures are added by a hook (kdjax.report.hooks). The verdict rules are those
+The verdict rules are those
 of /work/shared/REPRODUCTION.md §5 (docs/report.md).
 """
 
@@ -31,8 +31,8 @@ __all__ = ["Run", "build", "check_claim", "find_runs", "load_config", "readme_bl
 def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
                  config: Mapping[str, Any] | Any | None = None, claim: Mapping[str, Any] | None = None,
                  compare: Iterable[tuple[str, str]] = (), metric: str | None = None,
-                 title: str | None = None, figures: bool = True, hook: str | None = None,
-                 level: int = 1, borrow: Mapping[str, str] | None = None) -> dict[str, Any]:
+                 title: str | None = None, figures: bool = True, level: int = 1,
+                 borrow: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Writes the report of `workdir` into `out` (default: the workdir itself).
 
     Args:
@@ -43,17 +43,16 @@ def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
         `<out>/config.json`, which a later `python -m kdjax.report <out>` reads.
       claim, compare, metric, title, borrow: see kdjax.report.build.build.
       figures: draw the PNGs.
-      hook: a recipe name whose picture hook runs too (kdjax.report.hooks.HOOKS).
       level: the markdown heading level of the title.
 
     Returns:
       The report dict plus `"files"`: the paths written.
 
     Raises:
-      ValueError: an unknown fmt or hook; see build for the rest.
+      ValueError: an unknown fmt; see build for the rest.
     """
     from kdjax.report import figures as figs
-    from kdjax.report import hooks, render
+    from kdjax.report import render
 
     if fmt not in ("md", "html"):
         raise ValueError(f"format={fmt!r}: expected 'md' or 'html'")
@@ -76,9 +75,6 @@ def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
                                                                   os.path.join(fdir, "learning_loss.png"))),
                           ("confusion", figs.confusion_matrices(train, rep, os.path.join(fdir, "confusion.png")))]:
             if path:
-                pics[key] = os.path.relpath(path, out)
-        if hook:
-            for key, path in hooks.run(hook, workdir, fdir).items():
                 pics[key] = os.path.relpath(path, out)
     md = render.markdown(rep, pics, level=level)
     files = [os.path.join(out, "report.json")]

@@ -26,7 +26,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--title", default=None)
     ap.add_argument("--stage", action="append", default=[], metavar="NAME=DIR",
                     help="read stage NAME's runs from DIR instead (e.g. a shared no-teacher arm)")
-    ap.add_argument("--hook", default=None, help="a recipe's picture hook (kdjax.report.hooks)")
     ap.add_argument("--no-figures", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             borrow[name] = d
         config = load_config(args.config) if args.config else None
         rep = write_report(args.workdir, args.out, args.format, config=config, compare=pairs,
-                           metric=args.metric, title=args.title, figures=not args.no_figures, hook=args.hook,
+                           metric=args.metric, title=args.title, figures=not args.no_figures,
                            borrow=borrow)
     except (FileNotFoundError, KeyError, ValueError) as e:
         print(f"kdjax.report: error: {e}".splitlines()[0], file=sys.stderr)
