@@ -217,3 +217,10 @@ def test_borrowed_stage_is_read_from_another_folder(workdir, tmp_path, capsys):
     assert f"; stage `student` from `{shared}`." in md and "| kd - student | secondary | 5 | +0.0240 |" in md
     assert cli([workdir, "--stage", "student"]) == 1
     assert "expected NAME=DIR" in capsys.readouterr().err
+
+
+def test_a_single_run_workdir_is_one_stage(tmp_path):
+    _write_run(tmp_path / "solo", 0.9)
+    rep = report.build(str(tmp_path / "solo"))
+    assert list(rep["stages"]) == ["solo"] and rep["stages"]["solo"]["mean"] == pytest.approx(0.9)
+    assert rep["comparisons"] == [] and rep["verdict"] is None

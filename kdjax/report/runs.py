@@ -137,7 +137,8 @@ def _stage_runs(stage: str, sdir: str) -> list[Run]:
 
 
 def find_runs(workdir: str, borrow: Mapping[str, str] | None = None) -> tuple[dict[str, list[Run]], dict[str, list[Run]]]:
-    """Every finished run of a staged workdir, by stage (stages and runs in name/index order).
+    """Every finished run of a staged workdir, by stage (stages and runs in name/index order);
+    a workdir that is itself one run (`<workdir>/result.json`) is a stage named after the folder.
 
     Args:
       workdir: the folder given to `python -m kdjax.main --workdir`.
@@ -156,6 +157,9 @@ def find_runs(workdir: str, borrow: Mapping[str, str] | None = None) -> tuple[di
         raise FileNotFoundError(f"{workdir}: not a folder (expected a staged workdir)")
     train: dict[str, list[Run]] = {}
     other: dict[str, list[Run]] = {}
+    if os.path.isfile(os.path.join(workdir, "result.json")):  # one run (a config without stages)
+        r = _load(os.path.basename(os.path.abspath(workdir)), "", workdir)
+        (train if "models" in r.result else other)[r.stage] = [r]
     for stage in sorted(os.listdir(workdir)):
         sdir = os.path.join(workdir, stage)
         if not os.path.isdir(sdir):
