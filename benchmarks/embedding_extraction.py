@@ -58,7 +58,8 @@ def main() -> None:
     from configs import east
     from kdjax.data.base import get_source
     from kdjax.embeddings import birdnet
-    from kdjax.train import loop, stages
+    from kdjax.train import stages
+    from kdjax.train.setup import split_sources
 
     src = get_source("esc50", "test_fold1", subset="esc10", cache=True)
     n = min(args.clips, len(src))
@@ -102,7 +103,7 @@ def main() -> None:
         res = stages.run_config(c, os.path.join(tmp, "cache"))
         cache_s = time.perf_counter() - t0
         cached = np.load(os.path.join(tmp, "cache", "arrays", "test_fold1", "embedding.npy"))
-        csrc = loop.split_sources(c, tmp)["test"]
+        csrc = split_sources(c, tmp)["test"]
         diffs = [float(np.abs(cached[i] - birdnet.extract(csrc[i]["audio"], sr)).max()) for i in range(len(csrc))]
     result["cached_vs_fresh"] = {"clips": len(diffs), "shape": list(cached.shape), "max_abs_diff": max(diffs),
                                  "cache_stage_s": cache_s,

@@ -1,7 +1,7 @@
 """MRKD train-step cost: the joint step (K peers + mutual KL in one jitted step) vs K alone steps.
 
 What is timed: kdjax's real `train_step` (kdjax.train.step) built from `configs/mrkd.py`
-(variant=local) with `loop.build_spec`, on random waveforms of the data set's clip length:
+(variant=local) with `build_program`, on random waveforms of the data set's clip length:
   joint          the `joint` stage: K peers, each with its own jnp front-end, per-peer CE +
                  mutual_kl over `peers.logits`, one AdamW update of all peers.
   alone_<rep>    one peer alone (CE only), its own jitted step (what K separate runs execute).
@@ -36,7 +36,9 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import mrkd  # noqa: E402
-from kdjax.train import loop  # noqa: E402
+from kdjax.train.forward import init_variables  # noqa: E402
+from kdjax.train.program import build_program  # noqa: E402
+from kdjax.train.setup import make_optimizer  # noqa: E402
 from kdjax.train.state import TrainState  # noqa: E402
 from kdjax.train.step import jit_train_step  # noqa: E402
 
@@ -50,9 +52,9 @@ def _vmhwm_mb() -> float:
 
 
 def _build(stage_cfg, num_classes, sr, clip_samples, batch):
-    spec = loop.build_spec(stage_cfg, num_classes, sr)
-    params, stats = loop.init_variables(spec, jax.random.key(0), clip_samples)
-    tx, _ = loop.make_optimizer(stage_cfg)
+    spec = build_program(stage_cfg, num_classes, sr)
+    params, stats = init_variables(spec, jax.random.key(0), clip_samples)
+    tx, _ = make_optimizer(stage_cfg)
     state = TrainState.create(params=params, batch_stats=stats, tx=tx)
     step = jit_train_step(spec)
     rng = np.random.default_rng(0)

@@ -51,7 +51,8 @@ def main(argv) -> int:
         ids = [int(i) for i in _LOCAL_DEVICES.value.split(",")] if _LOCAL_DEVICES.value else None
         jax.distributed.initialize(_COORD.value, _NPROC.value, _PID.value, local_device_ids=ids)
     from kdjax.data.audio import AudioError, DatasetNotFoundError
-    from kdjax.train.loop import Preempted, TrainingDivergedError
+    from kdjax.train.loop import Preempted
+    from kdjax.train.setup import TrainingDivergedError
     from kdjax.train.stages import run_config, run_stages
 
     cfg = _CONFIG.value

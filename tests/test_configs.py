@@ -8,8 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from kdjax.train import loop, stages
+from kdjax.train import stages
 from kdjax.train.checkpoint import load_best_variables
+from kdjax.train.setup import resolve_path
 
 CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py")
                  if p.stem not in ("__init__", "common"))
@@ -49,12 +50,12 @@ def test_config_runs_two_steps_at_variant_tiny(name, tmp_path, data_dir):
         assert c.get("kind", "train") != "train" or c.num_steps <= 2, f"{name}:{st} runs {c.num_steps} steps at tiny"
     seen = {}
     for st, _, wd, c in runs:
-        before = {t: _leaves(load_best_variables(loop.resolve_path(tc.checkpoint, wd),
+        before = {t: _leaves(load_best_variables(resolve_path(tc.checkpoint, wd),
                                                  tc.get("checkpoint_model", t)))
                   for t, tc in (c.get("teachers", {}) or {}).items()}
         stages.run_config(c, wd)
         for t, tc in (c.get("teachers", {}) or {}).items():
-            after = _leaves(load_best_variables(loop.resolve_path(tc.checkpoint, wd),
+            after = _leaves(load_best_variables(resolve_path(tc.checkpoint, wd),
                                                 tc.get("checkpoint_model", t)))
             assert all(np.array_equal(a, b) for a, b in zip(before[t], after, strict=True)), f"{st}: teacher {t} changed"
         seen[st] = True

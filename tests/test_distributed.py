@@ -186,15 +186,17 @@ def test_bfloat16_compute_dtype_runs_a_step_with_float32_params_and_state():
     import jax.numpy as jnp
 
     sys.path.insert(0, REPO)
-    from kdjax.train import loop
+    from kdjax.train.forward import init_variables
+    from kdjax.train.program import build_program
+    from kdjax.train.setup import make_optimizer
     from kdjax.train.state import TrainState
     from kdjax.train.step import jit_train_step
     from tests import _dist_worker
 
     cfg = _dist_worker.get_config("stage=student,compute_dtype=bfloat16")
-    spec = loop.build_spec(cfg, 10, 8000)
-    params, stats = loop.init_variables(spec, jax.random.key(0), 8000)
-    tx, _ = loop.make_optimizer(cfg)
+    spec = build_program(cfg, 10, 8000)
+    params, stats = init_variables(spec, jax.random.key(0), 8000)
+    tx, _ = make_optimizer(cfg)
     state = TrainState.create(params=params, batch_stats=stats, tx=tx)
     batch = {"audio": jax.random.normal(jax.random.key(1), (8, 8000)) * 0.1,
              "labels": jax.nn.one_hot(jnp.arange(8) % 10, 10), "mask": jnp.ones(8)}

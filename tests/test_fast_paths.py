@@ -15,8 +15,9 @@ import pytest
 
 from kdjax import frontends
 from kdjax.models import build, layers
+from kdjax.train.program import LossTerm, Node, Program
 from kdjax.train.state import TrainState
-from kdjax.train.step import LossTerm, Node, StepSpec, jit_train_step
+from kdjax.train.step import jit_train_step
 
 
 @pytest.mark.parametrize(
@@ -98,7 +99,7 @@ def _kd_loss_curve(conv_impl: str, steps: int = 50) -> np.ndarray:
     """Losses of `steps` KD train steps (kdjax's jitted train_step) on a small learnable task."""
     fe = frontends.make_frontend("logmel40_8k")
     mk = lambda kw: build("temporal_cnn", num_classes=4, conv_impl=conv_impl, **kw)  # noqa: E731
-    spec = StepSpec(
+    spec = Program(
         nodes=(Node("student", "student", mk(STUDENT), "features.mel", trainable=True),
                Node("teacher", "teacher.teacher", mk(TEACHER), "features.mel", trainable=False)),
         frontends={"mel": fe},

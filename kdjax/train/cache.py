@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import os
 import time
 from collections.abc import Callable
@@ -40,7 +39,8 @@ import numpy as np
 
 import kdjax.losses
 from kdjax.data import pipeline
-from kdjax.train.program import build_program, forward, resolve
+from kdjax.train.forward import forward, resolve
+from kdjax.train.setup import StageContext, split_names, write_result
 
 
 def load_extractor(spec: str) -> Callable[..., dict[str, np.ndarray]]:
@@ -89,23 +89,16 @@ def cache_arrays(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
       ValueError: no outputs, an output path that the namespace lacks, an extractor output with
         the wrong batch size.
     """
-    from kdjax.train.loop import load_teachers, split_sources
-
-    workdir = os.path.abspath(workdir)
     c = cfg.cache
     outputs = dict(c.get("outputs", {}) or {})
     if not outputs:
         raise ValueError("cache.outputs: expected {key: namespace path}, e.g. {'logits': 'teacher.t.logits'}")
-    d = cfg.data
-    srcs = split_sources(cfg, workdir)
-    roles = {"train": d.train_split, "validation": d.get("eval_split"), "test": d.get("test_split")}
-    splits = list(c.get("splits") or [s for s in roles.values() if s])
-    by_split = {split: srcs[role] for role, split in roles.items() if split}
-    first = next(iter(by_split.values()))
-    sr, num_classes = first.sample_rate, first.num_classes
-    clip_samples = int(round(d.clip_seconds * sr))
-    program = build_program(cfg, num_classes, sr)
-    teachers = jax.device_put(load_teachers(cfg, workdir))
+    ctx = StageContext.build(cfg, workdir)
+    workdir, program, sr, clip_samples = ctx.workdir, ctx.program, ctx.sample_rate, ctx.clip_samples
+    names = split_names(cfg)
+    splits = list(c.get("splits") or [s for s in names.values() if s])
+    by_split = {split: ctx.sources[role] for role, split in names.items() if split}
+    teachers = jax.device_put(dict(ctx.teachers))
     extractor = load_extractor(c.extractor) if c.get("extractor") else None
     extractor_kw = dict(c.get("extractor_kw", {}) or {})
     pass_paths = extractor is not None and wants_paths(extractor)
@@ -171,7 +164,5 @@ def cache_arrays(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
         n_all += len(src)
     result["summary"] = {"num_clips": n_all, "time_s": t_all, "clips_per_s": n_all / max(t_all, 1e-9),
                          "outputs": sorted(outputs)}
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "result.json"), "w") as f:
-            json.dump(result, f, indent=1)
+    write_result(workdir, result)
     return result

@@ -43,7 +43,6 @@ with a one-line `TrainingDivergedError` and writes no shard for that batch.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
@@ -55,7 +54,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from kdjax.train.program import Program, build_program, forward, resolve, weighted_loss
+from kdjax.train.forward import forward, resolve, weighted_loss
+from kdjax.train.program import Program
+from kdjax.train.setup import (
+    Logger,
+    StageContext,
+    TrainingDivergedError,
+    check_finite,
+    write_result,
+)
 
 INVERT_FIELDS = {"feature", "num_batches", "batch_size", "steps", "lr", "init_mean", "init_std",
                  "targets", "jitter", "flip", "views", "log_every", "seed", "memory_bank", "clip",
@@ -110,7 +117,7 @@ def spectrogram_parametrization(shape: tuple[int, int, int], freq_basis: int = 0
     feature visualisation (Olah et al., Distill 2017). Our choice for FRAMI (its parametrisation
     is unpublished).
     """
-    from kdjax.frontends import _dct_matrix
+    from kdjax.frontends import dct_matrix as _dct_matrix
 
     b, t, f = shape
     k, s = int(freq_basis), int(time_stride)
@@ -237,29 +244,21 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
       ValueError: an unknown `invert` field or feature key, no loss terms.
       TrainingDivergedError: the objective became NaN/inf (shards written so far are kept).
     """
-    from kdjax.train.loop import Logger, TrainingDivergedError, load_teachers, split_sources
-
-    workdir = os.path.abspath(workdir)
     inv = cfg.invert
     unknown = set(inv) - INVERT_FIELDS
     if unknown:
         raise ValueError(f"invert: unknown field(s) {sorted(unknown)}; fields: {sorted(INVERT_FIELDS)}")
     if not cfg.get("losses"):
         raise ValueError("invert: the stage has no loss terms (losses)")
-    cfg = copy.deepcopy(cfg)  # the caller's config is not changed
-    with cfg.unlocked():  # metadata only: no validation/test split is read
-        cfg.data.eval_split, cfg.data.test_split = "", ""
-    d = cfg.data
-    src = split_sources(cfg, workdir)["train"]
-    sr, num_classes = src.sample_rate, src.num_classes
-    clip_samples = int(round(d.clip_seconds * sr))
-    program = build_program(cfg, num_classes, sr)
+    ctx = StageContext.build(cfg, workdir, roles=("train",))  # metadata only: no audio is decoded
+    workdir, program, src = ctx.workdir, ctx.program, ctx.sources["train"]
+    num_classes = ctx.num_classes
     feature = str(inv.feature)
     if feature not in program.frontends:
         raise ValueError(f"invert.feature={feature!r}: expected a front-end key, one of {sorted(program.frontends)}")
     bsz, n_batches, steps = int(inv.batch_size), int(inv.num_batches), int(inv.steps)
-    shape = jax.eval_shape(program.frontends[feature], jax.ShapeDtypeStruct((bsz, clip_samples), jnp.float32)).shape
-    teachers = jax.device_put(load_teachers(cfg, workdir))
+    shape = jax.eval_shape(program.frontends[feature], jax.ShapeDtypeStruct((bsz, ctx.clip_samples), jnp.float32)).shape
+    teachers = jax.device_put(dict(ctx.teachers))
     step, init_theta, inputs = make_inversion_step(program, feature, teachers, inv, shape)
     bank_cfg = inv.get("memory_bank") or {}
     bank_path, bank_size = str(bank_cfg.get("path", "")), int(bank_cfg.get("size", 0) or 0)
@@ -274,7 +273,7 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
 
     out_dir = os.path.join(workdir, "synthetic")
     os.makedirs(out_dir, exist_ok=True)
-    meta = {"sample_rate": sr, "class_names": list(src.class_names), "feature_key": feature,
+    meta = {"sample_rate": ctx.sample_rate, "class_names": list(src.class_names), "feature_key": feature,
             "multi_label": False, "shape": list(shape)}
     with open(os.path.join(out_dir, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
@@ -310,12 +309,8 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
             for s in range(steps):
                 theta, opt_state, m = step(theta, opt_state, labels, jax.random.fold_in(rng, 100 + s), bank)
                 if s == 0 or s == steps - 1 or (s + 1) % log_every == 0:
-                    m = jax.device_get(m)
-                    if not np.isfinite(m["loss"]):
-                        bad = {k: float(v) for k, v in m.items() if k.startswith("loss")}
-                        raise TrainingDivergedError(
-                            f"invert: objective is {float(m['loss'])} at batch {b} step {s} (terms {bad}); "
-                            f"stopped, {made} new shard(s) kept in {out_dir}")
+                    m = check_finite(m, what="invert: objective", at=f"batch {b} step {s}",
+                                     kept=f"{made} new shard(s) kept in {out_dir}")
                     log.write(b * steps + s + 1, {f"invert/{k}": v for k, v in m.items()})
                     if s == 0 and first_loss is None:
                         first_loss = float(m["loss"])
@@ -339,7 +334,5 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
         "num_samples": n_batches * bsz, "new_samples": made * bsz, "time_s": dt,
         "samples_per_s": made * bsz / max(dt, 1e-9), "loss_first": first_loss, "loss_last": last_loss,
         "shape": list(shape)}}
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "result.json"), "w") as f:
-            json.dump(result, f, indent=1)
+    write_result(workdir, result)
     return result

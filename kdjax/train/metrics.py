@@ -86,6 +86,17 @@ def _prepare(
     return scores, labels > 0.5, keep
 
 
+def _mean_over_classes(per_class: np.ndarray, error: str) -> float:
+    """The mean of the per-class values `[C]` that are not NaN (classes where the metric is defined).
+
+    Raises:
+      ValueError: `error`, when every value is NaN.
+    """
+    if np.all(np.isnan(per_class)):
+        raise ValueError(error)
+    return float(np.nanmean(per_class))
+
+
 def _binary_ap(s: np.ndarray, y: np.ndarray) -> float:
     """Average precision of one binary problem, sklearn's step-wise (non-interpolated) definition.
 
@@ -154,9 +165,7 @@ def mean_average_precision(
     class has a positive.
     """
     ap = average_precision_per_class(scores, labels, mask=mask, label_mask=label_mask)
-    if np.all(np.isnan(ap)):
-        raise ValueError("mean_average_precision: no class has a positive example")
-    return float(np.nanmean(ap))
+    return _mean_over_classes(ap, "mean_average_precision: no class has a positive example")
 
 
 def roc_auc_per_class(
@@ -199,9 +208,7 @@ def roc_auc(
     has both. Raises ValueError when no class qualifies (and as `_prepare`).
     """
     auc = roc_auc_per_class(scores, labels, mask=mask, label_mask=label_mask)
-    if np.all(np.isnan(auc)):
-        raise ValueError("roc_auc: no class has both positive and negative examples")
-    return float(np.nanmean(auc))
+    return _mean_over_classes(auc, "roc_auc: no class has both positive and negative examples")
 
 
 def skipped_classes(
@@ -336,9 +343,7 @@ def macro_auprc(
     per = macro_auprc_per_class(
         scores, labels, mask=mask, label_mask=label_mask, min_threshold=min_threshold
     )
-    if np.all(np.isnan(per)):
-        raise ValueError("macro_auprc: no unmasked entry")
-    return float(np.nanmean(per))
+    return _mean_over_classes(per, "macro_auprc: no unmasked entry")
 
 
 def lwlrap_per_class(

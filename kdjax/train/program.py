@@ -1,9 +1,14 @@
-"""The recipe program: named modules wired by key paths, one generic forward pass, loss terms.
+"""Compile a config into a Program: named modules wired by key paths, front-ends, loss terms.
 
-Every recipe is one `Program` over one generic step (DESIGN.md): a set of modules
-(trainable students/peers/heads and frozen teachers), each reading its input from a
-key path of a namespace that the forward pass fills in dependency order, and a
-weighted sum of loss terms reading their inputs from the same namespace.
+This file owns the *static* side of a recipe: `build_program(cfg, ...)` turns the `models`,
+`teachers`, `frontends`, `losses` and `mixup_alpha` fields of a train/invert/cache config into
+one immutable `Program`. Running a Program (the forward pass over the namespace, the weighted
+loss, mixup, `init_variables`) is kdjax.train.forward; the data flow from config to result is
+drawn in docs/architecture.md.
+
+A Program is a set of modules (trainable students/peers/heads and frozen teachers), each
+reading its input from a key path of a namespace that the forward pass fills in dependency
+order, and a weighted sum of loss terms reading their inputs from the same namespace.
 
 Namespace (the paths modules and loss terms read):
   batch.<key>                       the input batch (audio, labels, label_mask, mask, joined
@@ -14,7 +19,8 @@ Namespace (the paths modules and loss terms read):
   <model>.logits / <model>.feats.<key>            a trainable module's outputs
   teacher.<name>.logits / teacher.<name>.feats.<key> / teacher.<name>.bn
                                     a frozen module's outputs (`bn`: BatchNorm moments, when
-                                    the module has `capture_bn=True`; see `capture_bn`)
+                                    the module has `capture_bn=True`; see
+                                    `kdjax.train.forward.capture_bn_moments`)
   peers.logits                      every deployed trainable model's logits `[K, B, C]`
 
 Config (the `models` and `teachers` blocks of a train config):
@@ -33,8 +39,10 @@ models only) is a checkpoint path that the model's module loads after initialisa
 directory); keyword arguments the checkpoint implies (`pretrained_kwargs(path)`, e.g. its
 architecture) come first and the config's `kw` override them.
 
-Gradients are taken with respect to an explicit trainable pytree (`forward`'s `params` for
-training; `overrides` -- synthetic inputs -- for model inversion, see kdjax.train.invert).
+Loss terms (`losses.<name>`, kauldron-style key-path inputs):
+  {fn: a `kdjax.losses` function, weight: a number or {schedule: <optax schedule>, kw},
+   inputs: [key paths of the positional arguments], kw: {constants},
+   kw_inputs: {keyword: key path}}
 """
 
 from __future__ import annotations
@@ -50,7 +58,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from kdjax import augment
 from kdjax import frontends as frontends_lib
 from kdjax import losses as losses_lib
 from kdjax import models as models_lib
@@ -125,72 +132,6 @@ class LossTerm:
                    scheduled=scheduled)
 
 
-def resolve(namespace: Mapping[str, Any], path: str) -> Any:
-    """Looks up a dotted key path ("teacher.cnn.feats.frames") in nested dicts.
-
-    Raises:
-      KeyError: a missing key, naming the path and the keys that exist at that level.
-    """
-    node: Any = namespace
-    for i, part in enumerate(path.split(".")):
-        if not isinstance(node, Mapping) or part not in node:
-            have = sorted(node) if isinstance(node, Mapping) else type(node).__name__
-            raise KeyError(
-                f"loss input {path!r}: no {part!r} at {'.'.join(path.split('.')[:i]) or 'top'}; has {have}"
-            )
-        node = node[part]
-    return node
-
-
-def weighted_loss(
-    terms: tuple[LossTerm, ...], namespace: Mapping[str, Any], mask: jax.Array,
-    step: jax.Array | int = 0,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Sum of `weight * term` over the recipe's terms.
-
-    A term may return a scalar (used as is), `[B]` (reduced with `masked_mean(value, mask)`) or
-    `[K, B]` (K trainable peers, e.g. `mutual_kl`: each row reduced over B with the mask, then
-    summed over K, so each peer's gradient is that of its own row; the rows are also reported
-    as `loss/<name>/<k>`).
-
-    Args:
-      terms: the recipe's terms.
-      namespace: the forward pass's namespace (see module docstring).
-      mask: `[B]` 1 for real examples, 0 for padding.
-      step: the optimisation step (for scheduled weights; reported as `weight/<name>`).
-
-    Returns:
-      (total scalar, `{"loss": total, "loss/<name>": unweighted value, ...}`).
-
-    Raises:
-      ValueError: a term returned another shape (names the term, function and shape).
-      KeyError: a missing input path.
-    """
-    total = jnp.zeros((), jnp.float32)
-    metrics = {}
-    for t in terms:
-        args = [resolve(namespace, p) for p in t.inputs]
-        kw = dict(t.kw) | {k: resolve(namespace, p) for k, p in t.kw_inputs.items()}
-        value = jnp.asarray(t.fn(*args, **kw))
-        if value.ndim == 1:
-            value = losses_lib.masked_mean(value, mask)
-        elif value.ndim == 2 and value.shape[1] == mask.shape[0]:
-            rows = losses_lib.masked_mean(value, mask[None, :], axis=1)
-            for k in range(rows.shape[0]):
-                metrics[f"loss/{t.name}/{k}"] = rows[k]
-            value = jnp.sum(rows)
-        elif value.ndim != 0:
-            raise ValueError(
-                f"losses.{t.name}: {t.fn.__name__} returned shape {value.shape}, expected a "
-                f"scalar, [B] or [K, B] with B={mask.shape[0]}"
-            )
-        w = t.weight(step) if t.scheduled else t.weight
-        if t.scheduled:
-            metrics[f"weight/{t.name}"] = jnp.asarray(w, jnp.float32)
-        metrics[f"loss/{t.name}"] = value
-        total = total + w * value
-    metrics["loss"] = total
-    return total, metrics
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +153,7 @@ class Node:
         modules always train; frozen modules default to eval mode.
       capture_bn: also return the moments of every BatchNorm layer's input as `<path>.bn`.
       pretrained: a checkpoint path whose parameters replace the initial ones
-        (`kdjax.train.loop.init_variables` calls `load_pretrained(pretrained, params)`).
+        (`kdjax.train.forward.init_variables` calls `load_pretrained(pretrained, params)`).
       load_pretrained: the model module's `load_pretrained` (set with `pretrained`).
     """
 
@@ -226,42 +167,6 @@ class Node:
     capture_bn: bool = False
     pretrained: str | None = None
     load_pretrained: Callable[[str, Any], Any] | None = None
-
-
-def capture_bn_moments(fn: Callable[[], Any], variables: Mapping[str, Any]) -> tuple[Any, dict]:
-    """Runs `fn()` (a Flax `apply`) and records each BatchNorm layer's input moments.
-
-    For DeepInversion's feature-distribution prior: for every `nn.BatchNorm` called inside,
-    in call order, `"<module path>" -> (batch_mean [C], batch_var [C], running_mean [C],
-    running_var [C])`, the batch moments over all axes but the last (biased variance, as the
-    reference hook's `input.var(unbiased=False)`), the running statistics from
-    `variables["batch_stats"]`. Works for any Flax model without changing it
-    (`flax.linen.intercept_methods`).
-
-    Source: Yin et al., "Dreaming to Distill" (CVPR 2020), Eq. 4; NVlabs/DeepInversion
-    `DeepInversionFeatureHook`.
-
-    Raises:
-      KeyError: a BatchNorm layer without running statistics in `variables`.
-    """
-    records: dict[str, Any] = {}
-    stats = variables.get("batch_stats", {})
-
-    def interceptor(next_fun, args, kwargs, context):
-        if isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__":
-            path = tuple(context.module.path)
-            node: Any = stats
-            for p in path:
-                if p not in node:
-                    raise KeyError(f"BatchNorm {'/'.join(path)}: no running statistics in batch_stats")
-                node = node[p]
-            mu, var = losses_lib.bn_batch_moments(jnp.asarray(args[0], jnp.float32))
-            records["/".join(path)] = (mu, var, node["mean"], node["var"])
-        return next_fun(*args, **kwargs)
-
-    with nn.intercept_methods(interceptor):
-        out = fn()
-    return out, records
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -285,15 +190,15 @@ class Program:
     mixup_alpha: float = 0.0
     multi_label: bool = False
 
-    # The train-step code before the program had `models`/`teachers` dicts; kept as views.
+    # Named after the config's two blocks (`models.<name>`, `teachers.<name>`).
     @property
     def models(self) -> dict[str, nn.Module]:
-        """Trainable modules by name (including training-only ones)."""
+        """Trainable modules by name (`models.<name>`, including training-only ones)."""
         return {n.name: n.module for n in self.nodes if n.trainable}
 
     @property
     def teachers(self) -> dict[str, nn.Module]:
-        """Frozen modules by name."""
+        """Frozen modules by name (`teachers.<name>`)."""
         return {n.name: n.module for n in self.nodes if not n.trainable}
 
     @property
@@ -354,135 +259,6 @@ def _input_node(path: str, by_path: Mapping[str, Node]) -> Node | None:
         if ".".join(parts[:k]) in by_path:
             return by_path[".".join(parts[:k])]
     return None
-
-
-def _set_path(ns: dict[str, Any], path: str, value: Any) -> None:
-    parts = path.split(".")
-    node = ns
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-
-
-def forward(
-    program: Program,
-    variables: Mapping[str, Any],
-    batch: Mapping[str, jax.Array],
-    rng: jax.Array,
-    *,
-    train: bool,
-    overrides: Mapping[str, jax.Array] | None = None,
-    nodes: tuple[Node, ...] | None = None,
-    stop_frozen: bool = True,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fills the program's namespace: front-ends, then every module in dependency order.
-
-    Args:
-      program: the Program.
-      variables: `{node name: {"params", "batch_stats"}}` for every node computed (trainable
-        and frozen; frozen names as in `teachers.<name>`).
-      batch: `audio [B, N]` and/or `features/<key> [B, T, F]`, `labels [B, C]`, `mask [B]`,
-        optional joined arrays.
-      rng: dropout key (folded per module).
-      train: training mode for trainable modules (frozen ones use their `train_mode`).
-      overrides: `features.<key>` or any namespace path -> array used instead of the computed
-        value (model inversion optimises these; gradients reach them through frozen modules).
-      nodes: compute only these (default: all); e.g. `program.subgraph(program.deployed)`.
-      stop_frozen: wrap frozen modules' outputs in stop_gradient (training); False for
-        inversion, whose gradients must flow through the frozen teacher to its inputs.
-
-    Returns:
-      (namespace, new batch_stats of the trainable modules run in train mode, by name).
-    """
-    nodes = program.nodes if nodes is None else nodes
-    overrides = dict(overrides or {})
-    needed = {n.input.split(".", 1)[1] for n in nodes if n.input.startswith("features.")}
-    needed |= {t_in.split(".", 1)[1] for t in program.terms for t_in in
-               (*t.inputs, *t.kw_inputs.values()) if t_in.startswith("features.")}
-    needed -= {p.split(".", 1)[1] for p in overrides if p.startswith("features.")}
-    ns: dict[str, Any] = {"batch": dict(batch),
-                          "features": program.features(batch.get("audio"), batch, needed)}
-    for p, v in overrides.items():
-        _set_path(ns, p, v)
-    new_stats: dict[str, Any] = {}
-    for i, node in enumerate(nodes):
-        x = resolve(ns, node.input)
-        v = variables[node.name]
-        mode = train if node.trainable else node.train_mode
-        v_in = {"params": v["params"], "batch_stats": v.get("batch_stats", {})}
-
-        def apply(node=node, x=x, v_in=v_in, mode=mode, i=i):
-            return node.module.apply(
-                v_in, x, train=mode, mutable=["batch_stats"] if mode else False,
-                rngs={"dropout": jax.random.fold_in(rng, i)} if mode else None,
-            )
-
-        if node.capture_bn:
-            out, bn = capture_bn_moments(apply, v_in)
-        else:
-            out, bn = apply(), None
-        if mode:
-            (logits, feats), upd = out
-            if node.trainable:
-                new_stats[node.name] = upd.get("batch_stats", {})
-        else:
-            logits, feats = out
-        entry: dict[str, Any] = {"logits": logits, "feats": feats}
-        if bn is not None:
-            entry["bn"] = bn
-        if not node.trainable and stop_frozen:
-            entry = jax.lax.stop_gradient(entry)
-        _set_path(ns, node.path, entry)
-    deployed = [n for n in nodes if n.trainable and n.deploy]
-    if deployed:
-        ns["peers"] = {"logits": jnp.stack([resolve(ns, n.path)["logits"] for n in deployed])}
-    return ns, new_stats
-
-
-def train_metrics(program: Program, ns: Mapping[str, Any], batch: Mapping[str, jax.Array]) -> dict:
-    """Per deployed model: argmax accuracy (single-label) or micro-F1 at p = 0.5 (multi-label,
-    over known labels `batch.label_mask`), masked by `batch.mask`."""
-    out = {}
-    mask = batch["mask"]
-    for name in program.deployed:
-        z = ns[name]["logits"]
-        if program.multi_label:
-            lm = batch.get("label_mask", jnp.ones_like(z)) * mask[:, None]
-            pred = (z > 0).astype(jnp.float32)
-            y = (batch["labels"] > 0.5).astype(jnp.float32)
-            tp = jnp.sum(pred * y * lm)
-            fp_fn = jnp.sum(jnp.abs(pred - y) * lm)
-            out[f"train_micro_f1/{name}"] = 2 * tp / jnp.maximum(2 * tp + fp_fn, 1.0)
-        else:
-            hit = jnp.argmax(z, -1) == jnp.argmax(batch["labels"], -1)
-            out[f"train_accuracy/{name}"] = losses_lib.masked_mean(hit.astype(jnp.float32), mask)
-    return out
-
-
-def mix(program: Program, batch: Mapping[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
-    """mixup of the batch, if `program.mixup_alpha > 0`: the waveforms (`audio`) or, in a batch of
-    precomputed features (a synthetic set), every `features/<key>` array, and the labels, all
-    with the same Beta(alpha, alpha) weights and partner permutation (so a teacher run on the
-    batch sees the same mixed inputs as the student: consistent teaching).
-
-    Raises:
-      ValueError: mixup with per-clip arrays other than `features/<key>` in the batch (e.g.
-        joined embeddings or stored teacher logits: they would no longer match the mixed
-        inputs), or with both `audio` and `features/<key>`.
-    """
-    if program.mixup_alpha <= 0:
-        return dict(batch)
-    feats = sorted(k for k in batch if k.startswith("features/"))
-    extra = sorted(k for k in batch if k not in ("audio", "labels", "label_mask", "mask", "index") and k not in feats)
-    if extra or (feats and "audio" in batch):
-        raise ValueError(f"mixup_alpha={program.mixup_alpha} with per-clip arrays {extra or feats} in the batch: "
-                         "they would not match the mixed audio; set mixup_alpha=0")
-    key = jax.random.fold_in(rng, 0x7FFFFFFF)
-    out = dict(batch)
-    for k in feats or ["audio"]:  # the same key: the same weights and permutation for every array
-        out[k], labels = augment.mixup(key, batch[k], batch["labels"], alpha=program.mixup_alpha)
-    out["labels"] = labels
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

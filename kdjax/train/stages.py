@@ -32,10 +32,13 @@ import jax
 import ml_collections
 import numpy as np
 
+from kdjax.train.cache import cache_arrays
+from kdjax.train.invert import invert_and_save
 from kdjax.train.loop import train_and_evaluate
 from kdjax.train.stats import format_difference, paired_difference
 
-KINDS = ("train", "invert", "cache")
+# The function that runs one stage config of each kind.
+KINDS = {"train": train_and_evaluate, "invert": invert_and_save, "cache": cache_arrays}
 _STAGE_REF = re.compile(r"\{stage:([A-Za-z0-9_]+)\}")
 
 
@@ -46,17 +49,9 @@ def run_config(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       ValueError: an unknown kind.
     """
     kind = cfg.get("kind", "train")
-    if kind == "train":
-        return train_and_evaluate(cfg, workdir)
-    if kind == "invert":
-        from kdjax.train.invert import invert_and_save
-
-        return invert_and_save(cfg, workdir)
-    if kind == "cache":
-        from kdjax.train.cache import cache_arrays
-
-        return cache_arrays(cfg, workdir)
-    raise ValueError(f"kind={kind!r}: expected one of {KINDS}")
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: expected one of {tuple(KINDS)}")
+    return KINDS[kind](cfg, workdir)
 
 
 def _stage_dir(cfg: ml_collections.ConfigDict, workdir: str, name: str, seed_index: int, where: str) -> str:

@@ -1,6 +1,8 @@
-"""The jitted train and eval steps over a recipe's Program (kdjax.train.program).
+"""The jitted train and eval steps over a recipe's Program (compiled by kdjax.train.program, run
+by kdjax.train.forward).
 
-A recipe names its modules and loss terms in the config (DESIGN.md "Recipe = weighted sum"):
+A recipe names its modules and loss terms in the config (a weighted sum of loss terms, see
+docs/architecture.md):
 
     losses = {"ce": {"fn": "softmax_xent", "weight": 0.1,
                      "inputs": ["student.logits", "batch.labels"]},
@@ -24,20 +26,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from kdjax.train.program import (  # noqa: F401  (re-exported: the step's public vocabulary)
-    LossTerm,
-    Node,
-    Program,
-    forward,
-    mix,
-    resolve,
-    train_metrics,
-    weighted_loss,
-)
+from kdjax.train.forward import forward, mix, train_metrics, weighted_loss
+from kdjax.train.program import Program
 from kdjax.train.state import TrainState
-
-# The name of the step's static description before it became a Program.
-StepSpec = Program
 
 
 def train_step(
@@ -46,7 +37,7 @@ def train_step(
     batch: Mapping[str, jax.Array],
     rng: jax.Array,
     *,
-    spec: Program,
+    program: Program,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimisation step of all trainable modules, with frozen teachers in the same program.
 
@@ -55,21 +46,21 @@ def train_step(
       teachers: frozen variables `{name: {"params", "batch_stats"}}` (not updated).
       batch: `audio [B, N]`, `labels [B, C]`, `mask [B]` (+ optional keys), sharded on "data".
       rng: PRNG key for dropout and mixup; folded with the step so resumed runs repeat exactly.
-      spec: the static Program.
+      program: the static Program.
 
     Returns:
       (new state, metrics: every loss term, the total, per-model train accuracy/micro-F1,
       grad_norm).
     """
     rng = jax.random.fold_in(rng, state.step)
-    batch = mix(spec, batch, rng)
+    batch = mix(program, batch, rng)
 
     def loss_fn(params):
         variables = dict(teachers) | {
-            n: {"params": params[n], "batch_stats": state.batch_stats[n]} for n in spec.models}
-        ns, new_stats = forward(spec, variables, batch, rng, train=True)
-        total, metrics = weighted_loss(spec.terms, ns, batch["mask"], state.step)
-        metrics |= train_metrics(spec, ns, batch)
+            n: {"params": params[n], "batch_stats": state.batch_stats[n]} for n in program.models}
+        ns, new_stats = forward(program, variables, batch, rng, train=True)
+        total, metrics = weighted_loss(program.terms, ns, batch["mask"], state.step)
+        metrics |= train_metrics(program, ns, batch)
         return total, (metrics, new_stats)
 
     grads, (metrics, new_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
@@ -83,7 +74,7 @@ def eval_logits(
     batch_stats: Mapping[str, Any],
     audio: jax.Array | Mapping[str, jax.Array],
     *,
-    spec: Program,
+    program: Program,
     teachers: Mapping[str, Any] | None = None,
 ) -> dict[str, jax.Array]:
     """Eval-mode logits `[B, C]` of every deployed model, by name.
@@ -95,17 +86,17 @@ def eval_logits(
       teachers: frozen variables, if a deployed model reads a frozen module's outputs.
     """
     batch = dict(audio) if isinstance(audio, Mapping) else {"audio": audio}
-    nodes = spec.subgraph(spec.deployed)
+    nodes = program.subgraph(program.deployed)
     variables = dict(teachers or {}) | {n: {"params": params[n], "batch_stats": batch_stats[n]}
-                                        for n in spec.models if n in params}
-    ns, _ = forward(spec, variables, batch, jax.random.key(0), train=False, nodes=nodes)
-    return {n: ns[n]["logits"] for n in spec.deployed}
+                                        for n in program.models if n in params}
+    ns, _ = forward(program, variables, batch, jax.random.key(0), train=False, nodes=nodes)
+    return {n: ns[n]["logits"] for n in program.deployed}
 
 
-def jit_train_step(spec: Program):
-    """`jax.jit` of `train_step` for `spec`, donating the old state's buffers.
+def jit_train_step(program: Program):
+    """`jax.jit` of `train_step` for `program`, donating the old state's buffers.
 
     Partitioning follows the inputs' shardings: state and teachers replicated,
     batch sharded on the mesh's "data" axis (see `kdjax.train.loop`).
     """
-    return jax.jit(functools.partial(train_step, spec=spec), donate_argnums=0)
+    return jax.jit(functools.partial(train_step, program=program), donate_argnums=0)

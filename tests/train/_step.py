@@ -2,7 +2,7 @@
 
 import jax
 
-from kdjax.train import program
+from kdjax.train.forward import forward
 
 
 def step_namespace(prog, state, teachers, batch):
@@ -11,5 +11,5 @@ def step_namespace(prog, state, teachers, batch):
     rng = jax.random.fold_in(jax.random.key(3), state.step)
     variables = dict(teachers) | {n: {"params": state.params[n], "batch_stats": state.batch_stats[n]}
                                   for n in prog.models}
-    ns, _ = program.forward(prog, variables, batch, rng, train=True)
+    ns, _ = forward(prog, variables, batch, rng, train=True)
     return ns

@@ -11,6 +11,7 @@ import soundfile as sf
 from kdjax.data import AudioError, DatasetNotFoundError, fsdd, load_audio
 from kdjax.train import loop
 from kdjax.train.checkpoint import Checkpointer
+from kdjax.train.setup import TrainingDivergedError
 from tests.conftest import FAST_COMPILE
 from tests.train.conftest import small
 
@@ -117,7 +118,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_dir):
     cfg = small("student", steps=8)
     with cfg.unlocked():
         cfg.losses.ce.weight = float("nan")
-    with pytest.raises(loop.TrainingDivergedError, match="loss is nan at step 5") as e:
+    with pytest.raises(TrainingDivergedError, match="loss is nan at step 5") as e:
         loop.train_and_evaluate(cfg, wd)
     assert f"{ckpt_dir}/4" in str(e.value)
     assert Checkpointer(ckpt_dir).latest_step() == 4

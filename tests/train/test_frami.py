@@ -18,7 +18,7 @@ import pytest
 from configs import frami
 from kdjax import models as models_lib
 from kdjax import synthetic_diversity as div
-from kdjax.train import loop
+from kdjax.train.forward import forward, init_variables, mix
 from kdjax.train.invert import inversion_objective
 from kdjax.train.program import build_program
 from kdjax.train.state import TrainState
@@ -109,12 +109,10 @@ def test_hidden_term_in_the_train_step_equals_numpy():
     teachers = _teacher_vars(p, shape)
     batch = {"features/mel": np.asarray(-68 + 25 * jax.random.normal(jax.random.key(4), shape), np.float32),
              "labels": np.eye(C, dtype=np.float32)[[0, 1, 2, 3]], "mask": np.ones(4, np.float32)}
-    params, stats = loop.init_variables(p, jax.random.key(5), SR, teachers, batch=batch)
+    params, stats = init_variables(p, jax.random.key(5), SR, teachers, batch=batch)
     state = TrainState.create(params=params, batch_stats=stats, tx=optax.sgd(0.0))
-    _, m = jax.jit(lambda s, t, b, r: train_step(s, t, b, r, spec=p))(state, teachers, batch, jax.random.key(6))
+    _, m = jax.jit(lambda s, t, b, r: train_step(s, t, b, r, program=p))(state, teachers, batch, jax.random.key(6))
     # NumPy: the student's frames (as the step computes them: train-mode BatchNorm), projected.
-    from kdjax.train.program import forward
-
     variables = dict(teachers) | {n: {"params": params[n], "batch_stats": stats[n]} for n in p.models}
     ns, _ = jax.jit(lambda v, b: forward(p, v, b, jax.random.key(0), train=True))(variables, batch)
     s_frames = np.asarray(ns["student"]["feats"]["frames"], np.float64)
@@ -137,14 +135,14 @@ def test_projection_is_training_only_and_not_counted():
     assert "proj" not in {n.name for n in p.subgraph(p.deployed)}  # eval runs the student only
     shape = _mel_shape(p, 2)
     teachers = jax.eval_shape(lambda: _teacher_vars(p, shape))  # shapes only: nothing compiles
-    params, _ = jax.eval_shape(lambda t: loop.init_variables(p, jax.random.key(0), SR, t), teachers)
+    params, _ = jax.eval_shape(lambda t: init_variables(p, jax.random.key(0), SR, t), teachers)
     n_proj = models_lib.count_params(params["proj"])
     width_s, width_t = frami.STUDENT_TINY["widths"][-1], frami.TEACHER_TINY["widths"][-1]
     assert n_proj == width_s * width_t + width_t
     # The hidden arm's deployed student has exactly the DeepInversion arm's parameters.
     di = _stage("di")
     p_di = build_program(di, C, SR)
-    params_di, _ = jax.eval_shape(lambda t: loop.init_variables(p_di, jax.random.key(0), SR, t), teachers)
+    params_di, _ = jax.eval_shape(lambda t: init_variables(p_di, jax.random.key(0), SR, t), teachers)
     assert models_lib.count_params(params_di["student"]) == models_lib.count_params(params["student"])
 
 
@@ -213,7 +211,6 @@ def test_frequency_jitter_and_gain_views_are_shifted_copies():
 def test_mixup_of_synthetic_features_mixes_inputs_and_labels_alike(tmp_path):
     from kdjax import augment
     from kdjax.data.synthetic import source as synthetic_source
-    from kdjax.train.program import mix
 
     c = frami.get_config("variant=tiny,data=fsdd,student_mixup=0.4").stages.di
     assert c.mixup_alpha == 0.4 and c.data.train_source.kw.extras is False

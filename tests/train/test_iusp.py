@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 
 from configs import iusp
-from kdjax.train import loop, program
+from kdjax.train import program
+from kdjax.train.evaluate import evaluate
+from kdjax.train.forward import init_variables, train_metrics, weighted_loss
+from kdjax.train.setup import make_optimizer
 from kdjax.train.state import TrainState
 from kdjax.train.step import train_step
 from tests.train._step import step_namespace
@@ -85,8 +88,8 @@ def _setup(arm, **arg):
         teachers = {"teacher": v}
     else:
         teachers = {}
-    params, stats = loop.init_variables(prog, jax.random.key(1), 16000, teachers, batch)
-    tx, _ = loop.make_optimizer(c)
+    params, stats = init_variables(prog, jax.random.key(1), 16000, teachers, batch)
+    tx, _ = make_optimizer(c)
     state = TrainState.create(params=params, batch_stats=stats, tx=tx)
     return c, prog, state, teachers, batch
 
@@ -98,7 +101,7 @@ def _np(x):
 @pytest.mark.parametrize("arm", ["sp", "iusp"])
 def test_terms_in_the_train_step_match_numpy(arm):
     c, prog, state, teachers, batch = _setup(arm)
-    _, metrics = jax.jit(lambda s, t, b, r: train_step(s, t, b, r, spec=prog))(
+    _, metrics = jax.jit(lambda s, t, b, r: train_step(s, t, b, r, program=prog))(
         state, teachers, batch, jax.random.key(3))
     ns = step_namespace(prog, state, teachers, batch)
     m = batch["mask"]
@@ -124,7 +127,7 @@ def test_terms_in_the_train_step_match_numpy(arm):
 def test_padding_rows_and_unknown_labels_change_nothing(arm):
     c, prog, state, teachers, batch = _setup(arm)
     ns = step_namespace(prog, state, teachers, batch)
-    total, ref = program.weighted_loss(prog.terms, ns, jnp.asarray(batch["mask"]))
+    total, ref = weighted_loss(prog.terms, ns, jnp.asarray(batch["mask"]))
     # garbage in the padding row (every array the terms read) and in every unknown label
     bad = jax.tree.map(np.array, ns)
     for node in (bad["student"], bad["teacher"]["teacher"]):
@@ -134,7 +137,7 @@ def test_padding_rows_and_unknown_labels_change_nothing(arm):
     lm = batch["label_mask"]
     bad["batch"]["labels"] = np.where(lm > 0, batch["labels"], 1.0 - batch["labels"]).astype(np.float32)
     bad["batch"]["labels"][-1] = 1.0
-    total2, got = program.weighted_loss(prog.terms, bad, jnp.asarray(batch["mask"]))
+    total2, got = weighted_loss(prog.terms, bad, jnp.asarray(batch["mask"]))
     for k in ref:
         np.testing.assert_allclose(float(got[k]), float(ref[k]), rtol=1e-6, atol=1e-8, err_msg=k)
     assert np.any(lm == 0) and float(total2) == pytest.approx(float(total), rel=1e-6)
@@ -149,14 +152,14 @@ def test_masked_frames_change_nothing_and_match_numpy():
     fm[0, -2:] = 0.0
     fm[2, -1] = 0.0
     ns["batch"]["frame_mask"] = fm
-    _, ref = program.weighted_loss(prog.terms, ns, jnp.asarray(batch["mask"]))
+    _, ref = weighted_loss(prog.terms, ns, jnp.asarray(batch["mask"]))
     s, tt = _np(ns["student"]["feats"]["frames"]), _np(ns["teacher"]["teacher"]["feats"]["frames"])
     np.testing.assert_allclose(float(ref["loss/iusp"]), _masked_mean(_np_iusp(s, tt, fm), batch["mask"]),
                                rtol=2e-4)
     bad = jax.tree.map(np.array, ns)
     bad["student"]["feats"]["frames"][fm == 0] = 50.0
     bad["teacher"]["teacher"]["feats"]["frames"][fm == 0] = -50.0
-    _, got = program.weighted_loss(prog.terms, bad, jnp.asarray(batch["mask"]))
+    _, got = weighted_loss(prog.terms, bad, jnp.asarray(batch["mask"]))
     np.testing.assert_allclose(float(got["loss/iusp"]), float(ref["loss/iusp"]), rtol=1e-6)
 
 
@@ -164,7 +167,7 @@ def test_multi_label_train_metric_is_micro_f1_over_known_labels():
     c, prog, state, teachers, batch = _setup("bce")
     assert prog.multi_label and set(c.losses) == {"bce"}
     ns = step_namespace(prog, state, teachers, batch)
-    out = program.train_metrics(prog, ns, batch)
+    out = train_metrics(prog, ns, batch)
     z = np.asarray(ns["student"]["logits"])
     keep = (batch["label_mask"] * batch["mask"][:, None]) > 0
     pred, y = (z > 0)[keep], (batch["labels"] > 0.5)[keep]
@@ -190,10 +193,10 @@ def test_selection_metric_is_dcase_micro_auprc_of_probabilities():
     audio[:, :C] = z  # a stand-in model whose logits are the first C samples of each clip
     src = ArraySource({"audio": audio, "labels": y}, sample_rate=16000, class_names=[str(k) for k in range(C)],
                       multi_label=True)
-    spec = type("Spec", (), {"deployed": ("student",)})()
+    prog = type("Prog", (), {"deployed": ("student",)})()
     mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
     out = {}
-    r = loop.evaluate(spec, lambda p, b, inputs: {"student": inputs["audio"][:, :C]}, {}, {}, src,
+    r = evaluate(prog, lambda p, b, inputs: {"student": inputs["audio"][:, :C]}, {}, {}, src,
                       clip_samples=64, batch_size=8, data_sharding=NamedSharding(mesh, P("data")),
                       metric="micro_auprc", logits_out=out)
     np.testing.assert_allclose(r["student"]["micro_auprc"], metrics.micro_auprc(_np_sigmoid(z), y), rtol=1e-9)

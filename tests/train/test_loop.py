@@ -13,6 +13,9 @@ import pytest
 
 from kdjax.train import loop
 from kdjax.train.checkpoint import Checkpointer, load_best_variables
+from kdjax.train.forward import init_variables
+from kdjax.train.program import build_program
+from kdjax.train.setup import data_source, make_optimizer
 from tests.conftest import FAST_COMPILE
 from tests.train.conftest import small
 
@@ -62,16 +65,16 @@ def test_train_step_leaves_teacher_variables_untouched(teacher_dir):
     from kdjax.train.step import jit_train_step
 
     cfg = small("kd")
-    spec = loop.build_spec(cfg, 10, 8000)
-    params, stats = loop.init_variables(spec, jax.random.key(0), 8000)
-    tx, _ = loop.make_optimizer(cfg)
+    prog = build_program(cfg, 10, 8000)
+    params, stats = init_variables(prog, jax.random.key(0), 8000)
+    tx, _ = make_optimizer(cfg)
     state = TrainState.create(params=params, batch_stats=stats, tx=tx)
     teachers = {"teacher": load_best_variables(teacher_dir, "teacher")}
     teachers = jax.tree.map(jnp.asarray, teachers)
     copy = jax.tree.map(np.array, teachers)
     batch = {"audio": jax.random.normal(jax.random.key(1), (8, 8000)) * 0.1,
              "labels": jax.nn.one_hot(jnp.arange(8) % 10, 10), "mask": jnp.ones(8)}
-    step = jit_train_step(spec)
+    step = jit_train_step(prog)
     for _ in range(2):
         state, m = step(state, teachers, batch, jax.random.key(2))
     assert _leaves_equal(copy, teachers)
@@ -214,10 +217,10 @@ def test_tfds_format_feeds_the_same_batches_as_files(tmp_path, data_dir):
     with d.unlocked():
         d.kw.max_examples = 0
         d.tfds_dir = str(tmp_path / "tfds")
-    files = loop.data_source(d, "test")
+    files = data_source(d, "test")
     with d.unlocked():
         d.format = "tfds"
-    tfds_src = loop.data_source(d, "test")
+    tfds_src = data_source(d, "test")
     assert len(tfds_src) == len(files) == 300 and tfds_src.sample_rate == 8000
     assert (tmp_path / "tfds" / "kdjax_fsdd").is_dir()
     kw = dict(clip_samples=8000, batch_size=16, seed=3)
@@ -228,4 +231,4 @@ def test_tfds_format_feeds_the_same_batches_as_files(tmp_path, data_dir):
     with d.unlocked():
         d.format = "tfrecord"
     with pytest.raises(ValueError, match="data.format='tfrecord'"):
-        loop.data_source(d, "test")
+        data_source(d, "test")

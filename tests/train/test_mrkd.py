@@ -17,8 +17,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from configs import mrkd
-from kdjax.train import loop
-from kdjax.train.program import forward
+from kdjax.train.forward import forward, init_variables
+from kdjax.train.program import build_program
+from kdjax.train.setup import make_optimizer
 from kdjax.train.state import TrainState
 from kdjax.train.step import jit_train_step
 
@@ -53,10 +54,10 @@ def _joint_cfg(*, three_terms: bool, sgd: bool):
 
 
 def _setup(cfg):
-    spec = loop.build_spec(cfg, 10, 8000)
-    params, stats = loop.init_variables(spec, jax.random.key(0), N)
-    tx, _ = loop.make_optimizer(cfg)
-    return spec, TrainState.create(params=params, batch_stats=stats, tx=tx)
+    prog = build_program(cfg, 10, 8000)
+    params, stats = init_variables(prog, jax.random.key(0), N)
+    tx, _ = make_optimizer(cfg)
+    return prog, TrainState.create(params=params, batch_stats=stats, tx=tx)
 
 
 def _np_log_softmax(z):
@@ -86,30 +87,30 @@ def _np_mutual(z, *, reduction, target, temperature):
 def one_sgd_step():
     """One SGD step (lr 1) of the three-term joint program on 1 device, and the references.
 
-    Returns a dict: spec, batch, rng, before/after (params), stats (batch_stats before),
+    Returns a dict: prog, batch, rng, before/after (params), stats (batch_stats before),
     z (peers' train-mode logits `[K, B, C]` the step saw), own/through (gradients, see
     `_peer_objective_grads`), metrics (the step's)."""
     cfg = _joint_cfg(three_terms=True, sgd=True)
-    spec, state = _setup(cfg)
+    prog, state = _setup(cfg)
     batch = _batch()
     rng = jax.random.key(3)
     before = jax.device_get(state.params)
     stats = jax.device_get(state.batch_stats)
-    z, own, through = _peer_objective_grads(spec, before, stats, batch, rng)
-    new_state, m = jit_train_step(spec)(state, {}, batch, rng)
-    return dict(spec=spec, cfg=cfg, batch=batch, rng=rng, before=before, stats=stats, z=np.asarray(z),
+    z, own, through = _peer_objective_grads(prog, before, stats, batch, rng)
+    new_state, m = jit_train_step(prog)(state, {}, batch, rng)
+    return dict(prog=prog, cfg=cfg, batch=batch, rng=rng, before=before, stats=stats, z=np.asarray(z),
                 own=jax.device_get(own), through=jax.device_get(through),
                 after=jax.device_get(new_state.params), metrics=jax.device_get(m))
 
 
 def test_mutual_terms_in_the_step_equal_numpy(one_sgd_step):
     r = one_sgd_step
-    spec, z, batch, m = r["spec"], r["z"], r["batch"], r["metrics"]
-    assert spec.deployed == ("logmel", "mfcc", "stft") and z.shape == (3, 16, 10)
+    prog, z, batch, m = r["prog"], r["z"], r["batch"], r["metrics"]
+    assert prog.deployed == ("logmel", "mfcc", "stft") and z.shape == (3, 16, 10)
     y = np.asarray(batch["labels"], np.float64)
     lp = _np_log_softmax(z)
     expected_total = 0.0
-    for k, name in enumerate(spec.deployed):
+    for k, name in enumerate(prog.deployed):
         ce = -(y * lp[k]).sum(-1).mean()
         np.testing.assert_allclose(m[f"loss/ce_{name}"], ce, rtol=1e-5)
         expected_total += ce
@@ -127,7 +128,7 @@ def test_mutual_terms_in_the_step_equal_numpy(one_sgd_step):
     np.testing.assert_allclose(m["loss"], expected_total, rtol=1e-4)
 
 
-def _peer_objective_grads(spec, params, stats, batch, rng):
+def _peer_objective_grads(prog, params, stats, batch, rng):
     """(peers' logits `[K, B, C]`, own, through): gradients w.r.t. every peer of
     sum_i [CE_i + sum_terms w * M_i] (hand-written jnp), with the targets constants (`own`:
     then the gradient w.r.t. peer i is that of peer i's own objective) or differentiated
@@ -135,8 +136,8 @@ def _peer_objective_grads(spec, params, stats, batch, rng):
     """
 
     def loss(p, stop_targets):
-        variables = {n: {"params": p[n], "batch_stats": stats[n]} for n in spec.models}
-        ns, _ = forward(spec, variables, batch, jax.random.fold_in(rng, 0), train=True)
+        variables = {n: {"params": p[n], "batch_stats": stats[n]} for n in prog.models}
+        ns, _ = forward(prog, variables, batch, jax.random.fold_in(rng, 0), train=True)
         z = ns["peers"]["logits"]
         lp = jax.nn.log_softmax(z, -1)
         total = -jnp.sum(batch["labels"][None] * lp, -1).mean(1).sum()
@@ -171,8 +172,8 @@ def test_each_peer_gets_only_its_own_gradient_stop_gradient_targets(one_sgd_step
     stop_gradient on the targets, peer i would also receive the gradient of the other peers'
     terms M_j (through p_i as their target): that gradient is computed too and must differ."""
     r = one_sgd_step
-    spec, before, after, own, through = r["spec"], r["before"], r["after"], r["own"], r["through"]
-    for name in spec.deployed:
+    prog, before, after, own, through = r["prog"], r["before"], r["after"], r["own"], r["through"]
+    for name in prog.deployed:
         step_grad = jax.tree.map(lambda a, b: np.asarray(a, np.float64) - np.asarray(b, np.float64),
                                  before[name], after[name])
         g_own, g_thr = jax.tree.leaves(own[name]), jax.tree.leaves(through[name])
@@ -189,10 +190,10 @@ def test_alone_peers_are_independent(one_sgd_step):
     c = copy.deepcopy(mrkd.get_config("variant=tiny,data=fsdd,reps=logmel+mfcc+stft,seeds=1").stages.alone)
     assert "mutual" not in c.losses and not c.optimizer.grad_clip
     r = one_sgd_step
-    spec = loop.build_spec(c, 10, 8000)
-    assert spec.deployed == r["spec"].deployed  # same peers: the joint program's parameters fit
-    tx, _ = loop.make_optimizer(c)
-    step = jit_train_step(spec)
+    prog = build_program(c, 10, 8000)
+    assert prog.deployed == r["prog"].deployed  # same peers: the joint program's parameters fit
+    tx, _ = make_optimizer(c)
+    step = jit_train_step(prog)
     batch = _batch(seed=1)
     outs = []
     for scale in (1.0, 1.5):
@@ -213,11 +214,11 @@ def test_joint_step_data_parallel_8_devices_equals_1_device(one_sgd_step):
     assert jax.device_count() == 8, "tests/conftest.py simulates 8 CPU devices"
     r = one_sgd_step
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    tx, _ = loop.make_optimizer(r["cfg"])
+    tx, _ = make_optimizer(r["cfg"])
     state = jax.device_put(TrainState.create(params=r["before"], batch_stats=r["stats"], tx=tx),
                            NamedSharding(mesh, P()))
     batch = jax.device_put(r["batch"], NamedSharding(mesh, P("data")))
-    new, m = jit_train_step(r["spec"])(state, {}, batch, r["rng"])
+    new, m = jit_train_step(r["prog"])(state, {}, batch, r["rng"])
     m = jax.device_get(m)
     for k in ("loss", "loss/mutual_mean", "loss/mutual_sum", "loss/mutual_ens", "loss/mutual_mean/2"):
         np.testing.assert_allclose(m[k], r["metrics"][k], rtol=1e-5, atol=1e-7)

@@ -9,9 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kdjax.train import loop, program
+from kdjax.train import loop
 from kdjax.train.checkpoint import Checkpointer, load_best_variables
-from kdjax.train.program import LossTerm, build_program, weighted_loss
+from kdjax.train.forward import forward, init_variables, weighted_loss
+from kdjax.train.program import LossTerm, build_program
+from kdjax.train.setup import TrainingDivergedError, split_sources
 from tests.train.conftest import small
 
 TINY = dict(stem_width=8, widths=(8, 8), strides=(2, 2), stem_stride=2)
@@ -100,10 +102,10 @@ def test_bn_moments_equal_a_manual_computation():
     with c.unlocked():
         c.models.student.capture_bn = True
     p = build_program(c, 10, 8000)
-    params, stats = loop.init_variables(p, jax.random.key(0), 8000)
+    params, stats = init_variables(p, jax.random.key(0), 8000)
     x = jax.random.normal(jax.random.key(1), (4, 8000)) * 0.1
     v = {"student": {"params": params["student"], "batch_stats": stats["student"]}}
-    ns, _ = program.forward(p, v, {"audio": x}, jax.random.key(2), train=False)
+    ns, _ = forward(p, v, {"audio": x}, jax.random.key(2), train=False)
     bn = ns["student"]["bn"]
     assert list(bn)[0] == "stem_bn" and len(bn) == 1 + 2 * 2 + 2  # stem + 2 blocks x (bn1, bn2) + 2 projections
     # The stem BN's input is the stem conv's output: recompute it and its moments.
@@ -132,7 +134,7 @@ def test_training_only_head_is_trained_but_not_deployed(tmp_path, data_dir):
     from kdjax.models import count_params
 
     plain = build_program(_tiny("student"), 10, 8000)  # the same student without the head
-    n_plain = count_params(loop.init_variables(plain, jax.random.key(0), 8000)[0]["student"])
+    n_plain = count_params(init_variables(plain, jax.random.key(0), 8000)[0]["student"])
     assert set(r["params"]) == {"student"} and r["params"]["student"] == n_plain
     assert r["train_only_params"]["head"] > 0 and set(r["models"]) == {"student"}
     rows = [json.loads(x) for x in (tmp_path / "head" / "metrics.jsonl").read_text().splitlines()]
@@ -143,7 +145,7 @@ def test_training_only_head_is_trained_but_not_deployed(tmp_path, data_dir):
     import orbax.checkpoint as ocp
 
     st = s.manager.restore(s.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
-    p0, _ = loop.init_variables(build_program(c, 10, 8000), jax.random.fold_in(jax.random.key(c.seed), 1), 8000)
+    p0, _ = init_variables(build_program(c, 10, 8000), jax.random.fold_in(jax.random.key(c.seed), 1), 8000)
     assert not _leaves_equal(st["params"]["head"], p0["head"])
     s.close()
 
@@ -235,7 +237,7 @@ def test_invert_stage_lowers_its_objective_and_shards_round_trip(tiny_teacher, t
 
 
 def test_invert_nan_stops_with_one_line_and_keeps_shards(tiny_teacher, tmp_path):
-    from kdjax.train.loop import TrainingDivergedError
+
     from kdjax.train.stages import run_config
 
     wd = tmp_path / "inv"
@@ -269,7 +271,7 @@ def test_cache_stage_stores_arrays_by_clip_index_and_join_feeds_them(tiny_teache
                        extractor="tests.train.test_program:rms_extractor", extractor_kw=dict(scale=2.0),
                        splits=["train", "test"])
     r = run_config(c, str(tmp_path / "cache"))
-    srcs = loop.split_sources(c, str(tmp_path / "cache"))
+    srcs = split_sources(c, str(tmp_path / "cache"))
     logits = np.load(tmp_path / "cache" / "arrays" / "test" / "logits.npy")
     assert logits.shape == (len(srcs["test"]), 10) == tuple(r["splits"]["test"]["shapes"]["logits"])
     # Rows are clips by source index: recompute a few clips freshly.
@@ -277,7 +279,7 @@ def test_cache_stage_stores_arrays_by_clip_index_and_join_feeds_them(tiny_teache
     t = load_best_variables(tiny_teacher, "teacher")
     for i in (0, 7, len(srcs["test"]) - 1):
         ex = pipeline._crop(8000, "start")(srcs["test"][i], None)
-        ns, _ = program.forward(p, {"t": t}, {"audio": ex["audio"][None]}, jax.random.key(0), train=False)
+        ns, _ = forward(p, {"t": t}, {"audio": ex["audio"][None]}, jax.random.key(0), train=False)
         np.testing.assert_allclose(logits[i], ns["teacher"]["t"]["logits"][0], rtol=1e-4, atol=1e-4)
         rms = np.load(tmp_path / "cache" / "arrays" / "test" / "rms.npy")[i]
         np.testing.assert_allclose(rms, 2 * np.sqrt((ex["audio"].astype(np.float64) ** 2).mean()), rtol=1e-5)
@@ -289,7 +291,7 @@ def test_cache_stage_stores_arrays_by_clip_index_and_join_feeds_them(tiny_teache
         s.data.eval_split = ""
         s.mixup_alpha = 0.0
         s.losses.kd = dict(fn="kd_kl", kw=dict(temperature=2.0), inputs=["student.logits", "batch.tlogits"])
-    joined = loop.split_sources(s, str(tmp_path))["test"]
+    joined = split_sources(s, str(tmp_path))["test"]
     np.testing.assert_array_equal(joined[5]["tlogits"], logits[5])
     res = loop.train_and_evaluate(s, str(tmp_path / "kd"))
     assert np.isfinite(res["models"]["student"]["test"]["accuracy"])
@@ -302,7 +304,7 @@ def test_cache_stage_stores_arrays_by_clip_index_and_join_feeds_them(tiny_teache
             else:
                 bad.data.train_crop = value
         with pytest.raises(ValueError, match=msg):
-            loop.split_sources(bad, str(tmp_path))
+            split_sources(bad, str(tmp_path))
 
 
 def test_stage_references_resolve_to_run_folders(tmp_path):

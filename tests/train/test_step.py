@@ -7,17 +7,19 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from kdjax.train import loop
+from kdjax.train.forward import init_variables, resolve, weighted_loss
+from kdjax.train.program import LossTerm, build_program
+from kdjax.train.setup import make_optimizer
 from kdjax.train.state import TrainState
-from kdjax.train.step import LossTerm, jit_train_step, resolve, weighted_loss
+from kdjax.train.step import jit_train_step
 from tests.train.conftest import small
 
 
 def _setup(cfg, n_classes=10):
-    spec = loop.build_spec(cfg, n_classes, 8000)
-    params, stats = loop.init_variables(spec, jax.random.key(0), 8000)
-    tx, _ = loop.make_optimizer(cfg)
-    return spec, TrainState.create(params=params, batch_stats=stats, tx=tx)
+    prog = build_program(cfg, n_classes, 8000)
+    params, stats = init_variables(prog, jax.random.key(0), 8000)
+    tx, _ = make_optimizer(cfg)
+    return prog, TrainState.create(params=params, batch_stats=stats, tx=tx)
 
 
 def _batch(b=16, seed=0):
@@ -38,9 +40,9 @@ def test_data_parallel_8_devices_equals_1_device(mixup):
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
         mesh = jax.sharding.Mesh(np.array(devices), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-        spec, state = _setup(cfg)
+        prog, state = _setup(cfg)
         state = jax.device_put(state, NamedSharding(mesh, P()))
-        step = jit_train_step(spec)
+        step = jit_train_step(prog)
         for i in range(3):
             batch = jax.device_put(_batch(seed=i), NamedSharding(mesh, P("data")))
             state, m = step(state, {}, batch, jax.random.key(1))

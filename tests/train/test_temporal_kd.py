@@ -18,7 +18,9 @@ import pytest
 
 from configs import temporal_kd
 from kdjax.models import count_params
-from kdjax.train import loop, program
+from kdjax.train import program
+from kdjax.train.forward import forward, init_variables, weighted_loss
+from kdjax.train.setup import make_optimizer
 from kdjax.train.state import TrainState
 from kdjax.train.step import eval_logits, train_step
 from tests.losses import _ref
@@ -55,8 +57,8 @@ def _setup(student="temporal_cnn", lam=0.5, target="live"):
         batch["features/teacher_teacher"] = batch["features/student"]
         init = jax.jit(lambda r, x: prog.teachers["teacher"].init(r, x, train=False))  # eager init: ~10x slower
         teachers = {"teacher": init(jax.random.key(7), batch["features/teacher_teacher"])}
-    params, stats = loop.init_variables(prog, jax.random.key(1), 16000, teachers, batch)
-    tx, _ = loop.make_optimizer(c)
+    params, stats = init_variables(prog, jax.random.key(1), 16000, teachers, batch)
+    tx, _ = make_optimizer(c)
     state = TrainState.create(params=params, batch_stats=stats, tx=tx)
     return c, prog, state, teachers, batch
 
@@ -68,7 +70,7 @@ def _namespace_jit(prog, state, teachers, batch):
 def test_attention_kd_term_in_the_step_matches_numpy_live_and_cached():
     c, prog, state, teachers, batch = _setup()
     assert dict(c.models.head)["deploy"] is False and c.losses.tkd.weight == 0.5
-    _, metrics = jax.jit(lambda s, t, b, r: train_step(s, t, b, r, spec=prog))(
+    _, metrics = jax.jit(lambda s, t, b, r: train_step(s, t, b, r, program=prog))(
         state, teachers, batch, jax.random.key(3))
     ns = _namespace_jit(prog, state, teachers, batch)
     scores = np.asarray(ns["head"]["logits"], np.float64)  # [B, T_student]
@@ -89,7 +91,7 @@ def test_attention_kd_term_in_the_step_matches_numpy_live_and_cached():
     cached = _ref.rollout(np.asarray(attn, np.float64))[:, 0, 1:]
     ns2 = dict(ns, batch=dict(ns["batch"], rollout=jnp.asarray(cached / cached.sum(-1, keepdims=True),
                                                                jnp.float32)))
-    _, got = jax.jit(lambda n: program.weighted_loss(prog2.terms, n, jnp.asarray(m)))(ns2)
+    _, got = jax.jit(lambda n: weighted_loss(prog2.terms, n, jnp.asarray(m)))(ns2)
     np.testing.assert_allclose(float(got["loss/tkd"]), want, rtol=2e-4)
 
 
@@ -98,7 +100,7 @@ def test_head_is_trained_but_not_deployed():
     assert prog.deployed == ("student",) and "head" in prog.models
 
     def grad_of(prog_):
-        return jax.jit(jax.grad(lambda p: program.weighted_loss(
+        return jax.jit(jax.grad(lambda p: weighted_loss(
             prog_.terms, step_namespace(prog_, state.replace(params=p), teachers, batch),
             jnp.asarray(batch["mask"]))[0]))(state.params)
 
@@ -110,7 +112,7 @@ def test_head_is_trained_but_not_deployed():
     assert max(jax.tree.leaves(diff)) > 0
     # eval logits do not depend on the head; the head is not in the student's parameter count
     audio = np.random.default_rng(1).normal(size=(B, 16000 * 2)).astype(np.float32) * 0.1
-    ev = jax.jit(lambda p, s, a: eval_logits(p, s, a, spec=prog))
+    ev = jax.jit(lambda p, s, a: eval_logits(p, s, a, program=prog))
     z = ev(state.params, state.batch_stats, audio)
     other = dict(state.params, head=jax.tree.map(lambda x: x + 100.0, state.params["head"]))
     z2 = ev(other, state.batch_stats, audio)
@@ -174,7 +176,7 @@ def test_tiny_recipe_end_to_end_cached_target_equals_fresh_teacher(tmp_path, dat
     assert cached.shape[0] == len(src) and np.allclose(cached.sum(-1), 1.0, atol=1e-5)
     prog = program.build_program(tc, src.num_classes, src.sample_rate)
     v = {"teacher": load_best_variables(tmp_path / "teacher", "teacher")}
-    fwd = jax.jit(lambda v, b: program.forward(prog, v, b, jax.random.key(0), train=False)[0])
+    fwd = jax.jit(lambda v, b: forward(prog, v, b, jax.random.key(0), train=False)[0])
     batch = next(eval_batches(src, clip_samples=int(tc.data.clip_seconds * src.sample_rate), batch_size=8))
     ns = fwd(v, {"audio": batch["audio"]})
     fresh = np.asarray(rollout_frame_distribution(ns["teacher"]["feats"]["attention"]))

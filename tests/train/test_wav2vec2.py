@@ -39,8 +39,9 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
 from kdjax.models import wav2vec2 as w2v  # noqa: E402
-from kdjax.train import loop  # noqa: E402
+from kdjax.train.forward import init_variables  # noqa: E402
 from kdjax.train.program import build_program  # noqa: E402
+from kdjax.train.setup import make_optimizer  # noqa: E402
 from kdjax.train.state import TrainState  # noqa: E402
 from kdjax.train.step import jit_train_step  # noqa: E402
 
@@ -360,8 +361,8 @@ def test_pretrained_config_hook(tmp_path):
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({"do_normalize": True}))
     sd = m.state_dict()
     c = _hook_config(tmp_path)
-    spec = build_program(c, 3, 16000)
-    mod = spec.nodes[0].module
+    prog = build_program(c, 3, 16000)
+    mod = prog.nodes[0].module
     assert (mod.hidden_size, mod.num_hidden_layers, mod.normalize, mod.hidden_dropout) == (
         32,
         1,
@@ -370,7 +371,7 @@ def test_pretrained_config_hook(tmp_path):
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="wav2vec2:")  # a full checkpoint: nothing missing
-        params, stats = loop.init_variables(spec, rbg(0), S)
+        params, stats = init_variables(prog, rbg(0), S)
     p = params["student"]
     np.testing.assert_array_equal(
         p["encoder"]["layers_0"]["feed_forward"]["output_dense"]["kernel"],
@@ -378,14 +379,14 @@ def test_pretrained_config_hook(tmp_path):
     )
     np.testing.assert_array_equal(p["classifier"]["bias"], sd["classifier.bias"].numpy())
     # One train step on raw audio (dropout and layerdrop active), compiled as test_zoo does.
-    tx, _ = loop.make_optimizer(c)
+    tx, _ = make_optimizer(c)
     state = TrainState.create(params=params, batch_stats=stats, tx=tx)
     batch = {
         "audio": jnp.asarray(wave(b=4)),
         "labels": jax.nn.one_hot(jnp.arange(4) % 3, 3),
         "mask": jnp.ones(4),
     }
-    step = jit_train_step(spec)
+    step = jit_train_step(prog)
     new, metrics = step(state, {}, batch, rbg(1))
     assert np.isfinite(float(metrics["loss"])) and float(metrics["grad_norm"]) > 0
     assert not np.array_equal(

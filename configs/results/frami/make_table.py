@@ -34,7 +34,8 @@ from kdjax.data import get_source
 from kdjax.data.synthetic import source as synthetic_source
 from kdjax.train import stages as stages_lib
 from kdjax.train.checkpoint import load_best_variables
-from kdjax.train.program import build_program, forward
+from kdjax.train.forward import forward
+from kdjax.train.program import build_program
 from kdjax.train.stats import format_difference, paired_difference
 
 HERE = pathlib.Path(__file__).resolve().parent

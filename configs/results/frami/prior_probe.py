@@ -31,11 +31,11 @@ import numpy as np
 
 from configs import frami
 from kdjax.data.synthetic import source as synthetic_source
-from kdjax.train import loop
 from kdjax.train import stages as stages_lib
 from kdjax.train.checkpoint import load_best_variables
 from kdjax.train.invert import inversion_objective
 from kdjax.train.program import build_program
+from kdjax.train.setup import data_source, load_teachers
 
 
 def main():
@@ -47,9 +47,9 @@ def main():
     a = ap.parse_args()
     cfg = frami.get_config(a.arg)
     st = stages_lib.stage_runs(cfg, a.real, names=["inv_di"])[0][3]
-    src = loop.data_source(st.data, "train")
+    src = data_source(st.data, "train")
     p_inv = build_program(st, src.num_classes, src.sample_rate)
-    teachers = loop.load_teachers(st, a.real)
+    teachers = load_teachers(st, a.real)
     p_real = build_program(cfg.stages.real, src.num_classes, src.sample_rate)
     student = p_real.models["student"]
     v = load_best_variables(os.path.join(a.real, "real", "seed0"), "student")

@@ -59,16 +59,17 @@ def write_real_mel_shards(cfg, out_dir: str, n: int, shard_size: int) -> dict:
     import jax.numpy as jnp
 
     from kdjax.data import pipeline
-    from kdjax.train import loop
     from kdjax.train.checkpoint import load_best_variables
-    from kdjax.train.program import build_program, forward
+    from kdjax.train.forward import forward
+    from kdjax.train.program import build_program
+    from kdjax.train.setup import data_source
 
     d = copy.deepcopy(cfg.data)
     with d.unlocked():
         if "train_source" in d:
             del d["train_source"]
         d.kw.max_examples = n
-    src = loop.data_source(d, "train")
+    src = data_source(d, "train")
     if len(src) < n:
         raise SystemExit(f"real_mel_control: the train split has {len(src)} clips, fewer than --n={n}")
     clip = int(round(float(d.clip_seconds) * src.sample_rate))

@@ -30,7 +30,8 @@ from configs import temporal_kd  # noqa: E402
 from kdjax.data import get_source  # noqa: E402
 from kdjax.losses import time_alignment_matrix  # noqa: E402
 from kdjax.train.checkpoint import load_last_variables  # noqa: E402
-from kdjax.train.program import build_program, forward  # noqa: E402
+from kdjax.train.forward import forward  # noqa: E402
+from kdjax.train.program import build_program  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 
