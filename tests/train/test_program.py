@@ -13,7 +13,7 @@ from kdjax.train import loop
 from kdjax.train.checkpoint import Checkpointer, load_best_variables
 from kdjax.train.forward import forward, init_variables, weighted_loss
 from kdjax.train.program import LossTerm, build_program
-from kdjax.train.setup import TrainingDivergedError, split_sources
+from kdjax.train.setup import TrainingDivergedError, check_finite, split_sources, write_result
 from tests.train.conftest import small
 
 TINY = dict(stem_width=8, widths=(8, 8), strides=(2, 2), stem_stride=2)
@@ -85,6 +85,51 @@ def test_program_order_inputs_and_errors():
         bad.models.other = dict(model="temporal_cnn", kw=TINY, frontend=c.models.student.frontend, inptu="x")
     with pytest.raises(ValueError, match=r"models.other: unknown field\(s\) \['inptu'\]"):
         build_program(bad, 10, 8000)
+
+
+def test_init_variables_keys_each_module_by_its_program_position():
+    """init_variables walks forward's namespace: a training-only head reading the student's
+    embedding is initialised on the student's initial outputs, each module with
+    fold_in(rng, its index in program.nodes), the frozen teacher with the given variables."""
+    c = _tiny("kd")
+    with c.unlocked():
+        c.models.head = dict(model="linear_probe", input="student.feats.embedding", deploy=False)
+    p = build_program(c, 10, 8000)
+    assert [n.path for n in p.nodes] == ["student", "head", "teacher.teacher"]
+    x = {"audio": np.zeros((2, 8000), np.float32)}
+    feats = p.features(x["audio"])
+    t_mod = p.teachers["teacher"]
+    teachers = {"teacher": t_mod.init(jax.random.key(9), feats["teacher_teacher"], train=False)}
+    rng = jax.random.key(3)
+    params, stats = init_variables(p, rng, 8000, teachers)
+    s_mod, h_mod = p.models["student"], p.models["head"]
+    s_ref = s_mod.init(jax.random.fold_in(rng, 0), feats["student"], train=False)
+    assert _leaves_equal(params["student"], s_ref["params"])
+    assert _leaves_equal(stats["student"], s_ref["batch_stats"])
+    _, s_feats = s_mod.apply(s_ref, feats["student"], train=False)
+    h_ref = h_mod.init(jax.random.fold_in(rng, 1), s_feats["embedding"], train=False)
+    assert _leaves_equal(params["head"], h_ref["params"])
+    assert "teacher" not in params
+    with pytest.raises(KeyError, match="teacher"):  # a head on a teacher's outputs needs its variables
+        c2 = copy.deepcopy(c)
+        with c2.unlocked():
+            c2.models.head.input = "teacher.teacher.feats.embedding"
+        init_variables(build_program(c2, 10, 8000), rng, 8000)
+
+
+def test_check_finite_names_the_step_and_what_is_kept(tmp_path):
+    kept = []
+    m = check_finite({"loss": jnp.float32(1.5), "loss/ce": jnp.float32(1.5)}, what="loss", at="step 3",
+                     kept=lambda: kept.append(1) or "x")
+    assert m == {"loss": 1.5, "loss/ce": 1.5} and not kept  # `kept` is only asked for on a NaN
+    with pytest.raises(TrainingDivergedError) as e:
+        check_finite({"loss": jnp.float32(np.nan), "loss/kd": jnp.float32(np.inf), "grad_norm": 1.0},
+                     what="invert: objective", at="batch 1 step 0", kept=lambda: "2 shards kept")
+    assert str(e.value) == ("invert: objective is nan at batch 1 step 0 (terms {'loss': nan, 'loss/kd': inf}); "
+                            "stopped, 2 shards kept")
+    write_result(str(tmp_path), {"a": [1, 2]})
+    assert json.loads((tmp_path / "result.json").read_text()) == {"a": [1, 2]}
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["result.json"]  # no temporary file left
 
 
 def test_frontend_preset_is_checked_against_the_sample_rate():
