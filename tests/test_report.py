@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -162,6 +163,24 @@ def test_bad_claims_are_named():
         report.check_claim(dict(CLAIM, primary="kd"))
     with pytest.raises(ValueError, match="unknown field"):
         report.check_claim(dict(CLAIM, effct=1))
+
+
+def test_readme_block_links_pictures_from_the_readme(workdir, tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    own = res / "attention.png"
+    own.write_bytes(b"\x89PNG\r\n\x1a\n")
+    (res / "README.md").write_text("prose\n<!-- kdjax.report:begin d -->\n<!-- kdjax.report:end d -->\nmore\n")
+    report.readme_block(str(res / "README.md"), "d", workdir, str(res / "report" / "d"), claim=CLAIM,
+                        pictures={"rollout attention (a recipe's own picture)": str(own)})
+    text = (res / "README.md").read_text()
+    assert text.startswith("prose\n<!-- kdjax.report:begin d -->\n### Report: wd") and text.endswith("more\n")
+    assert "![forest](report/d/figures/forest.png)" in text
+    assert "![rollout_attention_a_recipe_s_own_picture](attention.png)" in text
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert (res / link).is_file(), link
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        report.write_report(workdir, str(tmp_path / "x"), figures=False, pictures={"p": str(res / "nope.png")})
 
 
 def test_replace_block_is_repeatable():

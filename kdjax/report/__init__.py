@@ -32,7 +32,8 @@ def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
                  config: Mapping[str, Any] | Any | None = None, claim: Mapping[str, Any] | None = None,
                  compare: Iterable[tuple[str, str]] = (), metric: str | None = None,
                  title: str | None = None, figures: bool = True, level: int = 1,
-                 borrow: Mapping[str, str] | None = None) -> dict[str, Any]:
+                 borrow: Mapping[str, str] | None = None,
+                 pictures: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Writes the report of `workdir` into `out` (default: the workdir itself).
 
     Args:
@@ -42,6 +43,8 @@ def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
       config: the recipe config (ConfigDict or dict); when given it is also stored as
         `<out>/config.json`, which a later `python -m kdjax.report <out>` reads.
       claim, compare, metric, title, borrow: see kdjax.report.build.build.
+      pictures: a recipe's own pictures to show after the standard ones: title -> PNG path
+        (e.g. Temporal KD's rollout-attention plots); a missing file is an error.
       figures: draw the PNGs.
       level: the markdown heading level of the title.
 
@@ -76,6 +79,10 @@ def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
                           ("confusion", figs.confusion_matrices(train, rep, os.path.join(fdir, "confusion.png")))]:
             if path:
                 pics[key] = os.path.relpath(path, out)
+    for key, path in (pictures or {}).items():
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"picture {key!r}: {path} not found")
+        pics[key] = os.path.relpath(path, out)
     md = render.markdown(rep, pics, level=level)
     files = [os.path.join(out, "report.json")]
     with open(files[0], "w") as f:
@@ -122,7 +129,8 @@ def readme_block(readme: str, name: str, workdir: str, out: str, **kw: Any) -> d
     """
     rep = write_report(workdir, out, level=3, **kw)
     rel = os.path.relpath(out, os.path.dirname(os.path.abspath(readme)) or ".")
-    md = re.sub(r"\]\((figures/[^)]+)\)", lambda m: f"]({rel}/{m.group(1)})", rep["markdown"])
+    md = re.sub(r"!\[([^\]]*)\]\(([^)/][^)]*)\)",  # relative links: from `out` to the README's folder
+                lambda m: f"![{m.group(1)}]({os.path.normpath(os.path.join(rel, m.group(2)))})", rep["markdown"])
     with open(readme) as f:
         text = f.read()
     with open(readme, "w") as f:

@@ -132,7 +132,8 @@ def markdown(report: Mapping[str, Any], figures: Mapping[str, str], level: int =
     if figures:
         out += ["", f"{h}# Pictures", ""]
         for key, rel in figures.items():
-            out += [f"{FIGURE_TITLES.get(key, key)}:", "", f"![{key}]({rel})", ""]
+            alt = key if key in FIGURE_TITLES else re.sub(r"[^A-Za-z0-9_]+", "_", key).strip("_")
+            out += [f"{FIGURE_TITLES.get(key, key)}:", "", f"![{alt}]({rel})", ""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -16,7 +16,8 @@ Usage (repository root):
 Writes `<out>/tables.md` and `<out>/tables.json` (every per-run number), and the kdjax.report
 block of every data set (claim verdict, Holm, pictures: `python -m kdjax.report` with the
 recipe config `configs/temporal_kd.py:variant=local,data=<name>`) into README.md between its
-`<!-- kdjax.report:begin <name> -->` markers, the report's files under `report/<name>/`.
+`<!-- kdjax.report:begin <name> -->` markers, the report's files under `report/<name>/`, with the
+recipe's own `attention_<name>_<student>.png` pictures (plot_attention.py) appended.
 
 Raises:
   SystemExit: a malformed name=workdir argument.
@@ -163,8 +164,11 @@ def main() -> None:
         md.append(text)
         js[tag] = data
         if a.readme:
+            # the recipe's own pictures (plot_attention.py, drawn from the live workdir's checkpoints)
+            attention = {f"Teacher rollout vs the KD student's head, {NAMES[s]} (plot_attention.py)": str(p)
+                         for s in STUDENTS if (p := HERE / f"attention_{tag}_{s}.png").is_file()}
             readme_block(a.readme, tag, wd, str(pathlib.Path(a.out) / "report" / tag), title=f"Temporal KD, {tag}",
-                         config=load_config(f"configs/temporal_kd.py:variant=local,data={tag}"))
+                         config=load_config(f"configs/temporal_kd.py:variant=local,data={tag}"), pictures=attention)
     out = pathlib.Path(a.out)
     (out / "tables.md").write_text("\n".join(md))
     (out / "tables.json").write_text(json.dumps(js, indent=1))
