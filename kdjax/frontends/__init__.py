@@ -71,7 +71,3 @@ __all__ = [
     "spectrogram",
     "stft",
 ]
-
-# Transitional, not public: kdjax/train/invert.py as committed imports this old private name; its
-# owner's pending edit imports `dct_matrix` instead, after which this line goes.
-from kdjax.frontends.mel import _dct_matrix  # noqa: E402, F401

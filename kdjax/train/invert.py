@@ -117,7 +117,7 @@ def spectrogram_parametrization(shape: tuple[int, int, int], freq_basis: int = 0
     feature visualisation (Olah et al., Distill 2017). Our choice for FRAMI (its parametrisation
     is unpublished).
     """
-    from kdjax.frontends import _dct_matrix
+    from kdjax.frontends import dct_matrix as _dct_matrix
 
     b, t, f = shape
     k, s = int(freq_basis), int(time_stride)
