@@ -243,3 +243,13 @@ def test_a_single_run_workdir_is_one_stage(tmp_path):
     rep = report.build(str(tmp_path / "solo"))
     assert list(rep["stages"]) == ["solo"] and rep["stages"]["solo"]["mean"] == pytest.approx(0.9)
     assert rep["comparisons"] == [] and rep["verdict"] is None
+
+
+def test_without_matplotlib_the_tables_are_still_written(workdir, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.delitem(sys.modules, "kdjax.report.figures", raising=False)
+    rep = report.write_report(workdir, str(tmp_path / "nompl"), claim=CLAIM)
+    assert "**Verdict: reproduced**" in rep["markdown"] and "## Pictures" not in rep["markdown"]
+    assert not (tmp_path / "nompl" / "figures").exists() and "no pictures" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -54,8 +55,14 @@ def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
     Raises:
       ValueError: an unknown fmt; see build for the rest.
     """
-    from kdjax.report import figures as figs
     from kdjax.report import render
+
+    figs = None
+    if figures:
+        try:
+            from kdjax.report import figures as figs
+        except ImportError as e:  # matplotlib is not installed: the tables still get written
+            print(f"kdjax.report: no pictures ({e}); pip install matplotlib", file=sys.stderr)
 
     if fmt not in ("md", "html"):
         raise ValueError(f"format={fmt!r}: expected 'md' or 'html'")
@@ -68,7 +75,7 @@ def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
         with open(os.path.join(out, "config.json"), "w") as f:
             json.dump(config, f, indent=1)
     pics: dict[str, str] = {}
-    if figures:
+    if figs is not None:
         train, _ = find_runs(workdir, borrow)
         train = {s: train[s] for s in dict.fromkeys(st["stage"] for st in rep["stages"].values())}
         fdir = os.path.join(out, "figures")
