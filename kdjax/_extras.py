@@ -15,7 +15,14 @@ from collections.abc import Sequence
 
 # Top-level modules of the `train` extra (setup.cfg), by import name.
 TRAIN: tuple[str, ...] = (
-    "flax", "optax", "orbax.checkpoint", "ml_collections", "absl", "grain", "soundfile", "tqdm",
+    "flax",
+    "optax",
+    "orbax.checkpoint",
+    "ml_collections",
+    "absl",
+    "grain",
+    "soundfile",
+    "tqdm",
     "tensorboardX",
 )
 

@@ -25,21 +25,42 @@ BENCH = REPO / "benchmarks"
 pytestmark = pytest.mark.benchmark
 
 
-def run_script(name: str, *args: str, cwd: pathlib.Path, data_dir: pathlib.Path | None = None,
-               timeout: float = 600) -> subprocess.CompletedProcess:
+def run_script(
+    name: str,
+    *args: str,
+    cwd: pathlib.Path,
+    data_dir: pathlib.Path | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
     """Runs benchmarks/<name> with `args` from `cwd` (not the checkout: the scripts must find
     their imports themselves); fails with the script's output on a non-zero exit."""
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     if data_dir is not None:
         env["KDJAX_DATA_DIR"] = str(data_dir)
-    r = subprocess.run([sys.executable, str(BENCH / name), *args], cwd=cwd, env=env,
-                       capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, f"{name} exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
+    r = subprocess.run(
+        [sys.executable, str(BENCH / name), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert r.returncode == 0, (
+        f"{name} exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
+    )
     return r
 
 
-SMOKED = {"birdnet_parity.py", "embedding_extraction.py", "export.py", "frontends.py",
-          "input_pipeline.py", "inversion_step.py", "mrkd_step.py", "train_step.py"}
+SMOKED = {
+    "birdnet_parity.py",
+    "embedding_extraction.py",
+    "export.py",
+    "frontends.py",
+    "input_pipeline.py",
+    "inversion_step.py",
+    "mrkd_step.py",
+    "train_step.py",
+}
 
 
 def test_every_benchmark_is_smoked():
@@ -51,9 +72,19 @@ def test_train_step(tmp_path, data_dir):
     """The KD step (the one that broke on a renamed key path) in kdjax and in the torch reference."""
     pytest.importorskip("torch")
     out = tmp_path / "train_step.json"
-    run_script("train_step.py", "--steps_kinds=kd", "--batch_sizes=4", "--steps=2", "--warmup=0",
-               "--block=1", "--variants=jax:auto,torch:eager_1thread", "--pipeline_batches=2",
-               f"--out={out}", cwd=tmp_path, data_dir=data_dir)
+    run_script(
+        "train_step.py",
+        "--steps_kinds=kd",
+        "--batch_sizes=4",
+        "--steps=2",
+        "--warmup=0",
+        "--block=1",
+        "--variants=jax:auto,torch:eager_1thread",
+        "--pipeline_batches=2",
+        f"--out={out}",
+        cwd=tmp_path,
+        data_dir=data_dir,
+    )
     res = json.loads(out.read_text())
     assert res["complete"] and out.with_suffix(".md").is_file()
     rows = {r["impl"]: r for r in res["results"]}
@@ -63,23 +94,45 @@ def test_train_step(tmp_path, data_dir):
         assert r["timed_steps"] == 2 and r["median_ms"] > 0
     # Same architecture in both frameworks (the script asserts it too): the main job's sizes.
     assert rows["jax:auto"]["params"] == {"student": 33498, "teacher.teacher": 1527306}
-    assert res["input_pipeline"]["batches_per_s"] > 0 and len(res["input_pipeline"]["measurements"]) == 2
+    assert (
+        res["input_pipeline"]["batches_per_s"] > 0
+        and len(res["input_pipeline"]["measurements"]) == 2
+    )
 
 
 def test_input_pipeline(tmp_path, data_dir):
     out = tmp_path / "input_pipeline.json"
-    run_script("input_pipeline.py", "--num_batches=1", "--warmup=0", "--batch_size=4", "--kd_steps=1",
-               f"--out={out}", cwd=tmp_path, data_dir=data_dir)
+    run_script(
+        "input_pipeline.py",
+        "--num_batches=1",
+        "--warmup=0",
+        "--batch_size=4",
+        "--kd_steps=1",
+        f"--out={out}",
+        cwd=tmp_path,
+        data_dir=data_dir,
+    )
     res = json.loads(out.read_text())
     assert res["main_job_kd_step"]["steps"] == 1 and res["main_job_kd_step"]["steps_per_s"] > 0
     assert [(r["cache"], r["read_threads"]) for r in res["results"]] == [
-        (False, 1), (False, 2), (True, 1), (True, 2)]
+        (False, 1),
+        (False, 2),
+        (True, 1),
+        (True, 2),
+    ]
     assert all(r["batches"] == 1 and r["batches_per_s"] > 0 for r in res["results"])
 
 
 def test_frontends(tmp_path):
     pytest.importorskip("librosa")
-    run_script("frontends.py", "--repeats=1", "--batch=2", "--seconds=0.5", f"--out={tmp_path}", cwd=tmp_path)
+    run_script(
+        "frontends.py",
+        "--repeats=1",
+        "--batch=2",
+        "--seconds=0.5",
+        f"--out={tmp_path}",
+        cwd=tmp_path,
+    )
     res = json.loads((tmp_path / "frontends.json").read_text())
     assert set(res["results"]) == {"logmel", "stft_power", "mfcc", "cqt"}
     assert res["machine"]["batch"] == 2
@@ -90,7 +143,14 @@ def test_frontends(tmp_path):
 
 
 def test_inversion_step(tmp_path):
-    run_script("inversion_step.py", "--batch=2", "--steps=1", "--warmup=0", f"--out={tmp_path}", cwd=tmp_path)
+    run_script(
+        "inversion_step.py",
+        "--batch=2",
+        "--steps=1",
+        "--warmup=0",
+        f"--out={tmp_path}",
+        cwd=tmp_path,
+    )
     res = json.loads((tmp_path / "inversion_step.json").read_text())
     assert [r["stage"] for r in res["rows"]] == ["inv_di", "inv_frami", "inv_adv"]
     assert all(r["timed_steps"] == 1 and r["steps_per_s"] > 0 for r in res["rows"])
@@ -98,8 +158,16 @@ def test_inversion_step(tmp_path):
 
 
 def test_mrkd_step(tmp_path):
-    run_script("mrkd_step.py", "--data=fsdd", "--reps=logmel+mfcc", "--batch=4", "--steps=1", "--block=1",
-               f"--out={tmp_path}", cwd=tmp_path)
+    run_script(
+        "mrkd_step.py",
+        "--data=fsdd",
+        "--reps=logmel+mfcc",
+        "--batch=4",
+        "--steps=1",
+        "--block=1",
+        f"--out={tmp_path}",
+        cwd=tmp_path,
+    )
     (path,) = tmp_path.glob("mrkd_step_fsdd*.json")
     res = json.loads(path.read_text())
     text = json.dumps(res)
@@ -109,7 +177,9 @@ def test_mrkd_step(tmp_path):
 
 
 def _birdnet_or_skip():
-    pytest.importorskip("ai_edge_litert", reason="BirdNET needs ai-edge-litert (requirements-test.txt)")
+    pytest.importorskip(
+        "ai_edge_litert", reason="BirdNET needs ai-edge-litert (requirements-test.txt)"
+    )
     pytest.importorskip("resampy", reason="BirdNET's kaiser_fast resampler needs resampy")
     from kdjax.embeddings import birdnet
 
@@ -123,12 +193,23 @@ def _birdnet_or_skip():
 def test_embedding_extraction(tmp_path, data_dir):
     _birdnet_or_skip()
     out = tmp_path / "embedding_extraction"
-    run_script("embedding_extraction.py", "--clips=2", "--batch=2", "--threads=1", "--cache-clips=2",
-               f"--out={out}", f"--parity={tmp_path / 'no_parity.json'}", cwd=tmp_path, data_dir=data_dir)
+    run_script(
+        "embedding_extraction.py",
+        "--clips=2",
+        "--batch=2",
+        "--threads=1",
+        "--cache-clips=2",
+        f"--out={out}",
+        f"--parity={tmp_path / 'no_parity.json'}",
+        cwd=tmp_path,
+        data_dir=data_dir,
+    )
     res = json.loads(out.with_suffix(".json").read_text())
     assert res["clips"] == 2 and [r["threads"] for r in res["runs"]] == [1]
     assert res["cached_vs_fresh"]["clips"] == 2
-    assert res["cached_vs_fresh"]["max_abs_diff"] == 0.0  # the cache stage stores exactly extract()'s rows
+    assert (
+        res["cached_vs_fresh"]["max_abs_diff"] == 0.0
+    )  # the cache stage stores exactly extract()'s rows
     assert out.with_suffix(".md").is_file()
 
 
@@ -143,7 +224,9 @@ def test_birdnet_parity_compare(tmp_path, data_dir):
         pytest.skip(f"no ESC-10 clip under {data_dir / 'esc10' / 'audio'}")
     x, sr = sf.read(clip[0], dtype="float32")
     np.savez(tmp_path / "ref.npz", files=np.array([str(clip[0])]), **{"0": birdnet.extract(x, sr)})
-    r = run_script("birdnet_parity.py", "compare", f"--ref={tmp_path / 'ref.npz'}", str(clip[0]), cwd=tmp_path)
+    r = run_script(
+        "birdnet_parity.py", "compare", f"--ref={tmp_path / 'ref.npz'}", str(clip[0]), cwd=tmp_path
+    )
     res = json.loads(r.stdout)
     assert set(res) == set(birdnet.RESAMPLERS)
     assert res["kaiser_fast"]["max_abs_diff"] == 0.0 and res["kaiser_fast"]["files"] == 1
@@ -162,8 +245,16 @@ def tiny_run(tmp_path_factory, data_dir):
 def test_export(tmp_path, data_dir, tiny_run):
     run_dir, config = tiny_run
     out = tmp_path / "export"
-    run_script("export.py", f"--workdir={run_dir}", f"--config={config}", "--warmup=0", "--repeats=2",
-               f"--out={out}", cwd=tmp_path, data_dir=data_dir)
+    run_script(
+        "export.py",
+        f"--workdir={run_dir}",
+        f"--config={config}",
+        "--warmup=0",
+        "--repeats=2",
+        f"--out={out}",
+        cwd=tmp_path,
+        data_dir=data_dir,
+    )
     res = json.loads(out.with_suffix(".json").read_text())
     fmts = [r["format"] for r in res["rows"]]
     assert fmts[:3] == ["jax", "stablehlo", "onnx"], fmts

@@ -6,8 +6,9 @@ that needs it without it fails with one line naming `pip install 'kdjax[train]'`
 only into a fresh venv (jax and numpy from the package index; pip's cache makes repeats fast), and
 checks there: what the core packages import, a loss and a log-mel under jit against NumPy/librosa
 references computed here, the one-line errors, and the README's loss example. It is one test (not
-one per check) so `pytest -n 2` builds one venv. Measured: 70-100 s on the shared 2-core machine
-(load ~9), most of it installing jax/jaxlib/scipy (~600 MB) from pip's cache.
+one per check) so `pytest -n 2` builds one venv. Measured: 152 s on the shared 2-core machine at
+load ~13 (19 s of it CPU time: the rest waits for the cores and the disk), most of it installing
+jax/jaxlib/scipy (~600 MB) from pip's cache.
 """
 
 from __future__ import annotations
@@ -30,24 +31,47 @@ from kdjax import _extras
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # What the core install must not pull in or import (the train/hf/export extras).
-NOT_CORE = ("flax", "optax", "orbax", "ml_collections", "absl", "grain", "tensorflow_datasets",
-            "soundfile", "tqdm", "tensorboardX", "matplotlib", "safetensors", "torch", "onnx")
+NOT_CORE = (
+    "flax",
+    "optax",
+    "orbax",
+    "ml_collections",
+    "absl",
+    "grain",
+    "tensorflow_datasets",
+    "soundfile",
+    "tqdm",
+    "tensorboardX",
+    "matplotlib",
+    "safetensors",
+    "torch",
+    "onnx",
+)
 
 # The exact last line of stderr for `import <package>` without the train extra.
-TRAIN_ERROR = ("ModuleNotFoundError: {pkg} needs flax, optax, orbax.checkpoint, ml_collections, "
-               "absl, grain, soundfile, tqdm, tensorboardX (not installed): pip install 'kdjax[train]'")
+TRAIN_ERROR = (
+    "ModuleNotFoundError: {pkg} needs flax, optax, orbax.checkpoint, ml_collections, "
+    "absl, grain, soundfile, tqdm, tensorboardX (not installed): pip install 'kdjax[train]'"
+)
 EXPECTED_ERRORS = {
     "kdjax.train": TRAIN_ERROR.format(pkg="kdjax.train"),
     "kdjax.main": TRAIN_ERROR.format(pkg="kdjax.main"),
     "kdjax.models": "ModuleNotFoundError: kdjax.models needs flax (not installed): "
-                    "pip install 'kdjax[train]'",
+    "pip install 'kdjax[train]'",
     "kdjax.data": "ModuleNotFoundError: kdjax.data needs soundfile, grain, absl (not installed): "
-                  "pip install 'kdjax[train]'",
+    "pip install 'kdjax[train]'",
 }
 
 # Network failures of pip: the only reason to skip (no package index reachable).
-NETWORK_ERRORS = ("NewConnectionError", "Temporary failure in name resolution", "Name or service not known",
-                  "Network is unreachable", "Max retries exceeded", "ConnectTimeout", "ProxyError")
+NETWORK_ERRORS = (
+    "NewConnectionError",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "Network is unreachable",
+    "Max retries exceeded",
+    "ConnectTimeout",
+    "ProxyError",
+)
 
 
 def readme_loss_example() -> str:
@@ -80,8 +104,16 @@ def log_mel_ref(audio: np.ndarray, sr: int, n_fft: int, hop: int, n_mels: int) -
 
     out = []
     for y in audio.astype(np.float64):
-        s = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=n_fft, hop_length=hop, n_mels=n_mels,
-                                           center=True, pad_mode="constant", power=2.0)
+        s = librosa.feature.melspectrogram(
+            y=y,
+            sr=sr,
+            n_fft=n_fft,
+            hop_length=hop,
+            n_mels=n_mels,
+            center=True,
+            pad_mode="constant",
+            power=2.0,
+        )
         out.append(librosa.power_to_db(s, ref=1.0, amin=1e-10, top_db=80.0).T)
     return np.stack(out)
 
@@ -97,19 +129,48 @@ def build_core_venv(tmp: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     """Builds the wheel from a copy of the package sources and installs it (core deps only) in a
     fresh venv. Returns (venv python, wheel). Skips when pip cannot reach a package index."""
     src = tmp / "src"
-    shutil.copytree(REPO / "kdjax", src / "kdjax", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        REPO / "kdjax", src / "kdjax", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
     for f in ("setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(REPO / f, src / f)
-    r = _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-              "-w", str(tmp / "wheels"), str(src)])
+    r = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp / "wheels"),
+            str(src),
+        ]
+    )
     assert r.returncode == 0, f"pip wheel failed:\n{r.stdout}\n{r.stderr}"
     (wheel,) = (tmp / "wheels").glob("kdjax-*.whl")
     r = _run([sys.executable, "-m", "venv", "--without-pip", str(tmp / "venv")])
     assert r.returncode == 0, r.stderr
     py = tmp / "venv" / "bin" / "python"
     # The test process's pip installs into the new venv (--python): no ensurepip, same pip cache.
-    r = _run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--retries", "1",
-              "--timeout", "30", str(wheel)])
+    r = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(py),
+            "install",
+            "-q",
+            "--no-compile",  # no .pyc for jax/scipy's thousands of files: CPU time on 2 cores
+            "--retries",
+            "1",
+            "--timeout",
+            "30",
+            str(wheel),
+        ]
+    )
     if r.returncode != 0:
         hit = [e for e in NETWORK_ERRORS if e in r.stdout + r.stderr]
         if hit:
@@ -156,20 +217,39 @@ def test_core_install(tmp_path):
 
     # (1) kdjax.losses and kdjax.frontends under jit, against references computed here.
     rng = np.random.default_rng(0)
-    zs, zt = rng.normal(size=(6, 10)).astype(np.float32), 3 * rng.normal(size=(6, 10)).astype(np.float32)
+    zs, zt = (
+        rng.normal(size=(6, 10)).astype(np.float32),
+        3 * rng.normal(size=(6, 10)).astype(np.float32),
+    )
     t = np.arange(16000) / 16000
-    audio = np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.1 * rng.normal(size=16000)]).astype(np.float32)
+    audio = np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.1 * rng.normal(size=16000)]).astype(
+        np.float32
+    )
     np.savez(tmp_path / "in.npz", zs=zs, zt=zt, audio=audio)
-    r = _run([str(py), "-c", CORE_SCRIPT, str(tmp_path / "in.npz"), str(tmp_path / "out.npz"),
-              ",".join(NOT_CORE)], cwd=tmp_path, env=env)
+    r = _run(
+        [
+            str(py),
+            "-c",
+            CORE_SCRIPT,
+            str(tmp_path / "in.npz"),
+            str(tmp_path / "out.npz"),
+            ",".join(NOT_CORE),
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout.strip().splitlines()[-1])
     assert info["kdjax_file"].startswith(str(tmp_path / "venv")), info["kdjax_file"]
     assert not any(info["installed"].values()), f"the core install pulled in {info['installed']}"
     assert not set(info["loaded"]) & set(NOT_CORE), info["loaded"]
     out = np.load(tmp_path / "out.npz")
-    np.testing.assert_allclose(out["kd"], kd_kl_ref(zs.astype(np.float64), zt.astype(np.float64), 4.0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out["kd"],
+        kd_kl_ref(zs.astype(np.float64), zt.astype(np.float64), 4.0),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     # float32 log-mel vs librosa's float64: <= 1.8e-3 dB measured (STACK-NOTES).
     np.testing.assert_allclose(out["mel"], log_mel_ref(audio, 16000, 512, 160, 64), atol=5e-3)
 
@@ -218,9 +298,13 @@ def readme_example_reference() -> tuple[float, float]:
 
 def test_require_names_missing_modules_and_extra():
     with pytest.raises(ModuleNotFoundError) as e:
-        _extras.require("kdjax.x", ("numpy", "no_such_module_a", "no_such_parent.child"), extra="hf")
-    assert str(e.value) == ("kdjax.x needs no_such_module_a, no_such_parent.child (not installed): "
-                            "pip install 'kdjax[hf]'")
+        _extras.require(
+            "kdjax.x", ("numpy", "no_such_module_a", "no_such_parent.child"), extra="hf"
+        )
+    assert str(e.value) == (
+        "kdjax.x needs no_such_module_a, no_such_parent.child (not installed): "
+        "pip install 'kdjax[hf]'"
+    )
     assert e.value.name == "no_such_module_a"
     _extras.require("kdjax.x", ("numpy", "jax.numpy"))  # all present: no error
 
@@ -231,10 +315,21 @@ def test_train_extra_matches_setup_cfg():
 
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
-    dists = {re.split(r"[<>=!~\[ ]", line.strip())[0].lower().replace("_", "-")
-             for line in cfg["options.extras_require"]["train"].splitlines() if line.strip()}
-    import_to_dist = {"flax": "flax", "optax": "optax", "orbax.checkpoint": "orbax-checkpoint",
-                      "ml_collections": "ml-collections", "absl": "absl-py", "grain": "grain",
-                      "soundfile": "soundfile", "tqdm": "tqdm", "tensorboardX": "tensorboardx"}
+    dists = {
+        re.split(r"[<>=!~\[ ]", line.strip())[0].lower().replace("_", "-")
+        for line in cfg["options.extras_require"]["train"].splitlines()
+        if line.strip()
+    }
+    import_to_dist = {
+        "flax": "flax",
+        "optax": "optax",
+        "orbax.checkpoint": "orbax-checkpoint",
+        "ml_collections": "ml-collections",
+        "absl": "absl-py",
+        "grain": "grain",
+        "soundfile": "soundfile",
+        "tqdm": "tqdm",
+        "tensorboardX": "tensorboardx",
+    }
     assert set(_extras.TRAIN) == set(import_to_dist)
     assert {import_to_dist[m] for m in _extras.TRAIN} <= dists, dists
