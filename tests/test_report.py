@@ -250,6 +250,7 @@ def test_without_matplotlib_the_tables_are_still_written(workdir, tmp_path, monk
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     monkeypatch.delitem(sys.modules, "kdjax.report.figures", raising=False)
+    monkeypatch.delattr(report, "figures", raising=False)  # the package's cached submodule too
     rep = report.write_report(workdir, str(tmp_path / "nompl"), claim=CLAIM)
     assert "**Verdict: reproduced**" in rep["markdown"] and "## Pictures" not in rep["markdown"]
     assert not (tmp_path / "nompl" / "figures").exists() and "no pictures" in capsys.readouterr().err
