@@ -283,3 +283,42 @@ def test_dft_frontend_gives_onnx_a_dynamic_batch(exported, run_dir, tmp_path):
     audio, _ = parity.split_clips(run, "test", 3)
     logits, _ = formats.run_onnx(str(tmp_path / "model.onnx"))(audio)  # one call, batch 3
     np.testing.assert_allclose(logits, _reference(run_dir, audio), atol=1e-4)
+
+
+def test_cli_refuses_a_file_that_differs(run_dir, tmp_path, capsys, monkeypatch):
+    # A StableHLO runtime that shifts one logit by 1e-3: exit 1, one line naming the format,
+    # no model card.
+    real = formats.RUNNERS["stablehlo"]
+
+    def shifted(path):
+        run_file = real(path)
+
+        def run(audio):
+            logits, probs = run_file(audio)
+            return logits + 1e-3 * np.eye(1, logits.shape[1], 3, dtype=logits.dtype), probs
+
+        return run
+
+    monkeypatch.setitem(formats.RUNNERS, "stablehlo", shifted)
+    out = tmp_path / "bad"
+    assert (
+        cli.main(
+            [
+                "--workdir",
+                run_dir,
+                "--config",
+                CONFIG,
+                "--format",
+                "stablehlo",
+                "--out",
+                str(out),
+                "--max-clips",
+                "2",
+            ]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("kdjax.export: parity failed: stablehlo: max |logit difference| 0.001")
+    assert not (out / "model_card.json").exists()

@@ -18,6 +18,11 @@ from kdjax.export import formats, parity
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (`argv` without the program name; None: `sys.argv[1:]`).
+
+    Raises:
+      SystemExit: bad arguments (status 2, argparse's message).
+    """
     p = argparse.ArgumentParser(prog="python -m kdjax.export", description=__doc__.split("\n")[0])
     p.add_argument(
         "--workdir", required=True, help="the run folder (holds ckpt/), e.g. workdirs/fsdd/kd/seed0"
