@@ -254,3 +254,33 @@ def test_without_matplotlib_the_tables_are_still_written(workdir, tmp_path, monk
     rep = report.write_report(workdir, str(tmp_path / "nompl"), claim=CLAIM)
     assert "**Verdict: reproduced**" in rep["markdown"] and "## Pictures" not in rep["markdown"]
     assert not (tmp_path / "nompl" / "figures").exists() and "no pictures" in capsys.readouterr().err
+
+
+def test_summary_json_of_the_stages_is_a_source_too(workdir, tmp_path):
+    """kdjax.train.stages' summary.json (results kept without run folders, e.g. FRAMI's) gives
+    the same paired numbers as the run folders it summarises."""
+    stages = {"student": {"model": "student", "metric": "accuracy", "params": 1234,
+                          "runs": [{"seed": k, "test": BASE[k], "validation": None, "best_step": 200,
+                                    "train_time_s": 10.0, "models": {"student": BASE[k]}} for k in range(5)]},
+              "kd": {"model": "student", "metric": "accuracy", "params": 1234,
+                     "runs": [{"seed": k, "test": KD[k], "validation": 0.9, "best_step": 200,
+                               "train_time_s": 10.0, "models": {"student": KD[k]}} for k in range(5)]},
+              "inv": {"kind": "invert", "runs": [{"n": 3}]}}
+    path = tmp_path / "x_summary.json"
+    path.write_text(json.dumps({"summary": {"stages": stages, "seeds": 5}, "other": 1}))
+    claim = dict(CLAIM, secondary=[])
+    from_summary = report.build(str(path), claim=claim)
+    from_runs = report.build(workdir, claim=claim)
+    assert from_summary["comparisons"][0]["plain"] == from_runs["comparisons"][0]["plain"]
+    assert from_summary["verdict"]["verdict"] == "reproduced" and from_summary["other_stages"] == {"inv": 1}
+    assert from_summary["stages"]["kd"]["runs"][0]["last_step"] is None  # not in a summary: n/a
+    out = tmp_path / "res"
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- kdjax.report:begin x -->\n<!-- kdjax.report:end x -->\n")
+    assert cli([str(path), "--out", str(out), "--readme", str(readme), "--block", "x",
+                "--compare", "kd:student"]) == 0
+    assert "| kd - student | secondary | 5 | +0.0240 |" in readme.read_text()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="no 'stages'"):
+        report.build(str(bad))

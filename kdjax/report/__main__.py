@@ -1,4 +1,4 @@
-"""python -m kdjax.report WORKDIR [--out DIR] [--format md|html] [--config SPEC] [--compare ARM:BASE]...
+"""python -m kdjax.report WORKDIR|summary.json [--out DIR] [--format md|html] [--config SPEC] [...]
 
 Writes the report of a staged workdir (see kdjax.report). Errors are one line on stderr
 (exit status 1).
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kdjax.report import load_config, write_report
+from kdjax.report import load_config, readme_block, write_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stage", action="append", default=[], metavar="NAME=DIR",
                     help="read stage NAME's runs from DIR instead (e.g. a shared no-teacher arm)")
     ap.add_argument("--no-figures", action="store_true")
+    ap.add_argument("--readme", default=None, metavar="README.md",
+                    help="also put the report between this file's <!-- kdjax.report:begin BLOCK --> markers")
+    ap.add_argument("--block", default=None, help="the marker name for --readme (default: the title)")
     args = ap.parse_args(argv)
     try:
         pairs = []
@@ -42,9 +45,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--stage {x!r}: expected NAME=DIR")
             borrow[name] = d
         config = load_config(args.config) if args.config else None
-        rep = write_report(args.workdir, args.out, args.format, config=config, compare=pairs,
-                           metric=args.metric, title=args.title, figures=not args.no_figures,
-                           borrow=borrow)
+        kw = dict(config=config, compare=pairs, metric=args.metric, title=args.title,
+                  figures=not args.no_figures, borrow=borrow)
+        if args.readme:
+            if args.format != "md" or not args.out:
+                raise ValueError("--readme: needs --format md and an --out folder next to the README")
+            rep = readme_block(args.readme, args.block or args.title or "report", args.workdir, args.out, **kw)
+        else:
+            rep = write_report(args.workdir, args.out, args.format, **kw)
     except (FileNotFoundError, KeyError, ValueError) as e:
         print(f"kdjax.report: error: {e}".splitlines()[0], file=sys.stderr)
         return 1

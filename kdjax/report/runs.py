@@ -141,7 +141,8 @@ def find_runs(workdir: str, borrow: Mapping[str, str] | None = None) -> tuple[di
     a workdir that is itself one run (`<workdir>/result.json`) is a stage named after the folder.
 
     Args:
-      workdir: the folder given to `python -m kdjax.main --workdir`.
+      workdir: the folder given to `python -m kdjax.main --workdir`, or a `summary.json` that
+        kdjax.train.stages wrote (see runs_from_summary).
       borrow: stage -> another folder holding that stage's runs (e.g. a `none` arm that reads
         no teacher, run once and shared by several teachers' workdirs); it replaces the stage.
 
@@ -153,8 +154,10 @@ def find_runs(workdir: str, borrow: Mapping[str, str] | None = None) -> tuple[di
       FileNotFoundError: workdir is not a folder, or holds no finished run.
       ValueError: a result.json or metrics.jsonl that is not JSON (names the file).
     """
+    if os.path.isfile(workdir) and workdir.endswith(".json"):
+        return runs_from_summary(workdir)
     if not os.path.isdir(workdir):
-        raise FileNotFoundError(f"{workdir}: not a folder (expected a staged workdir)")
+        raise FileNotFoundError(f"{workdir}: not a folder (expected a staged workdir or its summary.json)")
     train: dict[str, list[Run]] = {}
     other: dict[str, list[Run]] = {}
     if os.path.isfile(os.path.join(workdir, "result.json")):  # one run (a config without stages)
@@ -176,6 +179,41 @@ def find_runs(workdir: str, borrow: Mapping[str, str] | None = None) -> tuple[di
     if not train and not other:
         raise FileNotFoundError(f"{workdir}: no finished run (no <stage>/result.json or "
                                 f"<stage>/seed<k>|fold<f>/result.json)")
+    return train, other
+
+
+def runs_from_summary(path: str) -> tuple[dict[str, list[Run]], dict[str, list[Run]]]:
+    """The runs of a staged workdir's `summary.json` (kdjax.train.stages.summarize), for results
+    kept without their run folders: per run its seed, test and validation metric, best step,
+    training time and parameters; no metrics.jsonl, no confusion matrix. Runs are named
+    `seed<seed>`, so arms pair by seed as in the summary's own paired lines. A file whose
+    top level holds the summary under "summary" (e.g. FRAMI's `<data>_summary.json`) works too.
+
+    Raises:
+      ValueError: the file is not JSON or has no "stages" (names the file).
+    """
+    with open(path) as f:
+        try:
+            s = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not JSON ({e.msg})") from None
+    s = s.get("summary", s) if isinstance(s, dict) else s
+    if not isinstance(s, dict) or not isinstance(s.get("stages"), dict):
+        raise ValueError(f"{path}: no 'stages' (expected a summary.json of kdjax.train.stages)")
+    train: dict[str, list[Run]] = {}
+    other: dict[str, list[Run]] = {}
+    for stage, st in s["stages"].items():
+        if "kind" in st or "model" not in st:
+            other[stage] = [Run(stage, "", path, {"summary": x}, []) for x in st.get("runs", [])]
+            continue
+        m, metric = st["model"], st.get("metric", "accuracy")
+        for x in st["runs"]:
+            models = {n: {"test": {metric: v}} for n, v in (x.get("models") or {}).items()}
+            models[m] = {"test": {metric: x["test"]}, "best_step": x.get("best_step"),
+                         **({"validation": {metric: x["validation"]}} if x.get("validation") is not None else {})}
+            models = {m: models.pop(m), **models}  # the stage's model first
+            result = {"models": models, "params": {m: st.get("params")}, "train_time_s": x.get("train_time_s")}
+            train.setdefault(stage, []).append(Run(stage, f"seed{x['seed']}", path, result, []))
     return train, other
 
 
