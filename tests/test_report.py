@@ -274,6 +274,7 @@ def test_summary_json_of_the_stages_is_a_source_too(workdir, tmp_path):
     assert from_summary["comparisons"][0]["plain"] == from_runs["comparisons"][0]["plain"]
     assert from_summary["verdict"]["verdict"] == "reproduced" and from_summary["other_stages"] == {"inv": 1}
     assert from_summary["stages"]["kd"]["runs"][0]["last_step"] is None  # not in a summary: n/a
+    assert from_summary["verdict"]["convergence_known"] is False and from_runs["verdict"]["convergence_known"]
     out = tmp_path / "res"
     readme = tmp_path / "README.md"
     readme.write_text("<!-- kdjax.report:begin x -->\n<!-- kdjax.report:end x -->\n")

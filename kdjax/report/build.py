@@ -251,13 +251,15 @@ def build(workdir: str, *, config: Mapping[str, Any] | None = None, claim: Mappi
         if c["role"] != "primary":
             continue
         iv = judged(c)
-        conv = all(st["converged"] == st["n"] for st in stages.values() if st["stage"] in (c["arm"], c["baseline"]))
+        both = [st for st in stages.values() if st["stage"] in (c["arm"], c["baseline"])]
+        conv = all(st["converged"] == st["n"] for st in both)
+        known = all(st["converged_known"] == st["n"] for st in both)
         v = stats.verdict(iv["ci95_low"], iv["ci95_high"], claim["effect"], claim["direction"], conv)
         ratio = (c["nadeau_bengio"] or {}).get("test_train_ratio", 0.0)
         need = (stats.runs_to_decide(c["plain"]["std"], claim["effect"], c["plain"]["mean"], claim["direction"], ratio)
                 if v == "inconclusive" and c["plain"]["n"] > 1 else None)
         verdicts.append({"label": c["label"], "verdict": v, "interval": "nadeau_bengio" if c["nadeau_bengio"] else "plain",
-                         "converged": conv, "runs_to_decide": need,
+                         "converged": conv, "convergence_known": known, "runs_to_decide": need,
                          "more_runs": (max(need - c["plain"]["n"], 0) if need else None)})
         c["verdict"] = v
     return {"workdir": workdir, "title": title or os.path.basename(os.path.abspath(workdir)),

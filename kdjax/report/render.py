@@ -98,7 +98,8 @@ def verdict_lines(report: Mapping[str, Any]) -> list[str]:
         if v["verdict"] == "inconclusive":
             excludes_effect = iv["ci95_high"] < e if e > 0 else iv["ci95_low"] > e
             if not v["converged"] and excludes_effect:
-                tail = " (the interval excludes the effect, but not every run converged: no 'refuted')"
+                why = "not every run converged" if v.get("convergence_known", True) else "convergence is not recorded"
+                tail = f" (the interval excludes the effect, but {why}: no 'refuted')"
             elif v["more_runs"]:
                 tail = (f"; about {v['runs_to_decide']} paired runs ({v['more_runs']} more) would decide it, "
                         f"if the mean and paired SD stay as observed ({c['plain']['mean']:+.4f}, "
