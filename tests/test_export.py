@@ -189,48 +189,20 @@ def test_compare_refuses_a_logit_difference_or_another_top1():
         parity.compare("onnx", ref * np.nan, _softmax(ref), ref)
 
 
+def _cli(run_dir, out, *args: str) -> int:
+    return cli.main(["--workdir", str(run_dir), "--config", CONFIG, "--out", str(out), *args])
+
+
 def test_cli_writes_the_card_and_fails_in_one_line(run_dir, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert (
-        cli.main(
-            [
-                "--workdir",
-                run_dir,
-                "--config",
-                CONFIG,
-                "--format",
-                "stablehlo",
-                "--out",
-                str(out),
-                "--max-clips",
-                "4",
-            ]
-        )
-        == 0
-    )
+    assert _cli(run_dir, out, "--format", "stablehlo", "--max-clips", "4") == 0
     card = json.loads((out / "model_card.json").read_text())
     assert list(card["files"]) == ["stablehlo"] and card["source"]["stage"] == "student"
     # a folder that is no run of the config; a tflite export without a TensorFlow Python
-    assert cli.main(["--workdir", str(tmp_path), "--config", CONFIG, "--out", str(out)]) == 1
+    assert _cli(tmp_path, out) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a stage run of this config" in err[0]
-    assert (
-        cli.main(
-            [
-                "--workdir",
-                run_dir,
-                "--config",
-                CONFIG,
-                "--format",
-                "tflite",
-                "--out",
-                str(out),
-                "--tf-python",
-                "",
-            ]
-        )
-        == 1
-    )
+    assert _cli(run_dir, out, "--format", "tflite", "--tf-python", "") == 1
     assert "needs --tf-python" in capsys.readouterr().err
 
 
@@ -301,23 +273,7 @@ def test_cli_refuses_a_file_that_differs(run_dir, tmp_path, capsys, monkeypatch)
 
     monkeypatch.setitem(formats.RUNNERS, "stablehlo", shifted)
     out = tmp_path / "bad"
-    assert (
-        cli.main(
-            [
-                "--workdir",
-                run_dir,
-                "--config",
-                CONFIG,
-                "--format",
-                "stablehlo",
-                "--out",
-                str(out),
-                "--max-clips",
-                "2",
-            ]
-        )
-        == 1
-    )
+    assert _cli(run_dir, out, "--format", "stablehlo", "--max-clips", "2") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("kdjax.export: parity failed: stablehlo: max |logit difference| 0.001")
