@@ -278,9 +278,12 @@ def test_summary_json_of_the_stages_is_a_source_too(workdir, tmp_path):
     out = tmp_path / "res"
     readme = tmp_path / "README.md"
     readme.write_text("<!-- kdjax.report:begin x -->\n<!-- kdjax.report:end x -->\n")
+    (tmp_path / "grid.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     assert cli([str(path), "--out", str(out), "--readme", str(readme), "--block", "x",
-                "--compare", "kd:student"]) == 0
-    assert "| kd - student | secondary | 5 | +0.0240 |" in readme.read_text()
+                "--compare", "kd:student", "--picture", f"mel grid (a=b)={tmp_path / 'grid.png'}"]) == 0
+    text = readme.read_text()
+    assert "| kd - student | secondary | 5 | +0.0240 |" in text
+    assert "mel grid (a=b):\n\n![mel_grid_a_b](grid.png)" in text
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     with pytest.raises(ValueError, match="no 'stages'"):

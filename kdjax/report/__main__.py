@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--title", default=None)
     ap.add_argument("--stage", action="append", default=[], metavar="NAME=DIR",
                     help="read stage NAME's runs from DIR instead (e.g. a shared no-teacher arm)")
+    ap.add_argument("--picture", action="append", default=[], metavar="TITLE=PNG",
+                    help="a recipe's own picture to show after the standard ones (repeatable)")
     ap.add_argument("--no-figures", action="store_true")
     ap.add_argument("--readme", default=None, metavar="README.md",
                     help="also put the report between this file's <!-- kdjax.report:begin BLOCK --> markers")
@@ -44,9 +46,15 @@ def main(argv: list[str] | None = None) -> int:
             if not sep or not name or not d:
                 raise ValueError(f"--stage {x!r}: expected NAME=DIR")
             borrow[name] = d
+        pictures = {}
+        for x in args.picture:
+            title, sep, png = x.rpartition("=")
+            if not sep or not title or not png:
+                raise ValueError(f"--picture {x!r}: expected TITLE=PNG")
+            pictures[title] = png
         config = load_config(args.config) if args.config else None
         kw = dict(config=config, compare=pairs, metric=args.metric, title=args.title,
-                  figures=not args.no_figures, borrow=borrow)
+                  figures=not args.no_figures, borrow=borrow, pictures=pictures)
         if args.readme:
             if args.format != "md" or not args.out:
                 raise ValueError("--readme: needs --format md and an --out folder next to the README")
