@@ -167,8 +167,9 @@ def test_onnx_file_is_valid_with_named_input_and_outputs(exported):
     assert [i.name for i in m.graph.input] == ["audio"]
     assert [o.name for o in m.graph.output] == ["logits", "probabilities"]
     dims = [d.dim_value or d.dim_param for d in m.graph.input[0].type.tensor_type.shape.dim]
-    assert dims[1] == N and dims[0] in (1, "B")
-    assert card["files"]["onnx"]["batch"] == (1 if dims[0] == 1 else "dynamic")
+    # the default DFT-matmul front-end: a dynamic batch, run as one batch in onnxruntime
+    assert dims == ["B", N] and card["files"]["onnx"]["batch"] == "dynamic"
+    assert card["stft_impl"] == "dft" and card["frontend"]["framing"] == "slices"
 
 
 def test_compare_refuses_a_logit_difference_or_another_top1():
@@ -242,19 +243,17 @@ def test_row_mapped_dynamic_batch_equals_the_reference(exported, run_dir, tmp_pa
     np.testing.assert_allclose(run_file(audio[1:])[0], ref[1:], atol=1e-4)
 
 
-def test_dft_frontend_gives_onnx_a_dynamic_batch(exported, run_dir, tmp_path):
-    from kdjax.export.model import export_frontend_config
-
+def test_rfft_frontend_exports_at_batch_1(exported, run_dir, tmp_path):
+    # --stft-impl rfft: the training front-end's rfft (the ONNX DFT op); onnxruntime does not
+    # load it with a dynamic batch, so the ONNX file has batch 1 (run row by row here).
     run = exported[0]
-    try:
-        export_frontend_config(run, "dft")
-    except ValueError as e:
-        pytest.skip(f"kdjax.frontends without stft_impl='dft': {e}")
-    card = export_run(run, str(tmp_path), ["onnx"], stft_impl="dft", max_clips=4)
-    assert card["files"]["onnx"]["batch"] == "dynamic" and card["frontend"]["stft_impl"] == "dft"
+    card = export_run(run, str(tmp_path), ["onnx", "stablehlo"], stft_impl="rfft", max_clips=4)
+    assert card["files"]["onnx"]["batch"] == 1 and card["files"]["stablehlo"]["batch"] == "dynamic"
+    assert "stft_impl" not in card["frontend"] and card["stft_impl"] == "rfft"
     audio, _ = parity.split_clips(run, "test", 3)
-    logits, _ = formats.run_onnx(str(tmp_path / "model.onnx"))(audio)  # one call, batch 3
-    np.testing.assert_allclose(logits, _reference(run_dir, audio), atol=1e-4)
+    for fmt in ("onnx", "stablehlo"):
+        logits, _ = formats.RUNNERS[fmt](str(tmp_path / formats.FILE_NAMES[fmt]))(audio)
+        np.testing.assert_allclose(logits, _reference(run_dir, audio), atol=1e-4)
 
 
 def test_cli_refuses_a_file_that_differs(run_dir, tmp_path, capsys, monkeypatch):

@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
         "--stft-impl",
-        default="rfft",
+        default="dft",
         choices=("rfft", "dft", "dft16"),
         help="the exported front-end's STFT: rfft, or a windowed-DFT matmul (float32/float16 basis)",
     )

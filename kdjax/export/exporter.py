@@ -46,7 +46,7 @@ def export_run(
     out: str,
     formats_: Sequence[str] = ("onnx", "stablehlo"),
     *,
-    stft_impl: str = "rfft",
+    stft_impl: str = "dft",
     tf_python: str | None = None,
     tolerance: float = parity.DEFAULT_TOLERANCE,
     max_clips: int | None = None,
@@ -62,7 +62,7 @@ def export_run(
       run: from `kdjax.export.model.load_run`.
       out: output folder (created).
       formats_: any of "onnx", "tflite", "stablehlo".
-      stft_impl: the exported front-end's STFT ("rfft", "dft", "dft16"; see `serving_fn`).
+      stft_impl: the exported front-end's STFT ("dft" default, "dft16", "rfft"; see `serving_fn`).
       tf_python: a Python with tensorflow and jax (needed for "tflite").
       tolerance: max absolute logit difference.
       max_clips: test clips checked (default all).

@@ -8,8 +8,10 @@ model in inference mode (BatchNorm running statistics, no dropout) with the same
 reformulated for converters where that keeps the math:
   - `conv_impl="xla"` (plain `lax.conv`) for models that have the option: the CPU default
     "matmul" (im2col) is a training-speed device; both compute the same convolution.
-  - the front-end's STFT as a matmul with a windowed DFT basis (`stft_impl="dft"`) when the
-    installed `kdjax.frontends` offers it and the caller asks for it; the rfft otherwise.
+  - the front-end's STFT as a matmul with a windowed DFT basis over frames cut by strided
+    slices (`stft_impl="dft"`, the default: no FFT, complex or gather ops, so ONNX gets a dynamic
+    batch and TFLite needs no RFFT kernel); "dft16" stores the basis in float16; "rfft" keeps
+    the training front-end's rfft (smaller files: the basis is n_fft x ~n_fft floats).
   - a symbolic batch dimension is served by mapping the batch-1 function over rows
     (`jax.vmap`), so the front-end's row chunking only ever sees one row.
 `reference_fn(run)` is the model exactly as training evaluated it (the run's front-end and
@@ -217,7 +219,7 @@ def load_run(
     )
 
 
-def export_frontend_config(run: Run, stft_impl: str = "rfft") -> dict[str, Any]:
+def export_frontend_config(run: Run, stft_impl: str = "dft") -> dict[str, Any]:
     """The front-end config of the exported model: the run's, with `stft_impl` when not "rfft".
 
     "dft" / "dft16": the STFT as a matmul with a windowed DFT basis (float32 / float16 basis)
@@ -253,7 +255,7 @@ def _export_module(run: Run) -> Any:
 
 
 def serving_fn(
-    run: Run, *, stft_impl: str = "rfft", batch_rows: str = "auto"
+    run: Run, *, stft_impl: str = "dft", batch_rows: str = "auto"
 ) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
     """The exported function: `wave [B, N] float32 -> (logits [B, C], probabilities [B, C])`.
 
