@@ -121,7 +121,7 @@ def main() -> None:
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--config", default=None)
     ap.add_argument("--tf_python", default=os.environ.get("KDJAX_TF_PYTHON"))
-    ap.add_argument("--stft_impls", default="rfft")
+    ap.add_argument("--stft_impls", default="dft,rfft")
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=200)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "export"))
