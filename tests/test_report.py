@@ -288,3 +288,20 @@ def test_summary_json_of_the_stages_is_a_source_too(workdir, tmp_path):
     bad.write_text("{}")
     with pytest.raises(ValueError, match="no 'stages'"):
         report.build(str(bad))
+
+
+def test_confusion_is_summed_over_runs_and_curves_read_metrics_jsonl(workdir):
+    from kdjax.report import figures
+
+    train, _ = report.find_runs(workdir)
+    train["kd"][0].result["models"]["student"]["test"]["confusion_matrix"] = [[1, 0], [2, 5]]
+    rep = report.build(workdir)
+    sums = figures.summed_confusion(train, rep)
+    model, cm, n = sums["kd"]
+    assert model == "student" and n == 5 and cm.tolist() == [[3 * 4 + 1, 1 * 4], [0 * 4 + 2, 4 * 4 + 5]]
+    assert "teacher" in sums and "cache" not in sums
+    del train["alt"][2].result["models"]["student"]["test"]["confusion_matrix"]
+    assert "alt" not in figures.summed_confusion(train, rep)  # one run without it: no panel
+    steps, loss = train["kd"][0].curve("train/loss")
+    assert steps == [100, 200, 300, 400] and loss == pytest.approx([2.0, 1.0, 2 / 3, 0.5])
+    assert train["kd"][0].curve("val/student/accuracy")[1] == pytest.approx([0.78, 0.83, 0.78, 0.78])

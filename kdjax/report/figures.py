@@ -16,7 +16,6 @@ matplotlib.use("Agg")  # headless: no display needed (must precede pyplot)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kdjax.report.build import judged  # noqa: E402
 from kdjax.report.runs import Run, confusion  # noqa: E402
 
 DPI = 110
@@ -83,16 +82,23 @@ def learning_curves(train: Mapping[str, Sequence[Run]], report: Mapping[str, Any
     return _save(fig, path, len(panels))
 
 
-def confusion_matrices(train: Mapping[str, Sequence[Run]], report: Mapping[str, Any], path: str) -> str | None:
-    """One panel per stage: the test confusion matrix summed over its runs, each row coloured
-    as a fraction of the true class (rows: true class, columns: predicted), counts written in
-    the cells when there are at most 15 classes."""
-    panels = []
+def summed_confusion(train: Mapping[str, Sequence[Run]], report: Mapping[str, Any]) -> dict[str, tuple[str, np.ndarray, int]]:
+    """stage -> (model, test confusion matrix `[C, C]` summed over the stage's runs, runs);
+    stages whose runs do not all record a confusion matrix are left out."""
+    out = {}
     for stage, runs in train.items():
         model = report["stages"][stage]["model"]
         cms = [confusion(r, model) for r in runs]
         if cms and all(c is not None for c in cms):
-            panels.append((stage, model, np.sum([np.asarray(c) for c in cms], axis=0), len(cms)))
+            out[stage] = (model, np.sum([np.asarray(c) for c in cms], axis=0), len(cms))
+    return out
+
+
+def confusion_matrices(train: Mapping[str, Sequence[Run]], report: Mapping[str, Any], path: str) -> str | None:
+    """One panel per stage: the test confusion matrix summed over its runs, each row coloured
+    as a fraction of the true class (rows: true class, columns: predicted), counts written in
+    the cells when there are at most 15 classes."""
+    panels = [(stage, model, cm, n) for stage, (model, cm, n) in summed_confusion(train, report).items()]
     if not panels:
         return None
     nr, nc = _grid(len(panels), 3)
@@ -162,4 +168,4 @@ def forest(report: Mapping[str, Any], path: str) -> str | None:
     return _save(fig, path)
 
 
-__all__ = ["confusion_matrices", "forest", "judged", "learning_curves"]
+__all__ = ["confusion_matrices", "forest", "learning_curves", "summed_confusion"]
