@@ -1,4 +1,5 @@
-"""The report's pictures (matplotlib, Agg backend: works without a display).
+"""The report's pictures (matplotlib's object API on the Agg canvas: no display needed, and
+pyplot's global backend and figure list are left alone, e.g. in a notebook).
 
 Each function writes one PNG and returns its path, or None when the runs hold nothing to draw.
 """
@@ -11,20 +12,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless: no display needed (must precede pyplot)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from kdjax.report.runs import Run, confusion  # noqa: E402
+from kdjax.report.runs import Run, confusion
 
 DPI = 110
-_COLORS = plt.get_cmap("tab10").colors
+_COLORS = matplotlib.colormaps["tab10"].colors
 
 
 def _grid(n: int, ncols: int = 4) -> tuple[int, int]:
     ncols = min(ncols, n)
     return math.ceil(n / ncols), ncols
+
+
+def _figure(figsize: tuple[float, float], **kw: Any) -> Figure:
+    fig = Figure(figsize=figsize, **kw)
+    FigureCanvasAgg(fig)  # attaches the Agg canvas
+    return fig
 
 
 def _save(fig, path: str, panels: int = 1) -> str:
@@ -34,7 +40,6 @@ def _save(fig, path: str, panels: int = 1) -> str:
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=DPI if panels <= 8 else 80, bbox_inches="tight")  # big grids: fewer pixels
-    plt.close(fig)
     with Image.open(path) as im:
         pal = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
     pal.save(path, optimize=True)
@@ -62,8 +67,8 @@ def learning_curves(train: Mapping[str, Sequence[Run]], report: Mapping[str, Any
     if not panels:
         return None
     nr, nc = _grid(len(panels))
-    fig, axes = plt.subplots(nr, nc, figsize=(3.6 * nc, 0.4 + 2.6 * nr), squeeze=False, sharey=key == "val",
-                             layout="constrained")
+    fig = _figure((3.6 * nc, 0.4 + 2.6 * nr), layout="constrained")
+    axes = fig.subplots(nr, nc, squeeze=False, sharey=key == "val")
     first_multi = next((j for j, p in enumerate(panels) if len(p[2]) > 1), None)
     for j, (ax, (stage, _, curves)) in enumerate(zip(axes.flat, panels, strict=False)):
         for i, (name, steps, vals) in enumerate(curves):
@@ -103,7 +108,8 @@ def confusion_matrices(train: Mapping[str, Sequence[Run]], report: Mapping[str, 
         return None
     nr, nc = _grid(len(panels), 3)
     size = 3.3 if panels[0][2].shape[0] <= 15 else 4.5
-    fig, axes = plt.subplots(nr, nc, figsize=(size * nc, size * nr), squeeze=False)
+    fig = _figure((size * nc, size * nr))
+    axes = fig.subplots(nr, nc, squeeze=False)
     for ax, (stage, model, cm, n) in zip(axes.flat, panels, strict=False):
         frac = cm / np.maximum(cm.sum(1, keepdims=True), 1)
         ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
@@ -134,7 +140,8 @@ def forest(report: Mapping[str, Any], path: str) -> str | None:
     comps = report["comparisons"]
     if not comps:
         return None
-    fig, ax = plt.subplots(figsize=(8, 1.3 + 0.42 * len(comps)))
+    fig = _figure((8, 1.3 + 0.42 * len(comps)))
+    ax = fig.subplots()
     ys = np.arange(len(comps))[::-1]
     for y, c in zip(ys, comps, strict=True):
         p, nb = c["plain"], c["nadeau_bengio"]
