@@ -188,7 +188,7 @@ def load_run(
             "only models on raw audio can be exported with their front-end"
         )
     fe = _expand_frontend(m.frontend, dict(cfg.get("frontends", {}) or {}), f"models.{name}")
-    split_sources = _first_attr("split_sources", ("kdjax.train.loop", "kdjax.train.setup"))
+    split_sources = _first_attr("split_sources", ("kdjax.train.setup", "kdjax.train.loop"))
     sources = split_sources(cfg, workdir)
     src = sources["test"] or sources["validation"] or sources["train"]
     sr, num_classes = int(src.sample_rate), int(src.num_classes)
