@@ -115,13 +115,9 @@ def _binary_ap(s: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def average_precision_per_class(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    label_mask: np.ndarray | None = None,
-) -> np.ndarray:
+def average_precision_per_class(scores: np.ndarray, labels: np.ndarray, *,
+                                mask: np.ndarray | None = None,
+                                label_mask: np.ndarray | None = None) -> np.ndarray:
     """Average precision of every class `[C]`; NaN for a class with no (unmasked) positive.
 
     Equal to `sklearn.metrics.average_precision_score(labels[:, c] > 0.5, scores[:, c])`
@@ -148,13 +144,9 @@ def average_precision_per_class(
     return out
 
 
-def mean_average_precision(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    label_mask: np.ndarray | None = None,
-) -> float:
+def mean_average_precision(scores: np.ndarray, labels: np.ndarray, *,
+                           mask: np.ndarray | None = None,
+                           label_mask: np.ndarray | None = None) -> float:
     """mAP: macro average of per-class AP over classes with at least one positive.
 
     Classes without a positive are skipped (AP undefined); `skipped_classes`
@@ -168,13 +160,8 @@ def mean_average_precision(
     return _mean_over_classes(ap, "mean_average_precision: no class has a positive example")
 
 
-def roc_auc_per_class(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    label_mask: np.ndarray | None = None,
-) -> np.ndarray:
+def roc_auc_per_class(scores: np.ndarray, labels: np.ndarray, *, mask: np.ndarray | None = None,
+                      label_mask: np.ndarray | None = None) -> np.ndarray:
     """ROC-AUC of every class `[C]`; NaN where a class lacks positives or negatives.
 
     Computed as the Mann-Whitney U statistic with tied scores counted 1/2, which
@@ -195,13 +182,8 @@ def roc_auc_per_class(
     return out
 
 
-def roc_auc(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    label_mask: np.ndarray | None = None,
-) -> float:
+def roc_auc(scores: np.ndarray, labels: np.ndarray, *, mask: np.ndarray | None = None,
+            label_mask: np.ndarray | None = None) -> float:
     """Macro ROC-AUC over classes with both positives and negatives (others skipped).
 
     Equal to `sklearn.metrics.roc_auc_score(average="macro")` when every class
@@ -258,14 +240,8 @@ def _dcase_thresholds(s: np.ndarray, min_threshold: float) -> np.ndarray:
     return t[::-1]
 
 
-def micro_auprc(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    label_mask: np.ndarray | None = None,
-    min_threshold: float = 0.01,
-) -> float:
+def micro_auprc(scores: np.ndarray, labels: np.ndarray, *, mask: np.ndarray | None = None,
+                label_mask: np.ndarray | None = None, min_threshold: float = 0.01) -> float:
     """Micro-averaged AUPRC of DCASE 2019 Task 5 (Urban Sound Tagging), coarse-level definition.
 
     All unmasked (clip, class) pairs are pooled. Thresholds are the distinct
@@ -302,14 +278,9 @@ def micro_auprc(
     return _dcase_auprc(*_dcase_pr_counts(s, y, t))
 
 
-def macro_auprc_per_class(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    label_mask: np.ndarray | None = None,
-    min_threshold: float = 0.01,
-) -> np.ndarray:
+def macro_auprc_per_class(scores: np.ndarray, labels: np.ndarray, *, mask: np.ndarray | None = None,
+                          label_mask: np.ndarray | None = None,
+                          min_threshold: float = 0.01) -> np.ndarray:
     """DCASE 2019 Task 5 AUPRC of each class `[C]` (same curve as `micro_auprc`, one column).
 
     Thresholds are the distinct scores of that class's column (as the official
@@ -327,14 +298,8 @@ def macro_auprc_per_class(
     return out
 
 
-def macro_auprc(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    label_mask: np.ndarray | None = None,
-    min_threshold: float = 0.01,
-) -> float:
+def macro_auprc(scores: np.ndarray, labels: np.ndarray, *, mask: np.ndarray | None = None,
+                label_mask: np.ndarray | None = None, min_threshold: float = 0.01) -> float:
     """Macro-averaged AUPRC of DCASE 2019 Task 5: uniform mean of `macro_auprc_per_class`.
 
     Source: `macro_averaged_auprc` in the sonyc-project/urban-sound-tagging-baseline
@@ -346,13 +311,8 @@ def macro_auprc(
     return _mean_over_classes(per, "macro_auprc: no unmasked entry")
 
 
-def lwlrap_per_class(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    label_mask: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+def lwlrap_per_class(scores: np.ndarray, labels: np.ndarray, *, mask: np.ndarray | None = None,
+                     label_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-class label-ranking average precision and class weights, both `[C]`.
 
     For each clip and each of its positive classes j: precision = (positives
@@ -393,13 +353,8 @@ def lwlrap_per_class(
     return per_class, count / count.sum()
 
 
-def lwlrap(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    label_mask: np.ndarray | None = None,
-) -> float:
+def lwlrap(scores: np.ndarray, labels: np.ndarray, *, mask: np.ndarray | None = None,
+           label_mask: np.ndarray | None = None) -> float:
     """Label-weighted label-ranking average precision (DCASE 2019 Task 2 metric).
 
     = sum_c weight_c * per_class_c (see `lwlrap_per_class`), which equals
@@ -410,13 +365,8 @@ def lwlrap(
     return float(np.nansum(per_class * weight))
 
 
-def tagging_metrics(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    label_mask: np.ndarray | None = None,
-) -> dict[str, float | list[int]]:
+def tagging_metrics(scores: np.ndarray, labels: np.ndarray, *, mask: np.ndarray | None = None,
+                    label_mask: np.ndarray | None = None) -> dict[str, float | list[int]]:
     """All multi-label metrics at once: mAP, roc_auc, micro_auprc, macro_auprc, lwlrap,
     and `skipped_classes` (class ids without an unmasked positive, excluded from mAP).
 
