@@ -6,9 +6,9 @@ that needs it without it fails with one line naming `pip install 'kdjax[train]'`
 only into a fresh venv (jax and numpy from the package index; pip's cache makes repeats fast), and
 checks there: what the core packages import, a loss and a log-mel under jit against NumPy/librosa
 references computed here, the one-line errors, and the README's loss example. It is one test (not
-one per check) so `pytest -n 2` builds one venv. Measured: 152 s on the shared 2-core machine at
-load ~13 (19 s of it CPU time: the rest waits for the cores and the disk), most of it installing
-jax/jaxlib/scipy (~600 MB) from pip's cache.
+one per check) so `pytest -n 2` builds one venv. Measured on the shared 2-core machine with pip's
+cache warm: 40 s at load ~10 (152 s at load ~13 before `--no-compile`), most of it installing
+jax/jaxlib/scipy (~600 MB).
 """
 
 from __future__ import annotations
