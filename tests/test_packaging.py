@@ -333,3 +333,19 @@ def test_train_extra_matches_setup_cfg():
     }
     assert set(_extras.TRAIN) == set(import_to_dist)
     assert {import_to_dist[m] for m in _extras.TRAIN} <= dists, dists
+
+
+def test_ci_runs_the_readme_test_command():
+    """.ci/run executes the steps of the README's command (2), in order (pip's -q aside)."""
+    readme = (REPO / "README.md").read_text()
+    m = re.search(r"^# \(2\)[^\n]*\n(.+)$", readme, re.M)
+    assert m, "README.md: no '# (2)' command line"
+    readme_steps = [s.strip() for s in m.group(1).split("&&")]
+
+    def norm(step: str) -> str:
+        return " ".join(w for w in step.split("#")[0].split() if w != "-q")
+
+    ci = [norm(line) for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    ci = [line for line in ci if line]
+    start = ci.index(norm(readme_steps[0]))
+    assert ci[start : start + len(readme_steps)] == [norm(s) for s in readme_steps], ci
