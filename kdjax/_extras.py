@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 
-# Top-level modules of the `train` extra (setup.cfg), by import name.
+# What the guards check: the `train` extra's modules (setup.cfg), by import name.
 TRAIN: tuple[str, ...] = (
     "flax",
     "optax",
