@@ -45,6 +45,7 @@ variant=paper: SONYC-UST (`sonyc_ust` source, data=sonyc_coarse [8 classes] | so
             (64 mels teacher, 20 mels student); batch 64, lr 1e-4, 50 epochs of the 2351 train
             clips; selection on `validate`, report on `test` (assumed). NOT RUNNABLE HERE: the
             data is not in ../shared/data (download: kdjax/data/sonyc_ust.py); model sizes are ours.
+            tests/test_config_variants.py runs it for 2 steps on a miniature SONYC-UST layout.
 variant=local: real multi-label sets from ../shared/data, sized for a 2-core shared CPU:
             data=esc10_mix (ESC-10 mixtures, fold 1 test, fold 2 validation, folds 3-5 train)
             or data=sc_mix (`speech_commands_mix`: 1-3 keywords in 3 s of real noise,
@@ -55,18 +56,15 @@ Model selection: DCASE 2019 Task 5 micro-AUPRC (`eval_metric="micro_auprc"`), co
 loop on sigmoid probabilities (the committed raw runs logged it as `micro_auprc_sigmoid`, the
 same number, from before the loop did the sigmoid itself).
 
-Results (ours, variant=local, 3 seeds, 120-step students; full tables, intervals, commands and
-logs in configs/results/iusp/README.md, built by configs/results/iusp/make_table.py):
-  paper:     IUSP gain / SP gain in [1.271, 2.224] (DCASE 2019 Task 5, micro-AUPRC)
-  esc10_mix: SP and IUSP gains over BCE <= 0 for small / medium / large: ratio undefined
-  sc_mix:    ratio 1.74 (small), 0.60 (medium), 0.73 (large); every IUSP - SP paired 95%
-             interval includes 0: the claim is not reproduced here.
+Results (tables, paired intervals, the IUSP/SP gain ratios, logs): configs/results/iusp/README.md.
+Claim (`c.claim`): IUSP minus SP (same student, same seeds), test micro-AUPRC.
 Commands (each ~54 min on a 2-core CPU shared with other jobs, load 4-15, both at once):
   python -m kdjax.main --config configs/iusp.py:variant=local,data=esc10_mix,steps=120 --workdir workdirs/iusp_esc10_mix
   python -m kdjax.main --config configs/iusp.py:variant=local,data=sc_mix,steps=120 --workdir workdirs/iusp_sc_mix
 
 Arguments: variant=paper|local|tiny, data, student=all|small|medium|large, arm=all|bce|kd|sp|iusp,
-stage (comma list of stage names; overrides student/arm), seeds, steps, lr, batch, w_bce, w_kd,
+stage (stage names joined by `+`, e.g. teacher+iusp_small, or `all`; overrides student/arm;
+configs/common.py "Stage lists"), seeds, steps, lr, batch, w_bce, w_kd,
 w_sp, w_iusp, temperature, iusp_layer, iusp_teacher_layer, sp_feat, align, row_norm, normalize,
 frame_mask (a batch key holding a `[B, T]` student-frame mask; "" = none: fixed-length clips).
 """
@@ -79,10 +77,18 @@ from configs import common
 
 SIZES = ("small", "medium", "large")
 ARMS = ("bce", "kd", "sp", "iusp")
+# variant -> its data sets (tests/test_config_variants.py builds every pair)
+VARIANTS = {
+    "paper": ("sonyc_coarse", "sonyc_fine"),
+    "local": ("esc10_mix", "sc_mix"),
+    "tiny": ("esc10_mix", "sc_mix"),
+}
 
 # Temporal CNNs (kdjax.models.temporal_cnn): total time stride 8 for every model, so the
 # teacher's and students' `frames` have the same T (alignment is then the identity).
-LOCAL_TEACHER = dict(stem_width=64, widths=(64, 96, 128), strides=(2, 2, 1), stem_stride=2, dropout=0.1)
+LOCAL_TEACHER = dict(
+    stem_width=64, widths=(64, 96, 128), strides=(2, 2, 1), stem_stride=2, dropout=0.1
+)
 LOCAL_STUDENTS = {
     "small": dict(stem_width=8, widths=(8, 12, 16), strides=(2, 2, 1), stem_stride=2),
     "medium": dict(stem_width=16, widths=(16, 24, 32), strides=(2, 2, 1), stem_stride=2),
@@ -90,8 +96,9 @@ LOCAL_STUDENTS = {
 }
 TINY_TEACHER = dict(stem_width=16, widths=(16, 16), strides=(2, 2), stem_stride=2)
 TINY_STUDENT = dict(stem_width=4, widths=(4, 8), strides=(2, 2), stem_stride=2)
-PAPER_TEACHER = dict(stem_width=128, widths=(128, 192, 256, 384), strides=(2, 2, 2, 1), stem_stride=2,
-                     dropout=0.2)
+PAPER_TEACHER = dict(
+    stem_width=128, widths=(128, 192, 256, 384), strides=(2, 2, 2, 1), stem_stride=2, dropout=0.2
+)
 PAPER_STUDENTS = {
     "small": dict(stem_width=16, widths=(16, 32, 32), strides=(2, 2, 2), stem_stride=2),
     "medium": dict(stem_width=32, widths=(32, 64, 64), strides=(2, 2, 2), stem_stride=2),
@@ -104,8 +111,14 @@ def _data(a: ml_collections.ConfigDict) -> tuple[dict, int]:
     tiny = a.variant == "tiny"
     if a.data == "esc10_mix":
         n = (16, 8, 8) if tiny else (960, 160, 160)
-        d = common.data("esc10_mix", train_split="fit_fold1", eval_split="validation_fold1",
-                        test_split="test_fold1", clip_seconds=5.0, cache=True)
+        d = common.data(
+            "esc10_mix",
+            train_split="fit_fold1",
+            eval_split="validation_fold1",
+            test_split="test_fold1",
+            clip_seconds=5.0,
+            cache=True,
+        )
         d["split_kw"] = dict(num_mixtures=n)
         return d, 16000
     if a.data == "sc_mix":
@@ -115,18 +128,47 @@ def _data(a: ml_collections.ConfigDict) -> tuple[dict, int]:
     if a.data in ("sonyc_coarse", "sonyc_fine"):
         # DCASE 2019 Task 5: train / validate (model selection); "test" = the v2 annotations'
         # evaluation split (which split the paper reports on is not stated: assumed).
-        d = common.data("sonyc_ust", train_split="train", eval_split="validate", test_split="test",
-                        clip_seconds=10.0, level=a.data.split("_")[1], aggregate="any")
+        d = common.data(
+            "sonyc_ust",
+            train_split="train",
+            eval_split="validate",
+            test_split="test",
+            clip_seconds=10.0,
+            level=a.data.split("_")[1],
+            aggregate="any",
+        )
         return d, 44100
-    raise ValueError(f"config argument data={a.data!r}: expected esc10_mix, sc_mix, sonyc_coarse or sonyc_fine")
+    raise ValueError(
+        f"config argument data={a.data!r}: expected esc10_mix, sc_mix, sonyc_coarse or sonyc_fine"
+    )
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     a = common.parse_arg(
-        arg, variant="paper", data="", student="all", arm="all", stage="", seeds=3, steps=0, lr=0.0,
-        batch=0, w_bce=1.5, w_kd=1.5, w_sp=10.0, w_iusp=10.0, temperature=2.0, iusp_layer="frames",
-        iusp_teacher_layer="", sp_feat="embedding", align="interpolate", row_norm="l2", normalize="gram",
-        frame_mask="", teacher_steps=0)
+        arg,
+        variant="paper",
+        data="",
+        student="all",
+        arm="all",
+        stage="",
+        seeds=3,
+        steps=0,
+        lr=0.0,
+        batch=0,
+        w_bce=1.5,
+        w_kd=1.5,
+        w_sp=10.0,
+        w_iusp=10.0,
+        temperature=2.0,
+        iusp_layer="frames",
+        iusp_teacher_layer="",
+        sp_feat="embedding",
+        align="interpolate",
+        row_norm="l2",
+        normalize="gram",
+        frame_mask="",
+        teacher_steps=0,
+    )
     if a.variant not in ("paper", "local", "tiny"):
         raise ValueError(f"config argument variant={a.variant!r}: expected paper, local or tiny")
     if not a.data:
@@ -140,19 +182,30 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     counts = d.pop("split_kw", {}).get("num_mixtures")
 
     if paper:
-        fe_t = common.frontend("logmel64_16k", sample_rate=sr, n_fft=2048, win_length=round(0.025 * sr),
-                               hop_length=round(0.010 * sr))
+        # 25 ms / 10 ms at the files' rate (round half to even: 1102 / 441 samples at 44.1 kHz).
+        fe_t = common.preset(
+            "logmel64_16k",
+            sample_rate=sr,
+            win_length=round(0.025 * sr),
+            hop_length=round(0.010 * sr),
+        )
         fe_s = dict(fe_t, n_mels=20)
         teacher_kw, students = PAPER_TEACHER, PAPER_STUDENTS
         lr, steps, batch = a.lr or 1e-4, a.steps or 50 * 2351 // 64, a.batch or 64
         t_steps, warm, every = a.teacher_steps or steps, 500, 500
     else:
         # 20 ms hop: half the frames of the DCASE 10 ms hop, for the 2-core CPU.
-        fe_t = common.frontend("logmel64_16k", hop_length=320)
-        fe_s = fe_t  # one front-end computed once; the paper's 20-mel student input is variant=paper
+        fe_t = common.preset("logmel64_16k", hop_length=320)
+        fe_s = (
+            fe_t  # one front-end computed once; the paper's 20-mel student input is variant=paper
+        )
         teacher_kw = TINY_TEACHER if tiny else LOCAL_TEACHER
         students = {s: TINY_STUDENT for s in SIZES} if tiny else LOCAL_STUDENTS
-        lr, steps, batch = a.lr or 3e-3, 2 if tiny else (a.steps or 120), a.batch or (8 if tiny else 16)
+        lr, steps, batch = (
+            a.lr or 3e-3,
+            2 if tiny else (a.steps or 120),
+            a.batch or (8 if tiny else 16),
+        )
         t_steps = 2 if tiny else (a.teacher_steps or 3 * steps)
         warm, every = (0, 2) if tiny else (20, max(steps // 2, 1))
 
@@ -167,56 +220,96 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             out["clip_seconds"] = 2.0
         return out
 
-    label_mask = {"mask": "batch.label_mask"}
+    teacher = dict(
+        model="temporal_cnn",
+        kw=teacher_kw,
+        frontend=fe_t,
+        checkpoint="teacher:teacher",
+        checkpoint_model="teacher",
+    )
 
-    def stage(model_kw, arm: str, *, teacher: bool = False, baseline: str = "") -> ml_collections.ConfigDict:
-        n_steps = t_steps if teacher else steps
-        c = common.train_config(batch_size=batch, num_steps=n_steps, lr=lr, warmup_steps=warm,
-                                eval_every=max(n_steps // 3, 1) if teacher and not tiny else every,
-                                checkpoint_every=n_steps if not tiny else 1, log_every=max(every // 2, 1))
-        c.data = data_block()
-        c.eval_metric = "micro_auprc"
-        c.quiet = True
-        name = "teacher" if teacher else "student"
-        c.models = {name: dict(model="temporal_cnn", kw=model_kw, frontend=fe_t if teacher else fe_s)}
-        c.teachers = {}
-        w_bce = 1.0 if arm == "bce" else a.w_bce
-        c.losses = {"bce": dict(fn="sigmoid_xent", weight=w_bce, inputs=[f"{name}.logits", "batch.labels"],
-                                kw_inputs=label_mask)}
+    def arm_losses(arm: str, name: str) -> dict:
+        """Loss terms of an arm (bce | kd | sp | iusp) of model `name` (module docstring)."""
+        losses = {
+            "bce": common.task_loss(name, multi_label=True, weight=1.0 if arm == "bce" else a.w_bce)
+        }
         if arm in ("kd", "sp", "iusp"):
-            c.teachers = {"teacher": dict(model="temporal_cnn", kw=teacher_kw, frontend=fe_t,
-                                          checkpoint="teacher:teacher", checkpoint_model="teacher")}
-            c.losses["kd"] = dict(fn="kd_bernoulli_kl", weight=a.w_kd, kw=dict(temperature=a.temperature),
-                                  inputs=["student.logits", "teacher.teacher.logits"])
+            losses["kd"] = dict(
+                fn="kd_bernoulli_kl",
+                weight=a.w_kd,
+                kw=dict(temperature=a.temperature),
+                inputs=["student.logits", "teacher.teacher.logits"],
+            )
         if arm == "sp":
-            c.losses["sp"] = dict(fn="similarity_preserving", weight=a.w_sp,
-                                  kw=dict(row_norm=a.row_norm, normalize=a.normalize),
-                                  inputs=[f"student.feats.{a.sp_feat}", f"teacher.teacher.feats.{a.sp_feat}"],
-                                  kw_inputs={"mask": "batch.mask"})
+            losses["sp"] = dict(
+                fn="similarity_preserving",
+                weight=a.w_sp,
+                kw=dict(row_norm=a.row_norm, normalize=a.normalize),
+                inputs=[f"student.feats.{a.sp_feat}", f"teacher.teacher.feats.{a.sp_feat}"],
+                kw_inputs={"mask": "batch.mask"},
+            )
         if arm == "iusp":
             t_layer = a.iusp_teacher_layer or a.iusp_layer
-            c.losses["iusp"] = dict(fn="intra_utterance_sp", weight=a.w_iusp,
-                                    kw=dict(row_norm=a.row_norm, normalize=a.normalize, align=a.align),
-                                    inputs=[f"student.feats.{a.iusp_layer}", f"teacher.teacher.feats.{t_layer}"],
-                                    kw_inputs={"frame_mask": f"batch.{a.frame_mask}"} if a.frame_mask else {})
-        c.repeat = not teacher
-        c.baseline = baseline
-        return c
+            losses["iusp"] = dict(
+                fn="intra_utterance_sp",
+                weight=a.w_iusp,
+                kw=dict(row_norm=a.row_norm, normalize=a.normalize, align=a.align),
+                inputs=[f"student.feats.{a.iusp_layer}", f"teacher.teacher.feats.{t_layer}"],
+                kw_inputs={"frame_mask": f"batch.{a.frame_mask}"} if a.frame_mask else {},
+            )
+        return losses
+
+    def stage(
+        model_kw, arm: str, *, is_teacher: bool = False, baseline: str = ""
+    ) -> ml_collections.ConfigDict:
+        n_steps = t_steps if is_teacher else steps
+        name = "teacher" if is_teacher else "student"
+        return common.train_stage(
+            data=data_block(),
+            models={
+                name: dict(model="temporal_cnn", kw=model_kw, frontend=fe_t if is_teacher else fe_s)
+            },
+            losses=arm_losses(arm, name),
+            teachers={"teacher": teacher} if arm != "bce" else {},
+            repeat=not is_teacher,
+            baseline=baseline,
+            batch_size=batch,
+            num_steps=n_steps,
+            lr=lr,
+            warmup_steps=warm,
+            eval_every=max(n_steps // 3, 1) if is_teacher and not tiny else every,
+            checkpoint_every=n_steps if not tiny else 1,
+            log_every=max(every // 2, 1),
+            eval_metric="micro_auprc",
+            quiet=True,
+        )
 
     c = ml_collections.ConfigDict()
-    st = {"teacher": stage(teacher_kw, "bce", teacher=True)}
+    st = {"teacher": stage(teacher_kw, "bce", is_teacher=True)}
     names = ["teacher"]
     for size in SIZES:
         for arm in ARMS:
-            s = stage(students[size], arm, baseline="" if arm == "bce" else f"bce_{size}")
-            st[f"{arm}_{size}"] = s
+            st[f"{arm}_{size}"] = stage(
+                students[size], arm, baseline="" if arm == "bce" else f"bce_{size}"
+            )
             if (a.student in ("all", size)) and (a.arm in ("all", arm)):
                 names.append(f"{arm}_{size}")
     c.stages = st
-    c.run = a.stage or ",".join(names)
+    # tiny (the config test): the teacher (BCE) and the two relational arms (BCE+KD+SP / +IUSP)
+    default = ["teacher", "sp_small", "iusp_small"] if tiny else names
+    c.run = common.stage_run(a.stage or "default", st, {"default": default, "all": list(st)})
     c.seeds = 1 if tiny and a.seeds == 3 else a.seeds
     c.variant = a.variant
     c.runnable_here = not paper
-    if tiny:  # the config test: the teacher (BCE) and the two relational arms (BCE+KD+SP / +IUSP)
-        c.run = a.stage or "teacher,sp_small,iusp_small"
+    c.claim = common.claim(
+        st,
+        arm="iusp_small",
+        baseline="sp_small",
+        effect=0.0057,
+        direction="greater",
+        secondary=[("iusp_medium", "sp_medium"), ("iusp_large", "sp_large")],
+        source="Chang et al. 2020: IUSP's gain over the baseline is 27.1-122.4% larger than SP's "
+        "(PAPERS.md section 2); with the third-party SP gain on DCASE 2019 Task 5 (small CNN: "
+        "micro-AUPRC 0.772 vs BCE 0.751, +0.021), IUSP - SP >= 0.271 x 0.021 = 0.0057",
+    )
     return c

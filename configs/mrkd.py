@@ -64,27 +64,12 @@ Variants:
          data=fsdkaggle2018 (DCASE 2018 Task 2 general-purpose tagging, `fsd50k` source with
          corpus=fsdkaggle2018, 44.1 kHz, single-label 41 classes; train/test only, so no
          validation split), larger temporal CNNs. Settings are assumptions (see above).
+         tests/test_config_variants.py runs it for 2 steps on miniature copies of the
+         datasets' layouts.
 
-Measured (2-core shared CPU, no GPU, 1-min load 12-17 from other jobs; configs/results/mrkd/
-README.md has the tables, exact commands, seeds and raw logs; the numbers there are built by
-make_table.py, not typed). The paper gives no numbers comparable to these data sets or models
-(it reports DCASE scenes / FSDKaggle2018 with its own, unpublished architectures), so there is
-nothing to put next to ours; its claim to check is the direction "each peer improves".
-Test accuracy %, joint vs alone, paired difference [95% interval], defaults (DML mean, T 1,
-weight 1, logmel+mfcc+stft):
-  sc12 (3 seeds, 400 steps):  logmel 81.4 vs 82.6, -1.2 [-3.2, +0.9]; mfcc 83.7 vs 81.9,
-      +1.8 [+0.8, +2.8] (significant); stft 79.9 vs 79.3, +0.6 [-3.5, +4.8]; ensemble of the
-      alone peers 85.3.
-  esc10 (5 folds, 150 steps): logmel 77.8 vs 80.2, -2.5 [-5.4, +0.4]; mfcc 79.5 vs 81.5,
-      -2.0 [-7.2, +3.2]; stft 76.5 vs 77.8, -1.3 [-6.8, +4.3] (none significant); ensemble
-      of the alone peers 81.2.
-  fsdd (3 seeds, 400 steps):  logmel 98.3 vs 97.8, +0.6 [-1.2, +2.3]; mfcc 98.3 vs 98.4,
-      -0.1 [-3.5, +3.2]; stft 97.3 vs 96.7, +0.7 [-1.0, +2.3] (none significant).
-  So the claim is not reproduced at these short, untuned CPU budgets: one peer of nine gains
-  significantly, none loses significantly. Runtime: esc10 62 min wall for 5 folds x 2 arms at that
-  load (summed training time 1735 s alone, 1191 s joint);
-  sc12 37 min wall for 3 seeds x 2 arms at that load (summed training
-  time 964 s alone, 680 s joint); fsdd 6.4 min at load 2-4 (130 s alone, 149 s joint).
+Results (measured tables, paired intervals, runtimes, commands, logs):
+configs/results/mrkd/README.md.
+Claim (`c.claim`, read by the results report): joint vs alone, first peer, test accuracy.
 
 Run:
   python -m kdjax.main --config configs/mrkd.py:data=esc10 --workdir workdirs/mrkd_esc10
@@ -94,7 +79,8 @@ Run:
 Arguments: variant=local|tiny|paper, data=esc10|sc12|fsdd (local/tiny) or dcase|fsdkaggle2018
 (paper), reps=`+`-separated subset of logmel, mfcc, stft, cqt (`+`, since
 `,` separates config arguments),  loss=dml|ensemble,
-reduction=mean|sum, temperature (T > 0), weight (>= 0), t2_scale, stage=all|alone|joint,
+reduction=mean|sum, temperature (T > 0), weight (>= 0), t2_scale, stage (stage names joined by
+`+`, e.g. `alone_logmel+joint`, or the groups `all`, `alone`; configs/common.py "Stage lists"),
 alone=shared|separate, seeds (ignored for esc10, which uses its folds), folds (esc10: the first
 N of the 5 folds, default 5; re-running with a larger N skips the finished runs), steps, batch, lr
 (0: the variant's default).
@@ -116,20 +102,29 @@ REPS = ("logmel", "mfcc", "stft", "cqt")
 LOSSES = {"dml": "peers", "ensemble": "ensemble"}
 DATA_LOCAL = ("esc10", "sc12", "fsdd")
 DATA_PAPER = ("dcase", "fsdkaggle2018")
+# variant -> its data sets (tests/test_config_variants.py builds every pair)
+VARIANTS = {"local": DATA_LOCAL, "tiny": DATA_LOCAL, "paper": DATA_PAPER}
 
 # Temporal CNN peers (kdjax.models.temporal_cnn: features' F bins are the conv channels).
 PEER_LOCAL = dict(stem_width=32, widths=(32, 48, 64), strides=(2, 2, 2), stem_stride=2, dropout=0.1)
 PEER_TINY = dict(stem_width=8, widths=(8,), strides=(2,), stem_stride=2)
-PEER_PAPER = dict(stem_width=64, widths=(64, 128, 128, 256), strides=(1, 2, 2, 2), stem_stride=2, dropout=0.2)
+PEER_PAPER = dict(
+    stem_width=64, widths=(64, 128, 128, 256), strides=(1, 2, 2, 2), stem_stride=2, dropout=0.2
+)
+
+
+PRESETS_16K = {"logmel": "logmel64_16k", "mfcc": "mfcc40_16k", "stft": "stft_16k", "cqt": "cqt_16k"}
 
 
 def representation(name: str, sample_rate: int) -> dict[str, Any]:
     """The front-end config of one representation at `sample_rate` Hz (25 ms windows, 10 ms hops).
 
-    16 kHz uses the presets of `kdjax.frontends.PRESETS` (logmel64_16k, mfcc40_16k + deltas,
-    stft_16k, cqt_16k); other rates scale the window/hop to the same durations (n_fft: the next
-    power of two >= the window), mel bands up to the Nyquist rate (at most 7.5 kHz for logmel,
-    8 kHz for MFCC, as the presets) and CQT bins up to 0.9 x Nyquist.
+    The presets of `kdjax.frontends.PRESETS` (logmel64_16k, mfcc40_16k + deltas, stft_16k,
+    cqt_16k) at `sample_rate` (`common.preset`: n_fft the next power of two >= the window, mel
+    bands up to at most the Nyquist rate), with this recipe's windows and hops: round(25 ms x
+    rate) and round(10 ms x rate) samples (Python's round, half to even: 1102 at 44.1 kHz).
+    CQT at other rates than 16 kHz: hop the next power of two >= 16 ms, bins from C1 up to
+    0.9 x Nyquist (above 16 kHz more bins than the library's preset, which keeps 84).
 
     Returns:
       A front-end dict for `kdjax.frontends.make_frontend` (output `[B, T, F]`).
@@ -138,29 +133,23 @@ def representation(name: str, sample_rate: int) -> dict[str, Any]:
       ValueError: an unknown representation name.
     """
     if name not in REPS:
-        raise ValueError(f"config argument reps: unknown representation {name!r}; valid: {list(REPS)}")
+        raise ValueError(
+            f"config argument reps: unknown representation {name!r}; valid: {list(REPS)}"
+        )
     sr = int(sample_rate)
-    if sr == 16000:
-        preset = {"logmel": "logmel64_16k", "mfcc": "mfcc40_16k", "stft": "stft_16k", "cqt": "cqt_16k"}[name]
-        fe = common.frontend(preset)
-    else:
-        win, hop = int(round(0.025 * sr)), int(round(0.010 * sr))
-        n_fft = 1 << (win - 1).bit_length()
-        nyq = sr / 2
-        if name == "logmel":
-            fe = dict(name="logmel", sample_rate=sr, n_fft=n_fft, win_length=win, hop_length=hop,
-                      n_mels=64, fmin=min(125.0, nyq / 32), fmax=min(7500.0, nyq), log="db")
-        elif name == "mfcc":
-            fe = dict(name="mfcc", sample_rate=sr, n_fft=n_fft, win_length=win, hop_length=hop,
-                      n_mels=40, n_mfcc=40, fmin=20.0, fmax=min(8000.0, nyq))
-        elif name == "stft":
-            fe = dict(name="stft", sample_rate=sr, n_fft=n_fft, win_length=win, hop_length=hop,
-                      power=2.0, log="db")
-        else:
-            fmin = 32.703195662574764
-            n_bins = int(math.floor(12 * math.log2(0.9 * nyq / fmin)))
-            fe = dict(name="logcqt", sample_rate=sr, hop_length=1 << (int(round(0.016 * sr)) - 1).bit_length(),
-                      fmin=fmin, n_bins=n_bins, bins_per_octave=12)
+    if name == "cqt":
+        fe = common.preset(
+            "cqt_16k", sample_rate=sr
+        )  # the hop: the library's rule is this recipe's
+        if sr != 16000:  # bins up to 0.9 x Nyquist (the library keeps the preset's 84 as a ceiling)
+            fe["n_bins"] = int(math.floor(12 * math.log2(0.9 * sr / 2 / fe["fmin"])))
+        return fe
+    fe = common.preset(
+        PRESETS_16K[name],
+        sample_rate=sr,
+        win_length=int(round(0.025 * sr)),
+        hop_length=int(round(0.010 * sr)),
+    )
     if name == "mfcc":  # MFCC + deltas + delta-deltas (3 x 40 channels)
         fe = dict(fe, deltas_order=2, delta_width=9)
     return fe
@@ -171,19 +160,34 @@ def _data(a: ml_collections.ConfigDict) -> tuple[dict[str, Any], list[int] | Non
     tiny = a.variant == "tiny"
     mx = dict(max_examples=16) if tiny else {}
     if a.data == "esc10":
-        d = common.data("esc50", train_split="train_fold{fold}", eval_split="",
-                        test_split="test_fold{fold}", clip_seconds=1.0 if tiny else 5.0,
-                        subset="esc10", cache=True, **mx)
+        d = common.data(
+            "esc50",
+            train_split="train_fold{fold}",
+            eval_split="",
+            test_split="test_fold{fold}",
+            clip_seconds=1.0 if tiny else 5.0,
+            subset="esc10",
+            cache=True,
+            **mx,
+        )
         return d, [1, 2, 3, 4, 5], 16000
     if a.data == "sc12":
         return common.data("speech_commands", clip_seconds=1.0, cache=True, **mx), None, 16000
     if a.data == "fsdd":
         return common.data("fsdd", clip_seconds=1.0, allow_download=False, **mx), None, 8000
     if a.data == "dcase":
-        return common.data("dcase_scenes", eval_split="", test_split="evaluate", clip_seconds=10.0), None, 48000
+        return (
+            common.data("dcase_scenes", eval_split="", test_split="evaluate", clip_seconds=10.0),
+            None,
+            48000,
+        )
     if a.data == "fsdkaggle2018":
         # Clips of 0.3-30 s: 4 s random crops for training, the first 4 s at test (an assumption).
-        return common.data("fsd50k", eval_split="", corpus="fsdkaggle2018", clip_seconds=4.0), None, 44100
+        return (
+            common.data("fsd50k", eval_split="", corpus="fsdkaggle2018", clip_seconds=4.0),
+            None,
+            44100,
+        )
     raise AssertionError(a.data)
 
 
@@ -193,20 +197,45 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     Raises:
       ValueError: bad arguments (see the module docstring).
     """
-    a = common.parse_arg(arg, variant="local", data="esc10", reps="", loss="dml",
-                         reduction="mean", temperature=1.0, weight=1.0, t2_scale=True, stage="all",
-                         alone="shared", seeds=3, folds=5, steps=0, batch=0, lr=0.0)
+    a = common.parse_arg(
+        arg,
+        variant="local",
+        data="esc10",
+        reps="",
+        loss="dml",
+        reduction="mean",
+        temperature=1.0,
+        weight=1.0,
+        t2_scale=True,
+        stage="all",
+        alone="shared",
+        seeds=3,
+        folds=5,
+        steps=0,
+        batch=0,
+        lr=0.0,
+    )
     if a.variant not in ("local", "tiny", "paper"):
         raise ValueError(f"config argument variant={a.variant!r}: expected local, tiny or paper")
     valid_data = DATA_PAPER if a.variant == "paper" else DATA_LOCAL
     if a.variant == "paper" and a.data == "esc10":  # the default data set of the other variants
         a.data = "dcase"
     if a.data not in valid_data:
-        raise ValueError(f"config argument data={a.data!r}: expected one of {valid_data} for variant={a.variant}")
+        raise ValueError(
+            f"config argument data={a.data!r}: expected one of {valid_data} for variant={a.variant}"
+        )
     # Default set: logmel+mfcc+stft (variant=tiny: logmel+mfcc, to keep the config test fast).
-    reps = [r for r in str(a.reps or ("logmel+mfcc" if a.variant == "tiny" else "logmel+mfcc+stft")).split("+") if r]
+    reps = [
+        r
+        for r in str(
+            a.reps or ("logmel+mfcc" if a.variant == "tiny" else "logmel+mfcc+stft")
+        ).split("+")
+        if r
+    ]
     if len(reps) < 2 or len(set(reps)) != len(reps):
-        raise ValueError(f"config argument reps={a.reps!r}: expected >= 2 distinct representations of {list(REPS)}")
+        raise ValueError(
+            f"config argument reps={a.reps!r}: expected >= 2 distinct representations of {list(REPS)}"
+        )
     if a.loss not in LOSSES:
         raise ValueError(f"config argument loss={a.loss!r}: expected one of {sorted(LOSSES)}")
     if a.reduction not in ("mean", "sum"):
@@ -227,48 +256,47 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     batch = 8 if tiny else (a.batch or (64 if paper else 32))
     lr = a.lr or 3e-3
 
-    def stage(names: list[str], mutual: bool) -> ml_collections.ConfigDict:
-        c = common.train_config(batch_size=batch, num_steps=steps, lr=lr, warmup_steps=0 if tiny else steps // 20,
-                                eval_every=2 if tiny else max(steps // 4, 1),
-                                checkpoint_every=2 if tiny else max(steps // 4, 1),
-                                log_every=1 if tiny else 25)
-        c.data = data
-        c.models = {r: dict(model="temporal_cnn", kw=peer_kw, frontend=fes[r]) for r in names}
-        c.teachers = {}
-        c.losses = {f"ce_{r}": common.ce(r, weight=1.0) for r in names}
+    def stage(names: list[str], mutual: bool, baseline: str = "") -> ml_collections.ConfigDict:
+        losses = {f"ce_{r}": common.ce(r, weight=1.0) for r in names}
         if mutual:
-            c.losses["mutual"] = dict(fn="mutual_kl", weight=a.weight, inputs=["peers.logits"],
-                                      kw=dict(temperature=a.temperature, reduction=a.reduction,
-                                              target=LOSSES[a.loss], t2_scale=a.t2_scale))
-        # Independence of the alone peers relies on no global gradient clipping (see docstring).
-        assert not c.optimizer.grad_clip
-        c.eval_model = names[0]
-        c.quiet = True
-        c.repeat = True
-        c.baseline = ""
-        return c
+            losses["mutual"] = dict(
+                fn="mutual_kl",
+                weight=a.weight,
+                inputs=["peers.logits"],
+                kw=dict(
+                    temperature=a.temperature,
+                    reduction=a.reduction,
+                    target=LOSSES[a.loss],
+                    t2_scale=a.t2_scale,
+                ),
+            )
+        # Independence of the alone peers relies on no global gradient clipping (grad_clip=0,
+        # train_stage's default; see docstring).
+        return common.train_stage(
+            data=data,
+            models={r: dict(model="temporal_cnn", kw=peer_kw, frontend=fes[r]) for r in names},
+            losses=losses,
+            baseline=baseline,
+            batch_size=batch,
+            num_steps=steps,
+            lr=lr,
+            warmup_steps=0 if tiny else steps // 20,
+            eval_every=2 if tiny else max(steps // 4, 1),
+            checkpoint_every=2 if tiny else max(steps // 4, 1),
+            log_every=1 if tiny else 25,
+            eval_model=names[0],
+            quiet=True,
+        )
 
+    # Arms: `alone` (one stage, or one per peer with alone=separate) and `joint`; summary.json's
+    # own paired line compares the first peer (eval_model); make_table.py does all.
+    alone = {"alone": reps} if a.alone == "shared" else {f"alone_{r}": [r] for r in reps}
+    stages = {name: stage(names, mutual=False) for name, names in alone.items()}
+    stages["joint"] = stage(reps, mutual=True, baseline=next(iter(alone)))
+    assert not any(st.optimizer.grad_clip for st in stages.values())
     c = ml_collections.ConfigDict()
-    stages = {}
-    if a.alone == "shared":
-        stages["alone"] = stage(reps, mutual=False)
-        alone_names = ["alone"]
-    else:
-        for r in reps:
-            stages[f"alone_{r}"] = stage([r], mutual=False)
-        alone_names = [f"alone_{r}" for r in reps]
-    stages["joint"] = stage(reps, mutual=True)
-    # summary.json's own paired line compares the first peer (eval_model); make_table.py does all.
-    stages["joint"].baseline = alone_names[0]
     c.stages = stages
-    if a.stage == "all":
-        c.run = ",".join(alone_names + ["joint"])
-    elif a.stage == "alone":
-        c.run = ",".join(alone_names)
-    elif a.stage == "joint":
-        c.run = "joint"
-    else:
-        raise ValueError(f"config argument stage={a.stage!r}: expected all, alone or joint")
+    c.run = common.stage_run(a.stage, stages, {"all": [*alone, "joint"], "alone": list(alone)})
     c.seeds = 1 if folds else a.seeds
     if folds:
         if not 1 <= a.folds <= len(folds):
@@ -277,4 +305,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # run can be done fold-prefix by fold-prefix, pairing both arms early.
         c.folds = folds[: a.folds]
     c.reps = ",".join(reps)  # read by make_table.py
+    c.claim = common.claim(
+        stages,
+        arm="joint",
+        baseline=next(iter(alone)),
+        effect=0.01,
+        direction="greater",
+        source="Gao et al. 2020 (arXiv 2002.09607) claim 'each model improves' but give no number "
+        "comparable to ours (PAPERS.md section 1); 1 accuracy point, the smallest gain of a "
+        "peer that would matter for a deployed single model, is our stated value",
+        test_train_ratio=80 / 320 if folds else 0.0,
+    )  # ESC-10: 80 test / 320 train clips per fold
     return c

@@ -54,30 +54,24 @@ Variants:
          `speech_commands_v2` archive and its official lists) or data=fsd50k (FSD50K, 200
          classes, multi-label, mAP; 10 s crops). NOT RUNNABLE HERE: neither the full corpora
          nor the wav2vec 2.0 weights are on our machines. Student sizes/optimiser: ours.
+         FSD50K's 44.1 kHz files: the student's front-end is logmel40_16k's analysis at
+         44.1 kHz; the wav2vec 2.0 teacher reads the raw audio and expects 16 kHz (the
+         pipeline does not resample): give it a 16 kHz copy of FSD50K (UNTESTED here).
+         tests/test_config_variants.py runs the lambda-0 students for 2 steps on miniature
+         layouts (the teacher needs the weights).
   local  data=sc2|sc4: the same noisy construction over the Speech Commands v2 TEST set in
          ../shared/data (speaker-disjoint train/validation/test re-split by speaker hash,
          `speech_commands`), 12 classes, 40 log-mel bins at a 20 ms hop (the KWS recipe's
          40 mels; the hop halved for the 2-core CPU). 3 seeds.
   tiny   a few steps on a few clips (tests).
 
-Results (ours, variant=local, 3 paired seeds, 300-step students, 2-core CPU, no GPU; commands,
-logs, per-run numbers and pictures in configs/results/temporal_kd/, tables built by its
-make_table.py), test accuracy %, students LSTM-P / TC-ResNet / CRNN / Att-RNN / MHAtt-RNN:
-  2 s  teacher 62.5 (paper 90.59); lambda 0: 12.3 / 46.0 / 35.1 / 55.6 / 57.2;
-       best-lambda paired gain +4.7 / +1.2 / +1.6 / +3.4 / +3.5 (paper +0.58 / +0.31 / +0.10 /
-       +1.79 / +2.00); no (student, lambda) gain significant; pooled post hoc +2.1 [+0.2, +3.9].
-  4 s  teacher 60.3 (paper 91.22); lambda 0: 14.2 / 42.2 / 21.4 / 40.0 / 45.9;
-       best-lambda paired gain +2.3 / -2.5 / +4.0 / +18.4 / +16.6 (not significant: the RNNs'
-       lambda-0 runs vary 30-59%); 17 of 18 Att-RNN/MHAtt-RNN KD runs beat their paired
-       lambda-0 run; pooled post hoc +6.6 [+0.5, +12.7].
-  Not the paper's regime (weak teacher, unconverged students): the direction mostly agrees,
-  per-arm significance is not reached.
-Runtime (2-core CPU, load 4-6, both lengths at once): 2 s teacher 256 s + 60 students 3245 s;
-4 s teacher 424 s + 60 students 4853 s (~95 min wall for both).
+Results (tables, paired intervals, pictures, runtimes, logs): configs/results/temporal_kd/README.md.
+Claim (`c.claim`): Att-RNN at the largest lambda vs lambda 0, test accuracy (paper: +1.79 points).
 
 Arguments: variant=paper|local|tiny, data, students (a `+` list, default all five), lambdas (a
-`+` list, default 0+0.1+0.25+0.5), stage (a `+` list of stage names, run in that order;
-overrides students and lambdas), seeds, steps, teacher_steps, lr, teacher_lr, batch, task_scale, direction,
+`+` list, default 0+0.1+0.25+0.5), stage (stage names joined by `+`, run in that order, or `all`;
+overrides students and lambdas; configs/common.py "Stage lists"), seeds, steps, teacher_steps, lr,
+teacher_lr, batch, task_scale, direction,
 temperature, head, target=cached|live, rollout_row=cls|mean, head_fusion=mean|max|min,
 w2v_checkpoint.
 
@@ -95,7 +89,11 @@ from configs import common
 
 STUDENTS = ("lstm_p", "temporal_cnn", "crnn", "att_rnn", "mhatt_rnn")
 LAMBDAS = (0.0, 0.1, 0.25, 0.5)
-HEADS = {"query": dict(mode="query"), "dense": dict(mode="dense"), "additive": dict(mode="dense", hidden=32)}
+HEADS = {
+    "query": dict(mode="query"),
+    "dense": dict(mode="dense"),
+    "additive": dict(mode="dense", hidden=32),
+}
 
 # On-device KWS-sized students (kdjax.models.*): every one outputs `frames` [B, T, D] before its
 # pooling, which the attention head reads.
@@ -117,6 +115,8 @@ LOCAL_TEACHER = dict(dim=128, depth=4, heads=4, patch=4, stride=4, dropout=0.1) 
 TINY_TEACHER = dict(dim=16, depth=2, heads=2, patch=2, stride=2)
 DATA_LOCAL = ("sc2", "sc4")
 DATA_PAPER = ("sc2", "sc4", "sc6", "sc8", "fsd50k")
+# variant -> its data sets (tests/test_config_variants.py builds every pair)
+VARIANTS = {"paper": DATA_PAPER, "local": DATA_LOCAL, "tiny": DATA_LOCAL}
 
 
 def lam_code(lam: float) -> str:
@@ -128,12 +128,14 @@ def _data(a: ml_collections.ConfigDict) -> tuple[dict[str, Any], bool]:
     """(data block, multi_label) for a.data / a.variant."""
     tiny, paper = a.variant == "tiny", a.variant == "paper"
     if a.data == "fsd50k":
-        d = common.data("fsd50k", eval_split="validation", test_split="eval", clip_seconds=10.0)
+        d = common.data("fsd50k", eval_split="validation", test_split="test", clip_seconds=10.0)
         return d, True
     dur = int(a.data[2:])
     # variant=paper reads the full archive (<data_root>/speech_commands_v2, official lists);
     # local/tiny the official test set re-split by speaker (same source, see its docstring).
-    d = common.data("noisy_speech_commands", clip_seconds=float(dur), duration_s=dur, seed=0, cache=not paper)
+    d = common.data(
+        "noisy_speech_commands", clip_seconds=float(dur), duration_s=dur, seed=0, cache=not paper
+    )
     d["train_crop"] = "start"  # the clips are exactly `dur` s long: start = the whole clip
     if tiny:
         d["kw"]["max_examples"] = 24
@@ -143,17 +145,36 @@ def _data(a: ml_collections.ConfigDict) -> tuple[dict[str, Any], bool]:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     a = common.parse_arg(
-        arg, variant="local", data="", students="", lambdas="", stage="", seeds=3, steps=0,
-        teacher_steps=0, lr=0.0, teacher_lr=0.0, batch=0, task_scale="one",
-        direction="teacher_student", temperature=1.0, head="query", target="", rollout_row="",
-        head_fusion="mean", w2v_checkpoint="")
+        arg,
+        variant="local",
+        data="",
+        students="",
+        lambdas="",
+        stage="",
+        seeds=3,
+        steps=0,
+        teacher_steps=0,
+        lr=0.0,
+        teacher_lr=0.0,
+        batch=0,
+        task_scale="one",
+        direction="teacher_student",
+        temperature=1.0,
+        head="query",
+        target="",
+        rollout_row="",
+        head_fusion="mean",
+        w2v_checkpoint="",
+    )
     if a.variant not in ("paper", "local", "tiny"):
         raise ValueError(f"config argument variant={a.variant!r}: expected paper, local or tiny")
     tiny, paper = a.variant == "tiny", a.variant == "paper"
     valid = DATA_PAPER if paper else DATA_LOCAL
     a.data = a.data or "sc2"
     if a.data not in valid:
-        raise ValueError(f"config argument data={a.data!r}: expected one of {valid} for variant={a.variant}")
+        raise ValueError(
+            f"config argument data={a.data!r}: expected one of {valid} for variant={a.variant}"
+        )
     students = [s for s in (a.students or "+".join(STUDENTS)).split("+") if s]
     for s in students:
         if s not in STUDENTS:
@@ -164,7 +185,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if a.task_scale not in ("one", "one_minus"):
         raise ValueError(f"config argument task_scale={a.task_scale!r}: expected one or one_minus")
     if a.task_scale == "one_minus" and any(not 0 <= lam < 1 for lam in lambdas):
-        raise ValueError(f"config argument lambdas={lambdas}: task_scale=one_minus needs 0 <= lambda < 1")
+        raise ValueError(
+            f"config argument lambdas={lambdas}: task_scale=one_minus needs 0 <= lambda < 1"
+        )
     target = a.target or ("live" if paper else "cached")
     if target not in ("cached", "live"):
         raise ValueError(f"config argument target={a.target!r}: expected cached or live")
@@ -175,9 +198,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     d, multi_label = _data(a)
     if paper and a.data == "fsd50k" and target == "cached":
-        raise ValueError("config argument target=cached with data=fsd50k: FSD50K trains on random "
-                         "10 s crops, which per-clip cached targets cannot follow; use target=live")
-    fe = common.frontend("logmel40_16k") if paper else common.frontend("logmel40_16k", hop_length=320)
+        raise ValueError(
+            "config argument target=cached with data=fsd50k: FSD50K trains on random "
+            "10 s crops, which per-clip cached targets cannot follow; use target=live"
+        )
+    # FSD50K's files are 44.1 kHz: the same 40-mel analysis at that rate (Speech Commands: 16 kHz).
+    sr = 44100 if a.data == "fsd50k" else 16000
+    fe = (
+        common.preset("logmel40_16k", sample_rate=sr)
+        if paper
+        else common.preset("logmel40_16k", hop_length=320)
+    )
     student_kw = TINY_STUDENT_KW if tiny else STUDENT_KW
 
     if paper:
@@ -200,78 +231,130 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             warm, every = 40, max(steps // 4, 1)
     roll_kw = dict(cls_index=cls_index, head_fusion=a.head_fusion)
 
-    def task_loss(name: str, weight: float) -> dict[str, Any]:
-        if multi_label:
-            return dict(fn="sigmoid_xent", weight=weight, inputs=[f"{name}.logits", "batch.labels"])
-        return common.ce(name, weight)
+    def train_stage(
+        n_steps: int,
+        lr_: float,
+        models: dict[str, Any],
+        losses: dict[str, Any],
+        *,
+        teachers: dict[str, Any] | None = None,
+        repeat: bool = True,
+        baseline: str = "",
+        eval_every: int = 0,
+        data: dict[str, Any] | None = None,
+    ) -> ml_collections.ConfigDict:
+        ev = eval_every or every
+        return common.train_stage(
+            data=data or d,
+            models=models,
+            losses=losses,
+            teachers=teachers,
+            repeat=repeat,
+            baseline=baseline,
+            batch_size=batch,
+            num_steps=n_steps,
+            lr=lr_,
+            warmup_steps=warm,
+            eval_every=ev,
+            checkpoint_every=n_steps if not tiny else 1,
+            log_every=max(ev // 2, 1),
+            grad_clip=1.0 if paper else 0.0,
+            quiet=True,
+            eval_metric="mean_average_precision" if multi_label else "accuracy",
+        )
 
-    def train_stage(n_steps: int, lr_: float, *, teacher_eval_every: int = 0) -> ml_collections.ConfigDict:
-        ev = teacher_eval_every or every
-        c = common.train_config(batch_size=batch, num_steps=n_steps, lr=lr_, warmup_steps=warm,
-                                eval_every=ev, checkpoint_every=n_steps if not tiny else 1,
-                                log_every=max(ev // 2, 1), grad_clip=1.0 if paper else 0.0)
-        c.data = dict(d, kw=dict(d["kw"]))
-        c.eval_metric = "mean_average_precision" if multi_label else "accuracy"
-        c.quiet = True
-        return c
-
-    st: dict[str, ml_collections.ConfigDict] = {}
-    tc = train_stage(t_steps, t_lr, teacher_eval_every=2 if tiny else max(t_steps // 5, 1))
-    tc.models = {"teacher": teacher}
-    tc.teachers = {}
-    tc.losses = {"task": task_loss("teacher", 1.0)}
-    tc.repeat = False
-    st["teacher"] = tc
     frozen = dict(teacher, checkpoint="teacher:teacher", checkpoint_model="teacher")
     frozen.pop("pretrained", None)
+    st: dict[str, ml_collections.ConfigDict] = {
+        "teacher": train_stage(
+            t_steps,
+            t_lr,
+            {"teacher": teacher},
+            {"task": common.task_loss("teacher", multi_label=multi_label)},
+            repeat=False,
+            eval_every=2 if tiny else max(t_steps // 5, 1),
+        )
+    }
     if target == "cached":
-        cc = ml_collections.ConfigDict()
-        cc.kind = "cache"
-        cc.data = dict(d, kw=dict(d["kw"]))
-        cc.batch_size = batch
-        cc.eval_batch_size = batch
-        cc.seed = 0
-        cc.models = {}
-        cc.teachers = {"teacher": frozen}
-        cc.cache = dict(outputs={"rollout": dict(fn="rollout_frame_distribution", kw=roll_kw,
-                                                 inputs=["teacher.teacher.feats.attention"])})
-        cc.repeat = False
-        st["rollout"] = cc
+        st["rollout"] = common.cache_stage(
+            data=d,
+            batch_size=batch,
+            teachers={"teacher": frozen},
+            cache=dict(
+                outputs={
+                    "rollout": dict(
+                        fn="rollout_frame_distribution",
+                        kw=roll_kw,
+                        inputs=["teacher.teacher.feats.attention"],
+                    )
+                }
+            ),
+        )
+        # the students read the teacher's frame distribution by clip index (no teacher forward)
+        student_data = dict(d, join={"rollout": "{stage:rollout}/arrays/{split}/rollout.npy"})
+    else:
+        student_data = d
 
     names = ["teacher"] + (["rollout"] if target == "cached" else [])
     for s in STUDENTS:
         for lam in lambdas:
             name = f"{s}_{lam_code(lam)}"
-            c = train_stage(steps, lr)
-            c.models = {"student": dict(model=s, kw=student_kw[s], frontend=fe)}
-            c.teachers = {}
+            models = {"student": dict(model=s, kw=student_kw[s], frontend=fe)}
             scale = 1.0 - lam if a.task_scale == "one_minus" else 1.0
-            c.losses = {"task": task_loss("student", scale)}
-            if target == "cached":
-                c.data.join = {"rollout": "{stage:rollout}/arrays/{split}/rollout.npy"}
+            losses = {"task": common.task_loss("student", multi_label=multi_label, weight=scale)}
+            teachers = {}
             if lam > 0:
-                c.models.head = dict(model="attention_head", kw=HEADS[a.head], input="student.feats.frames",
-                                     deploy=False)
-                kd_kw = dict(student_is_logits=True, direction=a.direction, temperature=a.temperature)
+                models["head"] = dict(
+                    model="attention_head",
+                    kw=HEADS[a.head],
+                    input="student.feats.frames",
+                    deploy=False,
+                )
+                kd_kw = dict(
+                    student_is_logits=True, direction=a.direction, temperature=a.temperature
+                )
                 if target == "cached":
                     tgt = "batch.rollout"
                 else:
-                    c.teachers = {"teacher": frozen}
+                    teachers = {"teacher": frozen}
                     tgt = "teacher.teacher.feats.attention"
                     kd_kw["cls_index"] = roll_kw["cls_index"]
-                c.losses.tkd = dict(fn="temporal_attention_kd", weight=lam, kw=kd_kw,
-                                    inputs=["head.logits", tgt])
-            c.repeat = True
-            c.baseline = "" if lam == 0 else f"{s}_{lam_code(0.0)}"
-            st[name] = c
+                losses["tkd"] = dict(
+                    fn="temporal_attention_kd", weight=lam, kw=kd_kw, inputs=["head.logits", tgt]
+                )
+            st[name] = train_stage(
+                steps,
+                lr,
+                models,
+                losses,
+                teachers=teachers,
+                data=student_data,
+                baseline="" if lam == 0 else f"{s}_{lam_code(0.0)}",
+            )
             if s in students:
                 names.append(name)
     c = ml_collections.ConfigDict()
     c.stages = st
-    c.run = a.stage.replace("+", ",") or ",".join(names)  # `+` on the command line (parse_arg splits on ",")
+    # tiny (the config test): teacher, rollout, one student pair
+    default = (
+        names[:2] + ["temporal_cnn_l000", "temporal_cnn_l050"] if tiny and not a.students else names
+    )
+    c.run = common.stage_run(a.stage or "default", st, {"default": default, "all": list(st)})
     c.seeds = 1 if tiny and a.seeds == 3 else a.seeds
     c.variant = a.variant
     c.runnable_here = not paper
-    if tiny and not a.stage and not a.students:  # the config test: teacher, rollout, one student pair
-        c.run = ",".join(names[:2] + ["temporal_cnn_l000", "temporal_cnn_l050"])
+    top = max(lambdas)
+    if 0.0 in lambdas and top > 0:  # the claim compares lambda 0 with the largest lambda
+        arm = lambda s: f"{s}_{lam_code(top)}"  # noqa: E731
+        c.claim = common.claim(
+            st,
+            arm=arm("att_rnn"),
+            baseline=f"att_rnn_{lam_code(0.0)}",
+            effect=0.0179,
+            direction="greater",
+            secondary=[(arm(s), f"{s}_{lam_code(0.0)}") for s in STUDENTS if s != "att_rnn"],
+            source="Choi et al. 2022 (blog tables, PAPERS.md section 3): noisy Speech Commands 2 s, "
+            "Att-RNN lambda 0 89.88% -> best KD 91.67% (+1.79 points; REPRODUCTION.md's example); "
+            "the paper's best lambda per model is not known here, so the largest lambda is the arm",
+        )
     return c
