@@ -63,7 +63,13 @@ def main(argv) -> int:
                 from kdjax.report import write_report
 
                 try:
-                    print(f"report: {write_report(_WORKDIR.value, config=cfg)['files'][1]}", flush=True)
+                    rep = write_report(_WORKDIR.value, config=cfg)
+                    from kdjax.report.render import verdict_lines
+
+                    for line in verdict_lines(rep):  # the claim's verdict, last thing on screen
+                        if line:
+                            print(line.replace("**", "").replace("`", ""), flush=True)
+                    print(f"report: {rep['files'][1]}", flush=True)
                 except (OSError, KeyError, ValueError) as e:  # the runs are done; say why no report
                     print(f"kdjax: report not written: {e}", file=sys.stderr)
         else:
