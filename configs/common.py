@@ -231,6 +231,24 @@ def train_config(
     return c
 
 
+ESC10_FOLDS = (1, 2, 3, 4, 5)
+
+
+def esc10_folds(*, clip_seconds: float, **kw: Any) -> dict[str, Any]:
+    """The `data` block of ESC-10's official 5-fold cross-validation (Piczak 2015; the `esc50`
+    source's `esc10` subset, 16 kHz copies): train on `train_fold{fold}` (4 folds, 320 clips), no
+    validation split (the last parameters are kept), test on `test_fold{fold}` (80 clips).
+    `{fold}` is filled per repetition from the staged config's `folds` (`ESC10_FOLDS`).
+
+    Args:
+      clip_seconds: s each clip is cropped/padded to (ESC-10 clips are 5 s).
+      kw: further source arguments (e.g. `max_examples`).
+    """
+    return data("esc50", train_split="train_fold{fold}", eval_split="",
+                test_split="test_fold{fold}", clip_seconds=clip_seconds, subset="esc10",
+                cache=True, **kw)  # fmt: skip
+
+
 def folder_data(
     root: str,
     csv: str,

@@ -126,17 +126,10 @@ def _data(a: ml_collections.ConfigDict) -> tuple[dict[str, Any], list[int] | Non
     """(data block, folds or None)."""
     tiny = a.variant == "tiny"
     if a.data == "esc10":
-        d = common.data(
-            "esc50",
-            train_split="train_fold{fold}",
-            eval_split="",
-            test_split="test_fold{fold}",
-            clip_seconds=1.0 if tiny else 5.0,
-            subset="esc10",
-            cache=True,
-            **(dict(max_examples=16) if tiny else {}),
+        d = common.esc10_folds(
+            clip_seconds=1.0 if tiny else 5.0, **(dict(max_examples=16) if tiny else {})
         )
-        return d, [1, 2, 3, 4, 5]
+        return d, list(common.ESC10_FOLDS)
     if a.data == "openmic":
         return common.data(
             "openmic",

@@ -160,17 +160,8 @@ def _data(a: ml_collections.ConfigDict) -> tuple[dict[str, Any], list[int] | Non
     tiny = a.variant == "tiny"
     mx = dict(max_examples=16) if tiny else {}
     if a.data == "esc10":
-        d = common.data(
-            "esc50",
-            train_split="train_fold{fold}",
-            eval_split="",
-            test_split="test_fold{fold}",
-            clip_seconds=1.0 if tiny else 5.0,
-            subset="esc10",
-            cache=True,
-            **mx,
-        )
-        return d, [1, 2, 3, 4, 5], 16000
+        d = common.esc10_folds(clip_seconds=1.0 if tiny else 5.0, **mx)
+        return d, list(common.ESC10_FOLDS), 16000
     if a.data == "sc12":
         return common.data("speech_commands", clip_seconds=1.0, cache=True, **mx), None, 16000
     if a.data == "fsdd":
