@@ -318,7 +318,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 else:
                     teachers = {"teacher": frozen}
                     tgt = "teacher.teacher.feats.attention"
-                    kd_kw["cls_index"] = roll_kw["cls_index"]
+                    kd_kw.update(roll_kw)  # the same rollout row and head fusion as cached
                 losses["tkd"] = dict(
                     fn="temporal_attention_kd", weight=lam, kw=kd_kw, inputs=["head.logits", tgt]
                 )

@@ -81,30 +81,41 @@ def rollout_frame_distribution(
     teacher_attention: Array,
     *,
     cls_index: int | None = 0,
+    drop_query: bool = True,
     head_fusion: Literal["mean", "max", "min"] = "mean",
     add_residual: bool = True,
 ) -> Array:
     """The teacher's temporal target before time alignment: one rollout row over the frame tokens.
 
-    With ``cls_index = c`` (a class-token model, e.g. ``kdjax.models.transformer``, AST, ViT):
-    row ``c`` of the rollout ``R`` with its own entry dropped (``N - 1`` frame tokens in time
-    order), renormalised to sum 1. With ``cls_index=None`` (a model without a class token, e.g.
-    wav2vec 2.0, whose classifier mean-pools the frames): the mean of all rows of ``R`` (how much
-    each token flows into the mean-pooled output), ``N`` tokens. The paper takes "the first /
-    classification token"; for wav2vec 2.0 that choice is not published, so it is this argument.
+    Three conventions (the recipe's ``rollout_row``):
+
+    * ``cls``: ``cls_index = c``, ``drop_query=True`` (a class-token model, e.g.
+      ``kdjax.models.transformer``, AST, ViT): row ``c`` of the rollout ``R`` with its own entry
+      dropped (``N - 1`` frame tokens in time order).
+    * ``first``: ``cls_index = 0``, ``drop_query=False`` (a model without a class token, e.g.
+      wav2vec 2.0, whose tokens are all frames): row 0 of ``R`` kept whole, ``N`` frame tokens.
+      This is the paper's "row of the first token" read literally for wav2vec 2.0.
+    * ``mean``: ``cls_index=None``: the mean of all rows of ``R`` (how much each token flows into
+      a mean-pooled output, wav2vec 2.0's classifier read-out), ``N`` tokens.
+
+    The row is renormalised to sum 1.
 
     Args:
       teacher_attention: ``[L, B, H, N, N]`` attention weights (rolled out here with
         ``head_fusion`` / ``add_residual``, see ``attention_rollout``) or a rollout ``[B, N, N]``.
-      cls_index: the class token's index, or None (mean over query rows, no token dropped).
-      head_fusion, add_residual: as ``attention_rollout``.
+      cls_index: the query token whose row is taken, or None (mean over query rows, no token
+        dropped).
+      drop_query: drop the query token's own entry from its row (``N - 1`` entries; a class
+        token is not a frame) or keep the row whole (``False``: ``N`` entries, the query token
+        is a frame). Must be True with ``cls_index=None``.
+      head_fusion, add_residual: as ``attention_rollout`` (unused for a ``[B, N, N]`` rollout).
 
     Returns:
-      ``[B, N - 1]`` (``cls_index`` given) or ``[B, N]`` (None); rows sum to 1.
+      ``[B, N - 1]`` (``cls_index`` given, ``drop_query``) or ``[B, N]``; rows sum to 1.
 
     Raises:
       ValueError: ``teacher_attention`` not 5-D/3-D with square maps, a ``cls_index`` outside
-        ``[0, N)`` or ``N < 2``.
+        ``[0, N)``, ``N < 2``, or ``drop_query=False`` with ``cls_index=None``.
 
     Source: Choi et al., ICASSP 2022 (arXiv 2110.14131), "Temporal KD" target; Abnar & Zuidema
     2020 (rollout).
@@ -120,20 +131,26 @@ def rollout_frame_distribution(
             f"teacher_attention must have square maps, got {tuple(teacher_attention.shape)}"
         )
     if cls_index is None:
+        if not drop_query:
+            raise ValueError(
+                "drop_query=False needs a query token (cls_index); cls_index=None takes the mean "
+                "of all rows and drops no token"
+            )
         frames = jnp.mean(teacher_attention, axis=1)
     else:
         if not 0 <= cls_index < n or n < 2:
             raise ValueError(f"cls_index={cls_index} must index one of N={n} >= 2 tokens")
         row = teacher_attention[:, cls_index, :]
-        frames = jnp.concatenate([row[:, :cls_index], row[:, cls_index + 1 :]], axis=-1)
+        if drop_query:
+            frames = jnp.concatenate([row[:, :cls_index], row[:, cls_index + 1 :]], axis=-1)
+        else:
+            frames = row
     return frames / jnp.sum(frames, axis=-1, keepdims=True)
 
 
-def _teacher_frame_distribution(
-    teacher: Array, t_student: int, cls_index: int | None
-) -> Array:
+def _teacher_frame_distribution(teacher: Array, t_student: int, **row_kw) -> Array:
     if teacher.ndim != 2:
-        teacher = rollout_frame_distribution(teacher, cls_index=cls_index)
+        teacher = rollout_frame_distribution(teacher, **row_kw)
     frames = teacher / jnp.sum(teacher, axis=-1, keepdims=True)
     w = time_alignment_matrix(frames.shape[-1], t_student, "interpolate").astype(frames.dtype)
     out = jnp.einsum("ot,bt->bo", w, frames, precision=_HI)
@@ -148,6 +165,9 @@ def temporal_attention_kd(
     temperature: float = 1.0,
     direction: Literal["teacher_student", "student_teacher"] = "teacher_student",
     cls_index: int | None = 0,
+    drop_query: bool = True,
+    head_fusion: Literal["mean", "max", "min"] = "mean",
+    add_residual: bool = True,
     eps: float = 1e-12,
 ) -> Array:
     """Temporal KD: KL between the teacher's rolled-out class-token attention over frames and the student's.
@@ -178,14 +198,20 @@ def temporal_attention_kd(
       direction: ``"teacher_student"`` | ``"student_teacher"``.
       cls_index: index of the class token (default 0); None: mean over the rollout's rows (a
         model without a class token, e.g. wav2vec 2.0); unused for a ``[B, N']`` teacher.
+      drop_query: False keeps row ``cls_index`` whole (``N`` entries: the first token's row of
+        a model without a class token); see ``rollout_frame_distribution``.
+      head_fusion, add_residual: how ``[L, B, H, N, N]`` attention is rolled out
+        (``attention_rollout``; the live target, so it must equal the cached target's choice);
+        unused for a rollout or a ``[B, N']`` teacher.
       eps: floor inside the logs.
 
     Returns:
       ``[B]``.
 
     Raises:
-      ValueError: on shapes other than documented, mismatched batch sizes, a bad ``cls_index``,
-        unknown ``direction`` or non-positive ``temperature``.
+      ValueError: on shapes other than documented, mismatched batch sizes, a bad ``cls_index``
+        (or ``drop_query=False`` without one), unknown ``direction``/``head_fusion`` or
+        non-positive ``temperature``.
 
     Source: Choi, Kersner, Morton, Chang, "Temporal Knowledge Distillation for On-device Audio
     Classification", ICASSP 2022 (arXiv 2110.14131) and the authors' blog post.
@@ -208,7 +234,12 @@ def temporal_attention_kd(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     t = student_attention.shape[1]
     a_t = _teacher_frame_distribution(
-        jax.lax.stop_gradient(teacher_attention).astype(student_attention.dtype), t, cls_index
+        jax.lax.stop_gradient(teacher_attention).astype(student_attention.dtype),
+        t,
+        cls_index=cls_index,
+        drop_query=drop_query,
+        head_fusion=head_fusion,
+        add_residual=add_residual,
     )
     log_t = jax.nn.log_softmax(jnp.log(jnp.maximum(a_t, eps)) / temperature, axis=-1)
     if student_is_logits:

@@ -41,9 +41,9 @@ def _np_log_softmax(z):
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
-def _setup(student="temporal_cnn", lam=0.5, target="live"):
-    cfg = temporal_kd.get_config(f"variant=tiny,target={target}")
-    c = copy.deepcopy(cfg.stages[f"{student}_{temporal_kd.lam_code(lam)}"])
+def _setup(student="temporal_cnn", lam=0.5, target="live", extra="", arm=""):
+    cfg = temporal_kd.get_config(f"variant=tiny,target={target}{extra}")
+    c = copy.deepcopy(cfg.stages[f"{student}{arm}_{temporal_kd.lam_code(lam)}"])
     prog = program.build_program(c, C, 16000)
     rng = np.random.default_rng(0)
     batch = {"features/student": rng.normal(size=(B, T_IN, F)).astype(np.float32),
@@ -193,3 +193,42 @@ def test_tiny_recipe_end_to_end_cached_target_equals_fresh_teacher(tmp_path, dat
     assert count_params(head["params"]) == r["train_only_params"]["head"]
     with pytest.raises(KeyError, match="no model 'head'"):
         load_best_variables(run, "head")  # the deployed checkpoint holds the student only
+
+
+def _np_rollout(attn, fusion):
+    fuse = {"mean": np.mean, "max": np.max, "min": np.min}[fusion]
+    n_layers, b_size, _, n, _ = attn.shape
+    out = np.zeros((b_size, n, n))
+    for b in range(b_size):
+        r = np.eye(n)
+        for layer in range(n_layers):
+            a = fuse(attn[layer, b], axis=0) + np.eye(n)
+            r = (a / a.sum(-1, keepdims=True)) @ r
+        out[b] = r
+    return out
+
+
+def test_live_target_in_the_step_follows_head_fusion():
+    """target=live, head_fusion=max: the step's KD term uses the max-fused rollout (issue #26:
+    the live target silently used the head mean)."""
+    c, prog, state, teachers, batch = _setup(extra=",head_fusion=max")
+    assert c.losses.tkd.kw.head_fusion == "max"
+    ns = _namespace_jit(prog, state, teachers, batch)
+    scores = np.asarray(ns["head"]["logits"], np.float64)
+    attn = np.asarray(ns["teacher"]["teacher"]["feats"]["attention"], np.float64)
+    m = batch["mask"]
+    _, got = jax.jit(lambda n: weighted_loss(prog.terms, n, jnp.asarray(m)))(ns)
+
+    def want(fusion):
+        r = _np_rollout(attn, fusion)[:, 0, 1:]
+        r = r / r.sum(-1, keepdims=True)
+        t = _ref.interp_linear(r[:, :, None], scores.shape[1])[:, :, 0]
+        t = t / t.sum(-1, keepdims=True)
+        kl = (t * (np.log(t) - _np_log_softmax(scores))).sum(-1)
+        return float((kl * m).sum() / m.sum())
+
+    np.testing.assert_allclose(float(got["loss/tkd"]), want("max"), rtol=2e-4)
+    assert abs(want("max") - want("mean")) > 1e-3 * abs(want("mean"))  # the fusions differ
+    # the cached path stores the same choice
+    cached = temporal_kd.get_config("variant=tiny,head_fusion=max").stages.rollout
+    assert cached.cache.outputs.rollout.kw.head_fusion == "max"
