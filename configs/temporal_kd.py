@@ -24,10 +24,14 @@ task loss is scaled by 1 - lambda (`task_scale=one`: s_task = 1; `one_minus`: 1 
 KL direction (`direction=teacher_student`) and temperature (`temperature=1`), the head's form
 (`head=query`: s_t = q . h_t / sqrt(D), the blog's "learnable query"; `dense`, or `additive`
 with a tanh layer), the students' sizes and front-ends, every optimiser setting, and for
-wav2vec 2.0 (no class token) which rollout row is "the first/classification token"
-(`rollout_row=cls`: token 0's row without its own entry, our transformer's class token, the
-default for local/tiny; `rollout_row=mean`: the mean of all query rows, wav2vec 2.0's
-mean-pooling read-out, the default for paper).
+wav2vec 2.0 (no class token) what "the first/classification token" is. `rollout_row`:
+`cls` (token 0's row without its own entry: our transformer's class token, the default for
+local/tiny); `first` (token 0's row kept whole over all N tokens: wav2vec 2.0's tokens are all
+frames, so its first token is its first frame; the paper's wording read literally, the default
+for paper since issue #26, before which paper defaulted to `mean`; not allowed for local/tiny,
+whose first token is the class token); `mean` (the mean of all query rows, wav2vec 2.0's
+mean-pooling read-out). `head_fusion` (mean|max|min over heads before the rollout) applies to
+both targets (before issue #26 the live target ignored it and always took the mean).
 
 Teachers:
   variant=local/tiny  `transformer` (kdjax.models.transformer: 1-D patches of log-mel frames,
@@ -72,11 +76,11 @@ Arguments: variant=paper|local|tiny, data, students (a `+` list, default all fiv
 `+` list, default 0+0.1+0.25+0.5), stage (stage names joined by `+`, run in that order, or `all`;
 overrides students and lambdas; configs/common.py "Stage lists"), seeds, steps, teacher_steps, lr,
 teacher_lr, batch, task_scale, direction,
-temperature, head, target=cached|live, rollout_row=cls|mean, head_fusion=mean|max|min,
+temperature, head, target=cached|live, rollout_row=cls|first|mean, head_fusion=mean|max|min,
 w2v_checkpoint.
 
-Raises (get_config): ValueError for an unknown variant/data/student/head/target/rollout_row or
-a lambda outside [0, 1) with task_scale=one_minus.
+Raises (get_config): ValueError for an unknown variant/data/student/head/target/rollout_row,
+rollout_row=first outside variant=paper, or a lambda outside [0, 1) with task_scale=one_minus.
 """
 
 from __future__ import annotations
@@ -89,6 +93,9 @@ from configs import common
 
 STUDENTS = ("lstm_p", "temporal_cnn", "crnn", "att_rnn", "mhatt_rnn")
 LAMBDAS = (0.0, 0.1, 0.25, 0.5)
+# rollout_row -> the teacher's target row (kdjax.losses.rollout_frame_distribution):
+# cls = row 0 without its own entry; first = row 0 whole (N entries); mean = mean of all rows
+ROLLOUT_ROWS = ("cls", "first", "mean")
 HEADS = {
     "query": dict(mode="query"),
     "dense": dict(mode="dense"),
@@ -191,9 +198,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     target = a.target or ("live" if paper else "cached")
     if target not in ("cached", "live"):
         raise ValueError(f"config argument target={a.target!r}: expected cached or live")
-    rollout_row = a.rollout_row or ("mean" if paper else "cls")
-    if rollout_row not in ("cls", "mean"):
-        raise ValueError(f"config argument rollout_row={a.rollout_row!r}: expected cls or mean")
+    rollout_row = a.rollout_row or ("first" if paper else "cls")
+    if rollout_row not in ROLLOUT_ROWS:
+        raise ValueError(
+            f"config argument rollout_row={a.rollout_row!r}: expected one of {ROLLOUT_ROWS}"
+        )
+    if rollout_row == "first" and not paper:
+        raise ValueError(
+            f"config argument rollout_row=first with variant={a.variant}: the local transformer "
+            "teacher's first token is its class token, not a frame (its row without its own "
+            "entry is rollout_row=cls); `first` keeps the whole row, for wav2vec 2.0 (variant=paper)"
+        )
     a.rollout_row = rollout_row
 
     d, multi_label = _data(a)
@@ -216,7 +231,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             # The config is still buildable (tests, inspection); training needs the weights.
             a.w2v_checkpoint = "<path to a local facebook/wav2vec2-base checkpoint>"
         teacher = dict(model="wav2vec2", kw={}, input="batch.audio", pretrained=a.w2v_checkpoint)
-        cls_index = 0 if a.rollout_row == "cls" else None
+        cls_index = None if a.rollout_row == "mean" else 0
         steps, t_steps = a.steps or 30000, a.teacher_steps or 20000
         lr, t_lr, batch = a.lr or 1e-3, a.teacher_lr or 3e-5, a.batch or 64
         warm, every = 1000, 2000
@@ -230,6 +245,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             lr, t_lr, batch = a.lr or 3e-3, a.teacher_lr or 1e-3, a.batch or 32
             warm, every = 40, max(steps // 4, 1)
     roll_kw = dict(cls_index=cls_index, head_fusion=a.head_fusion)
+    if a.rollout_row == "first":  # row 0 kept whole: wav2vec 2.0's token 0 is a frame
+        roll_kw["drop_query"] = False
 
     def train_stage(
         n_steps: int,

@@ -139,7 +139,11 @@ def test_config_arguments_and_errors():
     paper = temporal_kd.get_config("variant=paper,data=sc8")
     t = paper.stages.teacher.models.teacher
     assert t.model == "wav2vec2" and t.input == "batch.audio" and not paper.runnable_here
-    assert paper.stages.crnn_l010.losses.tkd.kw.cls_index is None  # no class token: mean row
+    # wav2vec 2.0 has no class token: the paper's "first token" is its first frame, whole row
+    kw = paper.stages.crnn_l010.losses.tkd.kw
+    assert kw.cls_index == 0 and kw.drop_query is False and kw.head_fusion == "mean"
+    mean = temporal_kd.get_config("variant=paper,data=sc8,rollout_row=mean")
+    assert mean.stages.crnn_l010.losses.tkd.kw.cls_index is None
     from kdjax.train import metrics
 
     fsd = temporal_kd.get_config("variant=paper,data=fsd50k")
@@ -150,6 +154,8 @@ def test_config_arguments_and_errors():
                      ("task_scale=one_minus,lambdas=0+1", "0 <= lambda < 1")]:
         with pytest.raises(ValueError, match=msg):
             temporal_kd.get_config(f"variant=local,{arg}")
+    with pytest.raises(ValueError, match="rollout_row=first.*class token"):
+        temporal_kd.get_config("variant=local,rollout_row=first")
     with pytest.raises(ValueError, match="target=cached with data=fsd50k"):
         temporal_kd.get_config("variant=paper,data=fsd50k,target=cached")
 
@@ -232,3 +238,30 @@ def test_live_target_in_the_step_follows_head_fusion():
     # the cached path stores the same choice
     cached = temporal_kd.get_config("variant=tiny,head_fusion=max").stages.rollout
     assert cached.cache.outputs.rollout.kw.head_fusion == "max"
+
+
+def test_paper_default_target_is_the_first_tokens_whole_row():
+    """variant=paper (wav2vec 2.0, no class token, target=live): the loss term's kw select row 0
+    of the rollout with all N entries, checked against a NumPy rollout; rollout_row=cls and
+    mean stay available and give other targets."""
+    from kdjax.losses import temporal_attention_kd
+
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(2, 4, 3, 7, 7)) * 2.0
+    attn = np.exp(z) / np.exp(z).sum(-1, keepdims=True)  # [L, B, H, N, N], N = 7 frames
+    s = rng.normal(size=(4, 11))  # the head's scores over 11 student frames
+    r = _np_rollout(attn, "mean")
+
+    def kl(row):
+        t = _ref.interp_linear((row / row.sum(-1, keepdims=True))[:, :, None], 11)[:, :, 0]
+        t = t / t.sum(-1, keepdims=True)
+        return (t * (np.log(t) - _np_log_softmax(s))).sum(-1)
+
+    want = {"first": kl(r[:, 0, :]), "cls": kl(r[:, 0, 1:]), "mean": kl(r.mean(1))}
+    for row in ("", "first", "cls", "mean"):
+        cfg = temporal_kd.get_config(f"variant=paper,data=sc2,rollout_row={row}")
+        kw = dict(cfg.stages.att_rnn_l050.losses.tkd.kw)
+        got = jax.jit(lambda a, b, kw=kw: temporal_attention_kd(a, b, **kw))(
+            jnp.asarray(s, jnp.float32), jnp.asarray(attn, jnp.float32))
+        np.testing.assert_allclose(np.asarray(got), want[row or "first"], rtol=1e-4)
+    assert np.abs(want["first"] - want["cls"]).max() > 1e-3
