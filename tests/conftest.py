@@ -13,6 +13,9 @@ FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_
 # Must be set before jax initialises its backend.
 os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {FAST_COMPILE}")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# No persistent compilation cache in tests (kdjax.train.compile_cache): results must not depend
+# on what an earlier run left in ~/.cache; tests/test_compile_cache.py turns it on in a tmp dir.
+os.environ.setdefault("KDJAX_NO_COMPILE_CACHE", "1")
 
 import pytest  # noqa: E402
 

@@ -40,6 +40,15 @@ from jax.sharding import PartitionSpec as P
 from kdjax import models as models_lib
 from kdjax.data import pipeline
 from kdjax.train.checkpoint import Checkpointer
+from kdjax.train.compile_cache import CacheEvents
+from kdjax.train.convergence import (
+    early_stopping_config,
+    plateau_config,
+    plateau_lr_scale,
+    plateau_update,
+    plateau_value,
+    stopping_point,
+)
 from kdjax.train.evaluate import evaluate
 from kdjax.train.forward import init_variables
 from kdjax.train.setup import (
@@ -78,6 +87,12 @@ class TrainRun:
       counts: deployed / training-only / teacher parameter counts for result.json.
       train_time_s: training time so far, over resumptions (s).
       setup_time_s: time from the start of `train_and_evaluate` to the first step (s).
+      val_steps, val_history: the validation steps and, per deployed model, its validation
+        metric at each (checkpointed, for early stopping and `converged` after a resume).
+      stopped: early stopping stopped the run (checkpointed: a resumed run does not go on).
+      last_step: the last trained step.
+      first_step_s: wall time of this process's first step, compile included (s).
+      compile_cache_hit: whether that compile hit the persistent cache (None: no lookup).
     """
 
     ctx: StageContext
@@ -96,6 +111,12 @@ class TrainRun:
     counts: dict[str, dict[str, int]]
     train_time_s: float = 0.0
     setup_time_s: float = 0.0
+    val_steps: list[int] = dataclasses.field(default_factory=list)
+    val_history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    stopped: bool = False
+    last_step: int = 0
+    first_step_s: float | None = None
+    compile_cache_hit: bool | None = None
 
     @property
     def metric(self) -> str:
@@ -193,6 +214,9 @@ def restore(run: TrainRun) -> int:
         run.state = run.state.from_checkpoint(s_tree)
         run.train_iter.set_state(meta["data_iterator"])
         run.train_time_s = float(meta.get("train_time_s", 0.0))
+        run.val_steps = list(meta.get("val_steps", []))
+        run.val_history = {n: list(v) for n, v in meta.get("val_history", {}).items()}
+        run.stopped = bool(meta.get("stopped_early", False))
         if jax.process_index() == 0:
             print(f"resumed from {run.ckpt.directory}/{start}")
     return int(run.state.step)
@@ -222,6 +246,11 @@ def train(run: TrainRun, start: int, t_setup: float) -> None:
     """Runs steps `start + 1 .. cfg.num_steps`: validation every `eval_every` steps (updating
     `run.best`), a checkpoint every `checkpoint_every` steps and at the end.
 
+    `cfg.num_steps` is a ceiling: with `cfg.early_stopping` the run stops (checkpointed) at the
+    first validation after which every deployed model has gone `patience` validations without
+    improving (kdjax.train.convergence.stopping_point); with `cfg.reduce_on_plateau` each
+    validation advances optax's plateau rule with 1 - the mean validation metric.
+
     Every step's metrics are checked for NaN/inf (one step late, so the host stays ahead of the
     device, and always before a save). `run.train_time_s` is updated.
 
@@ -234,6 +263,7 @@ def train(run: TrainRun, start: int, t_setup: float) -> None:
     cfg, program, ckpt = run.ctx.cfg, run.ctx.program, run.ckpt
     metric = run.metric
     val_src = run.ctx.sources["validation"]
+    es, plateau = early_stopping_config(cfg), plateau_config(cfg)
     bar = tqdm(total=cfg.num_steps, initial=start, disable=jax.process_index() != 0 or cfg.get("quiet", False),
                desc=os.path.basename(run.ctx.workdir), unit="step", dynamic_ncols=True, mininterval=2.0)
     elapsed = run.train_time_s
@@ -248,7 +278,9 @@ def train(run: TrainRun, start: int, t_setup: float) -> None:
         vals = check_finite(m, what="loss", at=f"step {step}", kept=kept)
         bar.update(step - bar.n)
         if step % cfg.get("log_every", 50) == 0 or step == cfg.num_steps:
-            vals = dict(vals) | {"lr": float(run.sched(step - 1))}
+            scale = plateau_lr_scale(run.state.opt_state)  # None without reduce_on_plateau
+            lr = float(run.sched(step - 1))
+            vals = dict(vals) | {"lr": lr if scale is None else lr * scale}
             run.log.write(step, {f"train/{k}": v for k, v in vals.items()})
             bar.set_postfix_str(f"loss={vals['loss']:.4f}", refresh=False)
 
@@ -261,6 +293,16 @@ def train(run: TrainRun, start: int, t_setup: float) -> None:
                 vals[f"val/{n}/loss"] = r["loss"]
             if r[metric] > float(run.best[n]["metric"]):
                 run.best[n] = run.snapshot(n, r[metric], step)
+            run.val_history.setdefault(n, []).append(float(r[metric]))
+        run.val_steps.append(step)
+        if plateau is not None:  # optax's rule minimises a value >= 0: 1 - the mean metric
+            value = plateau_value({n: r[metric] for n, r in res.items()})
+            opt_state = plateau_update(run.state.opt_state, value, **plateau)
+            run.state = run.state.replace(opt_state=opt_state)
+            vals["lr_scale"] = plateau_lr_scale(run.state.opt_state)
+        if es is not None:
+            run.stopped = all(stopping_point(h, es["patience"], es["min_delta"])[1]
+                              for h in run.val_history.values())
         run.log.write(step, vals)
         return vals
 
@@ -271,10 +313,17 @@ def train(run: TrainRun, start: int, t_setup: float) -> None:
     step = start
     with sigterm_flag() as term:
         try:
-            while step < cfg.num_steps:
+            while step < cfg.num_steps and not run.stopped:
                 batch = next(run.train_iter)
                 gbatch = {k: jax.make_array_from_process_local_data(run.data_sharding, v) for k, v in batch.items()}
-                run.state, m = run.step_fn(run.state, run.teachers, gbatch, run.rng)
+                if run.first_step_s is None:  # this process's first step: its compile
+                    t_first, snap = time.time(), CacheEvents.snapshot()
+                    out = run.step_fn(run.state, run.teachers, gbatch, run.rng)
+                    run.state, m = jax.block_until_ready(out)
+                    run.first_step_s = time.time() - t_first
+                    run.compile_cache_hit = CacheEvents.hit_since(snap)
+                else:
+                    run.state, m = run.step_fn(run.state, run.teachers, gbatch, run.rng)
                 step += 1
                 # Check the previous step's metrics while this one runs (one step of lag keeps
                 # the host ahead of the device); every step is checked before any save.
@@ -289,11 +338,18 @@ def train(run: TrainRun, start: int, t_setup: float) -> None:
                 if do_eval:
                     bar.set_postfix_str(" ".join(f"{k.split('/')[1]}={v:.3f}" for k, v in validate(step).items()
                                                  if k.endswith(metric)))
+                    if run.stopped:
+                        do_ckpt = True
+                        if jax.process_index() == 0:
+                            print(f"early stopping at step {step}: no {metric} improvement in "
+                                  f"the last {es['patience']} validations", flush=True)
                 if do_ckpt:
                     if val_src is None:
                         run.best = {n: run.snapshot(n, jnp.nan, step) for n in program.deployed}
                     meta = {"data_iterator": run.train_iter.get_state(),
-                            "train_time_s": elapsed + time.time() - t0, "step": step}
+                            "train_time_s": elapsed + time.time() - t0, "step": step,
+                            "val_steps": run.val_steps, "val_history": run.val_history,
+                            "stopped_early": run.stopped}
                     ckpt.save(step, run.state.to_checkpoint(), run.best, meta)
                 if term["set"]:
                     ckpt.wait()
@@ -314,6 +370,7 @@ def train(run: TrainRun, start: int, t_setup: float) -> None:
         ckpt.close()
         raise preempted(step)
     run.train_time_s = elapsed + time.time() - t0
+    run.last_step = step
 
 
 def final_evaluation(run: TrainRun) -> dict[str, Any]:
@@ -321,8 +378,14 @@ def final_evaluation(run: TrainRun) -> dict[str, Any]:
     validation and test splits; writes `logits_<split>.npz` (process 0), closes the
     checkpointer and returns the result dict (see `train_and_evaluate`)."""
     cfg, program = run.ctx.cfg, run.ctx.program
+    es = early_stopping_config(cfg)
     result: dict[str, Any] = {"workdir": run.ctx.workdir, "steps": cfg.num_steps, "train_time_s": run.train_time_s,
-                              "setup_time_s": run.setup_time_s, **run.counts, "models": {}}
+                              "setup_time_s": run.setup_time_s, **run.counts, "models": {},
+                              "last_step": run.last_step, "stopped_early": run.stopped,
+                              "first_step_s": run.first_step_s,
+                              "compile_cache_hit": run.compile_cache_hit}
+    if es is not None:
+        result["early_stopping"] = es
     final_params = {n: run.best[n]["params"] for n in program.deployed}
     final_stats = {n: run.best[n]["batch_stats"] for n in program.deployed}
     for split in ("validation", "test"):
@@ -334,17 +397,36 @@ def final_evaluation(run: TrainRun) -> dict[str, Any]:
         if jax.process_index() == 0:  # for ensembles and per-clip comparisons of runs (e.g. recipes' results tables)
             np.savez(os.path.join(run.ctx.workdir, f"logits_{split}.npz"), **logits_out)
         for n, r in res.items():
-            result["models"].setdefault(n, {"best_step": int(run.best[n]["step"])})[split] = r
+            entry = {"best_step": int(run.best[n]["step"]), **convergence(run, n)}
+            result["models"].setdefault(n, entry)[split] = r
     run.ckpt.close()
     return result
+
+
+def convergence(run: TrainRun, name: str) -> dict[str, Any]:
+    """`{last_step, converged}` of deployed model `name`: converged when its validation metric
+    did not improve in the last `patience` validations (`early_stopping.patience`, else
+    `convergence_patience`, default 3; kdjax.train.convergence.stopping_point); None without
+    validations (no validation split)."""
+    cfg = run.ctx.cfg
+    es = early_stopping_config(cfg)
+    if es is not None:
+        patience, min_delta = es["patience"], es["min_delta"]
+    else:
+        patience, min_delta = int(cfg.get("convergence_patience", 3)), 0.0
+    hist = run.val_history.get(name, [])
+    return {"last_step": run.last_step,
+            "converged": stopping_point(hist, patience, min_delta)[1] if hist else None}
 
 
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains `cfg` in `workdir` (resuming if possible); returns the result dict (also result.json).
 
-    Result: `{workdir, steps, train_time_s, setup_time_s (s), params, train_only_params,
-    teacher_params (counts by model), models: {name: {best_step, validation: {...},
-    test: {metric, loss, confusion_matrix, per_class_accuracy, ...}}}}`.
+    Result: `{workdir, steps (the ceiling cfg.num_steps), last_step, stopped_early,
+    train_time_s, setup_time_s, first_step_s (s), compile_cache_hit, early_stopping (when on),
+    params, train_only_params, teacher_params (counts by model), models: {name: {best_step,
+    last_step, converged, validation: {...}, test: {metric, loss, confusion_matrix,
+    per_class_accuracy, ...}}}}`.
 
     Raises:
       TrainingDivergedError: NaN/inf loss (the last good checkpoint is kept).
@@ -358,7 +440,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
         train(run, start, t_setup)
         result = final_evaluation(run)
         write_result(run.ctx.workdir, result)
-        run.log.write(cfg.num_steps, {f"test/{n}/{run.metric}": r["test"][run.metric]
+        run.log.write(run.last_step, {f"test/{n}/{run.metric}": r["test"][run.metric]
                                       for n, r in result["models"].items() if "test" in r})
     finally:
         run.log.close()

@@ -27,7 +27,9 @@ import optax
 
 from kdjax.data import data_root, get_source, pipeline
 from kdjax.data.join import JoinedSource, load_joined_arrays
+from kdjax.train import compile_cache
 from kdjax.train.checkpoint import load_best_variables
+from kdjax.train.convergence import carve_if_needed, plateau_config, plateau_scale
 from kdjax.train.program import Program, build_program
 
 ROLES = ("train", "validation", "test")
@@ -176,13 +178,19 @@ class StageContext:
         Program and loads the teachers.
 
         The sample rate and class count come from the first split read (train, if read).
+        It also points jax's persistent compilation cache at its directory
+        (kdjax.train.compile_cache.configure) and, with `early_stopping` on and no validation
+        split, carves one from train (kdjax.train.convergence.carve_if_needed).
 
         Raises:
           ValueError: no split to read, or splits that disagree on sample rate or classes (names
             the split); see also `split_sources`, `build_program` and `load_teachers`.
         """
         workdir = os.path.abspath(workdir)
+        compile_cache.configure(cfg)  # before anything compiles
         sources = split_sources(cfg, workdir, roles)
+        if "validation" in roles:  # early stopping without a validation split: carve one
+            sources = carve_if_needed(cfg, sources, log=jax.process_index() == 0)
         present = [(r, s) for r, s in sources.items() if s is not None]
         if not present:
             raise ValueError(f"data: none of the splits {list(roles)} is set ({split_names(cfg)})")
@@ -210,6 +218,8 @@ def make_optimizer(cfg: ml_collections.ConfigDict) -> tuple[optax.GradientTransf
 
     cfg.optimizer: {name: any optax optimiser ("adamw", "sgd", ...), kw: its keywords, grad_clip}.
     cfg.schedule: {name: "cosine" | "constant", lr, warmup_steps, end_factor}.
+    cfg.reduce_on_plateau (optional): `optax.contrib.reduce_on_plateau`'s keywords; its scale
+    multiplies the updates (kdjax.train.convergence.plateau_scale, chained last).
 
     Raises:
       ValueError: unknown optimiser or schedule name.
@@ -232,6 +242,9 @@ def make_optimizer(cfg: ml_collections.ConfigDict) -> tuple[optax.GradientTransf
     tx = make(learning_rate=sched, **dict(o.get("kw", {})))
     if o.get("grad_clip"):
         tx = optax.chain(optax.clip_by_global_norm(o.grad_clip), tx)
+    plateau = plateau_config(cfg)
+    if plateau is not None:  # last: the state is opt_state[-1] (kdjax.train.convergence)
+        tx = optax.chain(tx, plateau_scale(**plateau))
     return tx, sched
 
 

@@ -193,6 +193,7 @@ def summarize(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         st["runs"].append({"seed": c.seed, "test": m["test"][metric],
                            "validation": m.get("validation", {}).get(metric),
                            "best_step": m["best_step"], "train_time_s": r["train_time_s"],
+                           "last_step": m.get("last_step"), "converged": m.get("converged"),
                            # every deployed model (several for mutual learning of peers)
                            "models": {n: x["test"][metric] for n, x in r["models"].items() if "test" in x}})
     for st in stages.values():
@@ -202,6 +203,9 @@ def summarize(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         st["test_mean"] = float(tests.mean())
         st["test_std"] = float(tests.std(ddof=1)) if len(tests) > 1 else 0.0
         st["train_time_s"] = float(sum(x["train_time_s"] for x in st["runs"]))
+        # runs whose model converged (kdjax.train.loop.convergence); None = not recorded
+        st["converged"] = sum(1 for x in st["runs"] if x["converged"])
+        st["converged_known"] = sum(1 for x in st["runs"] if x["converged"] is not None)
     for name, st in stages.items():
         base = cfg.stages[name].get("baseline")
         if base and base in stages and "kind" not in stages[base]:
