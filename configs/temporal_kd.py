@@ -6,7 +6,8 @@ section 3: method and tables from the paper and the authors' blog post).
 
 Method (known): the teacher's self-attention maps of every layer are aggregated by attention
 rollout (Abnar & Zuidema 2020, `kdjax.losses.attention_rollout`); the row of the class token,
-its own entry dropped, renormalised, is the teacher's distribution over time
+its own entry dropped (wav2vec 2.0, no class token: `rollout_row` below), renormalised, is the
+teacher's distribution over time
 (`kdjax.losses.rollout_frame_distribution`), linearly interpolated to the student's number of
 frames. The student is unchanged plus a TRAINING-ONLY attention head on its temporal features
 before pooling (`kdjax.models.attention_head`, a learned query scoring each frame, softmax over
@@ -18,6 +19,17 @@ Objective:
 
 Students: LSTM-P (`lstm_p`), TC-ResNet (`temporal_cnn`), CRNN (`crnn`), Att-RNN (`att_rnn`),
 MHAtt-RNN (`mhatt_rnn`); lambda in {0, 0.1, 0.25, 0.5} (lambda = 0: the plain student, no head).
+
+Own-attention arm (`arms=own`, issue #26): Att-RNN and MHAtt-RNN already attend over their
+frames; the paper adds "a training-only attention module on [the] temporal features" (PAPERS.md),
+and issue #26 reads that wording as allowing the KL to act on the students' own attention
+instead, an arm of ours: stages `att_rnn_own_l<100 lambda>` /
+`mhatt_rnn_own_l...` (lambda > 0, paired with `<student>_l000`) build no head and distil into the
+student's own attention, which is deployed. Att-RNN: its single query's scores
+(`feats.attention_scores`, as logits). MHAtt-RNN: the mean over heads of the heads' weights
+(`feats.attention_weights`, a distribution over frames): the target then fixes where the heads
+attend on average and leaves them free to differ, whereas a KL per head would pull every head
+onto the same distribution and undo the multi-head design.
 
 UNKNOWN in the paper, hence config arguments (defaults are ours, not the paper's): whether the
 task loss is scaled by 1 - lambda (`task_scale=one`: s_task = 1; `one_minus`: 1 - lambda), the
@@ -48,9 +60,10 @@ paper) runs the frozen teacher in every student step and rolls its attention out
 random crops, e.g. FSD50K).
 
 Stages: `teacher`, `rollout` (target=cached), then `<student>_l<100 lambda>` (`lstm_p_l000`,
-`lstm_p_l010`, ..., `mhatt_rnn_l050`), each repeated over `seeds` (seed k of every arm is
-paired) with `baseline = <student>_l000`, so `summary.json` holds `paired_over_<student>_l000`
-(mean paired gain, 95% t interval).
+`lstm_p_l010`, ..., `mhatt_rnn_l050`) and `<att_rnn|mhatt_rnn>_own_l<100 lambda>` (lambda > 0;
+in the default list only with `arms=own` or `arms=head+own`), each repeated over `seeds` (seed
+k of every arm is paired) with `baseline = <student>_l000`, so `summary.json` holds
+`paired_over_<student>_l000` (mean paired gain, 95% t interval).
 
 Variants:
   paper  data=sc2|sc4|sc6|sc8 (noisy Speech Commands v2: the 1 s keyword at a random offset in
@@ -76,10 +89,11 @@ Arguments: variant=paper|local|tiny, data, students (a `+` list, default all fiv
 `+` list, default 0+0.1+0.25+0.5), stage (stage names joined by `+`, run in that order, or `all`;
 overrides students and lambdas; configs/common.py "Stage lists"), seeds, steps, teacher_steps, lr,
 teacher_lr, batch, task_scale, direction,
-temperature, head, target=cached|live, rollout_row=cls|first|mean, head_fusion=mean|max|min,
+temperature, head, arms=head|own|head+own (which KD arms the default list runs; default head),
+target=cached|live, rollout_row=cls|first|mean, head_fusion=mean|max|min,
 w2v_checkpoint.
 
-Raises (get_config): ValueError for an unknown variant/data/student/head/target/rollout_row,
+Raises (get_config): ValueError for an unknown variant/data/student/head/arm/target/rollout_row,
 rollout_row=first outside variant=paper, or a lambda outside [0, 1) with task_scale=one_minus.
 """
 
@@ -101,6 +115,15 @@ HEADS = {
     "dense": dict(mode="dense"),
     "additive": dict(mode="dense", hidden=32),
 }
+
+# arms=own: the students whose own attention over frames is distilled (no head); the feats key
+# the KD term reads and whether it holds logits (Att-RNN: its scores; MHAtt-RNN: the mean of its
+# heads' weights, see the module docstring)
+OWN_ATTENTION = {
+    "att_rnn": ("student.feats.attention_scores", True),
+    "mhatt_rnn": ("student.feats.attention_weights", False),
+}
+ARMS = ("head", "own")
 
 # On-device KWS-sized students (kdjax.models.*): every one outputs `frames` [B, T, D] before its
 # pooling, which the attention head reads.
@@ -168,6 +191,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         direction="teacher_student",
         temperature=1.0,
         head="query",
+        arms="head",
         target="",
         rollout_row="",
         head_fusion="mean",
@@ -187,6 +211,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         if s not in STUDENTS:
             raise ValueError(f"config argument students: {s!r} is not one of {STUDENTS}")
     lambdas = [float(x) for x in a.lambdas.split("+")] if a.lambdas else list(LAMBDAS)
+    arms = [x for x in a.arms.split("+") if x]
+    if not arms or any(x not in ARMS for x in arms):
+        raise ValueError(f"config argument arms={a.arms!r}: expected a `+` list of {ARMS}")
     if a.head not in HEADS:
         raise ValueError(f"config argument head={a.head!r}: expected one of {sorted(HEADS)}")
     if a.task_scale not in ("one", "one_minus"):
@@ -313,22 +340,31 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         student_data = d
 
     names = ["teacher"] + (["rollout"] if target == "cached" else [])
+    # arms: `<student>_l<lambda>` (lambda 0: no KD; > 0: the attention head), and for the
+    # attention RNNs `<student>_own_l<lambda>` (lambda > 0: their own attention, no head)
+    arm_list = [("head", lam) for lam in lambdas] + [("own", lam) for lam in lambdas if lam > 0]
     for s in STUDENTS:
-        for lam in lambdas:
-            name = f"{s}_{lam_code(lam)}"
+        for arm, lam in arm_list:
+            if arm == "own" and s not in OWN_ATTENTION:
+                continue
+            name = f"{s}_{lam_code(lam)}" if arm == "head" else f"{s}_own_{lam_code(lam)}"
             models = {"student": dict(model=s, kw=student_kw[s], frontend=fe)}
             scale = 1.0 - lam if a.task_scale == "one_minus" else 1.0
             losses = {"task": common.task_loss("student", multi_label=multi_label, weight=scale)}
             teachers = {}
             if lam > 0:
-                models["head"] = dict(
-                    model="attention_head",
-                    kw=HEADS[a.head],
-                    input="student.feats.frames",
-                    deploy=False,
-                )
+                if arm == "head":
+                    models["head"] = dict(
+                        model="attention_head",
+                        kw=HEADS[a.head],
+                        input="student.feats.frames",
+                        deploy=False,
+                    )
+                    src, is_logits = "head.logits", True
+                else:
+                    src, is_logits = OWN_ATTENTION[s]
                 kd_kw = dict(
-                    student_is_logits=True, direction=a.direction, temperature=a.temperature
+                    student_is_logits=is_logits, direction=a.direction, temperature=a.temperature
                 )
                 if target == "cached":
                     tgt = "batch.rollout"
@@ -337,7 +373,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                     tgt = "teacher.teacher.feats.attention"
                     kd_kw.update(roll_kw)  # the same rollout row and head fusion as cached
                 losses["tkd"] = dict(
-                    fn="temporal_attention_kd", weight=lam, kw=kd_kw, inputs=["head.logits", tgt]
+                    fn="temporal_attention_kd", weight=lam, kw=kd_kw, inputs=[src, tgt]
                 )
             st[name] = train_stage(
                 steps,
@@ -348,7 +384,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 data=student_data,
                 baseline="" if lam == 0 else f"{s}_{lam_code(0.0)}",
             )
-            if s in students:
+            if s in students and (lam == 0 or arm in arms):
                 names.append(name)
     c = ml_collections.ConfigDict()
     c.stages = st

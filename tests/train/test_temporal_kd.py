@@ -265,3 +265,53 @@ def test_paper_default_target_is_the_first_tokens_whole_row():
             jnp.asarray(s, jnp.float32), jnp.asarray(attn, jnp.float32))
         np.testing.assert_allclose(np.asarray(got), want[row or "first"], rtol=1e-4)
     assert np.abs(want["first"] - want["cls"]).max() > 1e-3
+
+
+@pytest.mark.parametrize("student, path, logits", [
+    ("att_rnn", "attention_scores", True), ("mhatt_rnn", "attention_weights", False)])
+def test_own_attention_arm_distils_the_rnns_attention_without_a_head(student, path, logits):
+    """arms=own (issue #26): the KD term reads the attention RNN's own attention over frames
+    (Att-RNN: its scores; MHAtt-RNN: the heads' mean weights), no attention head is built, the
+    term equals a NumPy KL against the cached target, and its gradient reaches the RNN's
+    attention query parameters."""
+    c, prog, state, teachers, batch = _setup(student, target="cached", arm="_own")
+    assert set(c.models) == {"student"} and set(prog.models) == {"student"} and not prog.teachers
+    assert "head" not in state.params and c.baseline == f"{student}_l000"
+    assert list(c.losses.tkd.inputs) == [f"student.feats.{path}", "batch.rollout"]
+    assert c.losses.tkd.kw.student_is_logits is logits
+    tkd_only = dataclass_replace_terms(prog, keep=("tkd",))
+    m = jnp.asarray(batch["mask"])
+
+    ns = _namespace_jit(prog, state, teachers, batch)
+    _, got = jax.jit(lambda n: weighted_loss(tkd_only.terms, n, m))(ns)
+    feats = ns["student"]["feats"]
+    w = np.asarray(feats["attention_weights"], np.float64)  # [B, T]
+    if student == "mhatt_rnn":  # the heads' mean, as documented
+        np.testing.assert_allclose(w, np.asarray(feats["head_attention_weights"]).mean(1), rtol=1e-6)
+    t = _ref.interp_linear(batch["rollout"].astype(np.float64)[:, :, None], w.shape[1])[:, :, 0]
+    t = t / t.sum(-1, keepdims=True)
+    kl = (t * (np.log(t) - np.log(w))).sum(-1)
+    want = float((kl * batch["mask"]).sum() / batch["mask"].sum())
+    np.testing.assert_allclose(float(got["loss/tkd"]), want, rtol=2e-4)  # the unweighted term
+
+    grads = jax.jit(jax.grad(lambda p: weighted_loss(
+        tkd_only.terms, step_namespace(tkd_only, state.replace(params=p), teachers, batch), m)[0]))(
+        state.params)
+    query = "query" if student == "att_rnn" else "queries"
+    assert float(jnp.abs(grads["student"][query]["kernel"]).sum()) > 0
+    # the classifier after the attention vector gets nothing from the KD term
+    assert float(jnp.abs(grads["student"]["head"]["kernel"]).sum()) == 0
+
+
+def test_own_attention_arm_stage_names_and_errors():
+    cfg = temporal_kd.get_config("variant=local,students=att_rnn,lambdas=0+0.5,arms=head+own")
+    assert cfg.run == "teacher,rollout,att_rnn_l000,att_rnn_l050,att_rnn_own_l050"
+    only = temporal_kd.get_config("variant=local,students=mhatt_rnn+crnn,lambdas=0+0.5,arms=own")
+    assert only.run == "teacher,rollout,crnn_l000,mhatt_rnn_l000,mhatt_rnn_own_l050"
+    one = temporal_kd.get_config("variant=local,stage=rollout+att_rnn_own_l025")
+    assert one.run == "rollout,att_rnn_own_l025"
+    default = temporal_kd.get_config("variant=local")
+    assert "_own_" not in default.run  # the default run list is unchanged
+    assert "crnn_own_l050" not in default.stages  # only the attention RNNs have their own attention
+    with pytest.raises(ValueError, match="arms='extra'"):
+        temporal_kd.get_config("variant=local,arms=extra")
