@@ -235,3 +235,9 @@ def test_tiny_run_stops_early_on_a_carved_split(small_config, tmp_path, capsys, 
         expect.append(scale)
     np.testing.assert_allclose([s for *_, s in val], expect)
     assert min(expect) < 1.0
+
+    # rerun in the same folder: it resumes from the stop's checkpoint and does not train on
+    os.remove(os.path.join(wd, "result.json"))
+    again = train_and_evaluate(cfg, wd)
+    assert again["last_step"] == result["last_step"] and again["stopped_early"]
+    assert again["models"]["student"]["test"] == m["test"]
