@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from kdjax.models._common import cast_input, check_input, f32
+from kdjax.models._common import batch_norm, cast_input, check_input, f32
 
 POOLINGS = ("last", "mean")
 
@@ -96,6 +96,10 @@ class Model(nn.Module):
       pooling: "last" (the last frame's output, as kws_streaming `lstm` with
         `return_sequences=False`) or "mean" (time average).
       dropout: dropout before the classifier.
+      input_norm: BatchNorm over the input's feature axis (per bin; statistics over batch and
+        time) before the first layer. Off by default. Log-mel dB inputs (mean about -20 dB, std
+        14 dB on noisy Speech Commands) otherwise drive the gate pre-activations far into
+        saturation at initialisation (Temporal KD's LSTM-P stayed near chance, issue #26).
       dtype: computation dtype (None: float32); carries stay float32; logits/feats float32.
 
     Input `[B, T, F]`. Returns `(logits [B, C], feats)`: `frames` = last layer's outputs
@@ -112,6 +116,7 @@ class Model(nn.Module):
     num_layers: int = 1
     pooling: str = "last"
     dropout: float = 0.0
+    input_norm: bool = False
     dtype: Any = None
 
     @nn.compact
@@ -120,6 +125,8 @@ class Model(nn.Module):
         if self.pooling not in POOLINGS:
             raise ValueError(f"lstm_p: pooling={self.pooling!r}, expected one of {POOLINGS}")
         h = cast_input(x, self.dtype)
+        if self.input_norm:
+            h = batch_norm(train, self.dtype, "input_bn")(h)
         feats = {}
         for i in range(self.num_layers):
             gx = nn.Dense(

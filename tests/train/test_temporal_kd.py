@@ -315,3 +315,24 @@ def test_own_attention_arm_stage_names_and_errors():
     assert "crnn_own_l050" not in default.stages  # only the attention RNNs have their own attention
     with pytest.raises(ValueError, match="arms='extra'"):
         temporal_kd.get_config("variant=local,arms=extra")
+
+
+def test_lstm_p_input_norm_removes_the_feature_offset_and_scale():
+    """lstm_p input_norm=True (issue #26: LSTM-P on log-mel dB inputs stayed at chance): a
+    per-bin BatchNorm first, so in train mode the logits do not change when every mel bin is
+    shifted and scaled (x -> a_f x + b_f, a_f > 0); the default builds no such layer."""
+    from kdjax.models import lstm_p
+
+    rng = np.random.default_rng(8)
+    x = (rng.normal(size=(6, 30, F)) * 14.0 - 20.0).astype(np.float32)  # dB-like features
+    a = rng.uniform(0.5, 3.0, size=F).astype(np.float32)
+    b = rng.uniform(-40.0, 40.0, size=F).astype(np.float32)
+    m = lstm_p.Model(num_classes=C, units=8, proj=4, input_norm=True)
+    v = jax.jit(lambda k, x: m.init(k, x, train=False))(jax.random.key(0), x)
+    assert "input_bn" in v["params"] and "input_bn" in v["batch_stats"]
+    run = jax.jit(lambda v, x: m.apply(v, x, train=True, mutable=["batch_stats"])[0][0])
+    np.testing.assert_allclose(np.asarray(run(v, x * a + b)), np.asarray(run(v, x)), rtol=1e-3,
+                               atol=1e-4)
+    v0 = jax.jit(lambda k, x: lstm_p.Model(num_classes=C, units=8, proj=4).init(k, x))(
+        jax.random.key(0), x)
+    assert "input_bn" not in v0["params"] and not v0.get("batch_stats")
