@@ -58,7 +58,7 @@ def main() -> None:
     from configs import east
     from kdjax.data.base import get_source
     from kdjax.embeddings import birdnet
-    from kdjax.train import stages
+    from kdjax.train import stage_list, stages
     from kdjax.train.setup import split_sources
 
     src = get_source("esc50", "test_fold1", subset="esc10", cache=True)
@@ -95,7 +95,7 @@ def main() -> None:
     # Cached (the cache stage of configs/east.py) vs fresh extraction.
     cfg = east.get_config("variant=local,folds=1")
     with tempfile.TemporaryDirectory() as tmp:
-        c = stages.stage_runs(cfg, tmp)[0][3]
+        c = stage_list.stage_runs(cfg, tmp)[0][3]
         with c.unlocked():
             c.data.kw.max_examples = args.cache_clips
             c.cache.splits = ["test_fold1"]

@@ -10,7 +10,7 @@ Stage lists: every recipe takes `stage=` as stage names joined by `+` (`,` separ
 arguments, so it cannot separate stages), e.g. `configs/iusp.py:stage=teacher+iusp_small`,
 plus the recipe's named groups (`all`, `default`, ...). `stage_run` parses and checks it and
 returns the staged config's `run` field, whose separator is `,` (read by
-`kdjax.train.stages.stage_runs`).
+`kdjax.train.stage_list.stage_runs`).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def stage_run(
       groups: named lists of stages (e.g. `all`, `default`); a group name expands in place.
 
     Returns:
-      The stage names joined by `,` (the separator `kdjax.train.stages.stage_runs` reads), in
+      The stage names joined by `,` (the separator `kdjax.train.stage_list.stage_runs` reads), in
       the given order.
 
     Raises:

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from configs import common
 from kdjax.report import check_claim
-from kdjax.train import stages
+from kdjax.train import stage_list, stages
 
 RECIPES = ("fsdd", "mrkd", "iusp", "temporal_kd", "east", "frami")
 
@@ -104,7 +104,7 @@ def _variant_args():
 def test_every_variant_builds(recipe, arg, tmp_path):
     cfg = importlib.import_module(f"configs.{recipe}").get_config(arg)
     # every stage of the run list resolves (stage references, folds, seeds)
-    runs = stages.stage_runs(cfg, str(tmp_path), names=list(cfg.stages))
+    runs = stage_list.stage_runs(cfg, str(tmp_path), names=list(cfg.stages))
     assert {r[0] for r in runs} == set(cfg.stages)
     for name in cfg.run.split(","):
         assert name in cfg.stages
@@ -427,7 +427,7 @@ def test_paper_variant_runs_two_steps_on_a_miniature_layout(
             else:
                 st.batch_size = st.eval_batch_size = 8
                 st.data.clip_seconds = 1.0
-    runs = stages.stage_runs(cfg, str(tmp_path / "wd"))
+    runs = stage_list.stage_runs(cfg, str(tmp_path / "wd"))
     assert [r[0] for r in runs] == cfg.run.split(",")
     for _, _, wd, c in runs:
         result = stages.run_config(c, wd)

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from kdjax.train import stages
+from kdjax.train import stage_list, stages, summary
 from kdjax.train.checkpoint import load_best_variables
 from kdjax.train.setup import resolve_path
 
@@ -45,7 +45,7 @@ def test_config_runs_two_steps_at_variant_tiny(name, tmp_path, data_dir):
         cfg.seeds = 1
         if cfg.get("folds"):
             cfg.folds = list(cfg.folds)[:1]
-    runs = stages.stage_runs(cfg, str(tmp_path))
+    runs = stage_list.stage_runs(cfg, str(tmp_path))
     for st, _, _wd, c in runs:
         assert c.get("kind", "train") != "train" or c.num_steps <= 2, f"{name}:{st} runs {c.num_steps} steps at tiny"
     seen = {}
@@ -60,5 +60,5 @@ def test_config_runs_two_steps_at_variant_tiny(name, tmp_path, data_dir):
             assert all(np.array_equal(a, b) for a, b in zip(before[t], after, strict=True)), f"{st}: teacher {t} changed"
         seen[st] = True
     assert seen
-    s = stages.summarize(cfg, str(tmp_path))
+    s = summary.summarize(cfg, str(tmp_path))
     assert set(s["stages"]) == set(seen)

@@ -183,7 +183,7 @@ def find_runs(workdir: str, borrow: Mapping[str, str] | None = None) -> tuple[di
 
 
 def runs_from_summary(path: str) -> tuple[dict[str, list[Run]], dict[str, list[Run]]]:
-    """The runs of a staged workdir's `summary.json` (kdjax.train.stages.summarize), for results
+    """The runs of a staged workdir's `summary.json` (kdjax.train.summary.summarize), for results
     kept without their run folders: per run its seed, test and validation metric, best step,
     training time and parameters; no metrics.jsonl, no confusion matrix. Runs are named
     `seed<seed>`, so arms pair by seed as in the summary's own paired lines. A file whose

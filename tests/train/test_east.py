@@ -20,7 +20,7 @@ import pytest
 from configs import east
 from kdjax.embeddings import birdnet, byo
 from kdjax.models import build
-from kdjax.train import stages
+from kdjax.train import stage_list, stages
 from kdjax.train.forward import forward, init_variables
 from kdjax.train.program import build_program
 from kdjax.train.setup import resolve_path, split_sources
@@ -188,7 +188,7 @@ def test_byo_cache_stage_rows_are_the_clip_files_by_index(tmp_path, data_dir):
     cfg = east.get_config(f"variant=tiny,teacher=byo,byo_dir={tmp_path / 'emb'},byo_frames=3")
     with cfg.unlocked():
         cfg.folds = [1]
-    cache_cfg = stages.stage_runs(cfg, str(tmp_path / "wd"))[0][3]
+    cache_cfg = stage_list.stage_runs(cfg, str(tmp_path / "wd"))[0][3]
     srcs = split_sources(cache_cfg, str(tmp_path))
     (tmp_path / "emb").mkdir()
     rng = np.random.default_rng(0)
@@ -240,7 +240,7 @@ def test_tiny_recipe_runs_cache_probe_and_the_combined_arm(tmp_path, data_dir):
     with cfg.unlocked():
         cfg.folds = [1]
         cfg.stages.cache.cache.extractor = "tests.train.test_east:stand_in"
-    runs = stages.stage_runs(cfg, str(tmp_path))
+    runs = stage_list.stage_runs(cfg, str(tmp_path))
     assert [r[0] for r in runs] == ["cache", "probe", "dcor_kd"]
     from kdjax.train.checkpoint import load_best_variables
 
@@ -300,7 +300,7 @@ def test_birdnet_embedding_is_the_class_layers_input_and_cache_equals_fresh(tmp_
     cfg = east.get_config("variant=tiny")
     with cfg.unlocked():
         cfg.folds = [1]
-    c = stages.stage_runs(cfg, str(tmp_path))[0][3]
+    c = stage_list.stage_runs(cfg, str(tmp_path))[0][3]
     with c.unlocked():
         c.data.kw.max_examples = 1
         c.data.test_split = ""

@@ -355,7 +355,7 @@ def test_cache_stage_stores_arrays_by_clip_index_and_join_feeds_them(tiny_teache
 def test_stage_references_resolve_to_run_folders(tmp_path):
     import ml_collections
 
-    from kdjax.train.stages import stage_runs
+    from kdjax.train.stage_list import stage_runs
 
     cfg = ml_collections.ConfigDict({
         "run": "teacher,kd", "seeds": 2,

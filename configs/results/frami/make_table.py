@@ -1,6 +1,6 @@
 """Builds the FRAMI results (table, raw JSON, pictures) from a workdir of configs/frami.py.
 
-Reads every finished stage's result.json (kdjax.train.stages.summarize), the synthetic shards
+Reads every finished stage's result.json (kdjax.train.summary.summarize), the synthetic shards
 of inv_di / inv_frami (one set, or one per seed with `inv_repeat=true`: diversity and inversion
 time are then means over the sets, the pictures show seed 0) and the teacher checkpoint; writes
 into this folder:
