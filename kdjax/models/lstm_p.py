@@ -97,9 +97,9 @@ class Model(nn.Module):
         `return_sequences=False`) or "mean" (time average).
       dropout: dropout before the classifier.
       input_norm: BatchNorm over the input's feature axis (per bin; statistics over batch and
-        time) before the first layer. Off by default. Log-mel dB inputs (mean about -20 dB, std
-        14 dB on noisy Speech Commands) otherwise drive the gate pre-activations far into
-        saturation at initialisation (Temporal KD's LSTM-P stayed near chance, issue #26).
+        time) before the first layer, for unnormalised inputs such as log-mel dB (mean about
+        -20 dB, std 14 dB on noisy Speech Commands). Off by default. It did not make Temporal
+        KD's LSTM-P learn in 300 steps (configs/results/temporal_kd/lstm_p_probe/).
       dtype: computation dtype (None: float32); carries stay float32; logits/feats float32.
 
     Input `[B, T, F]`. Returns `(logits [B, C], feats)`: `frames` = last layer's outputs
