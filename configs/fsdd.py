@@ -21,7 +21,17 @@ Run (see README for measured numbers and runtime):
   python -m kdjax.main --config configs/fsdd.py --workdir workdirs/fsdd
   python -m kdjax.main --config configs/fsdd.py:stage=kd,seeds=1 --workdir workdirs/fsdd
 Arguments: stage (stage names joined by `+`, e.g. `student+kd`, or `all`; configs/common.py
-"Stage lists"), seeds=N, variant=default|tiny (tiny: a few steps for tests), alpha, temperature.
+"Stage lists"), seeds=N, variant=default|tiny (tiny: a few steps for tests), alpha, temperature,
+teacher=live|cached, views=V.
+
+teacher=cached (offline KD, issue #22): a `cache` stage after the teacher stores the teacher's
+logits once, on V (`views`, default 10) fixed crop/pad positions of every train clip (the
+random crop of the live recipe, drawn once per clip; kdjax.train.cache `cache.views`) and on the
+starts of the validation/test clips; the kd stage reads them (`teachers.teacher.cached`) instead
+of running the teacher, its pipeline draws one of the V views per clip and epoch, and mixup mixes
+the cached teacher probabilities at T with the audio's weights (kdjax.train.forward.mix; an
+approximation of the live teacher on the mixed audio).
+  python -m kdjax.main --config configs/fsdd.py:teacher=cached --workdir workdirs/fsdd_cached
 """
 
 from __future__ import annotations
@@ -53,10 +63,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     Raises:
       ValueError: an unknown variant or stage name.
     """
-    a = common.parse_arg(arg, stage="all", seeds=5, variant="default", alpha=0.9, temperature=4.0)
+    a = common.parse_arg(arg, stage="all", seeds=5, variant="default", alpha=0.9, temperature=4.0,
+                         teacher="live", views=10)
     tiny = a.variant == "tiny"
     if a.variant not in VARIANTS:
         raise ValueError(f"config argument variant={a.variant!r}: expected 'default' or 'tiny'")
+    if a.teacher not in ("live", "cached"):
+        raise ValueError(f"config argument teacher={a.teacher!r}: expected 'live' or 'cached'")
     data = common.data(
         "fsdd", clip_seconds=1.0, max_examples=64 if tiny else 0, allow_download=True
     )
@@ -87,6 +100,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         )  # fmt: skip
 
     stages = {name: stage(*arm) for name, arm in ARMS.items()}
+    if a.teacher == "cached":  # offline KD (module docstring)
+        views = "{stage:cache}/arrays/{split}/views.npy"
+        cache = common.cache_stage(
+            data=data, batch_size=8 if tiny else 64,
+            teachers={"teacher": dict(frozen, checkpoint="teacher:teacher")},
+            cache=dict(outputs={"logits": "teacher.teacher.logits"}, views=dict(num=a.views, seed=0)),
+        )  # fmt: skip
+        stages = {"teacher": stages["teacher"], "cache": cache, "student": stages["student"],
+                  "kd": stages["kd"]}  # fmt: skip
+        with stages["kd"].unlocked():
+            stages["kd"].data.train_crop = "views"
+            stages["kd"].data.views = views
+            stages["kd"].teachers.teacher.cached = {"logits": "{stage:cache}/arrays/{split}/logits.npy"}
+            stages["kd"].teachers.teacher.cached_mixup_temperature = a.temperature
     c = ml_collections.ConfigDict()
     c.stages = stages
     c.run = common.stage_run(a.stage, stages, {"all": list(stages)})

@@ -5,6 +5,7 @@ Batches are dicts of NumPy arrays:
   labels      `[B, C]` float32 class probabilities
   label_mask  `[B, C]` float32
   index       `[B]` int32 source index
+  view        `[B]` int32 the fixed view drawn (train crop "views" only, kdjax.data.join)
   <key>       per-clip arrays of the source (`features/<name>` of synthetic shards, joined
               arrays of kdjax.data.join), stacked `[B, ...]`
   mask        `[B]` float32, 1 for real examples, 0 for eval padding
@@ -20,12 +21,24 @@ import grain
 import numpy as np
 
 from kdjax.data.audio import fit_length
+from kdjax.data.join import view_audio
 
 
-def _crop(clip_samples: int, mode: str):
+def _crop(clip_samples: int, mode: str, view_keys: tuple[str, ...] = ()):
+    """The per-example crop/pad (`fit_length`), or with mode "views" (a JoinedSource with fixed
+    views, kdjax.data.join): one of the clip's V views `v ~ U{0..V-1}` from `rng` (so a resumed
+    iterator draws the same), applied to the audio (`view_audio`), its rows of the `view_keys`
+    arrays, and `view` = v."""
+
     def fn(ex: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         ex = dict(ex)
-        if "audio" in ex:  # sources of precomputed features (synthetic shards) have none
+        if mode == "views":
+            views = ex.pop("views")
+            v = int(rng.integers(views.shape[0]))
+            ex["audio"] = view_audio(ex["audio"], clip_samples, views[v])
+            ex |= {k: ex[k][v] for k in view_keys}
+            ex["view"] = np.int32(v)
+        elif "audio" in ex:  # sources of precomputed features (synthetic shards) have none
             ex["audio"] = fit_length(ex["audio"], clip_samples, mode=mode, rng=rng).astype(np.float32)
         ex["mask"] = np.float32(1.0)
         return ex
@@ -45,7 +58,7 @@ def _shard_batches(source, *, index: int, count: int, clip_samples: int, batch_s
             f"batch of {batch_size}"
         )
     ds = ds.seed(seed).shuffle().repeat(None)
-    ds = ds.random_map(_crop(clip_samples, crop))
+    ds = ds.random_map(_crop(clip_samples, crop, getattr(source, "view_keys", ())))
     return ds.batch(batch_size, drop_remainder=True)
 
 
@@ -72,7 +85,8 @@ def train_dataset(
       clip_samples: every clip is padded/cropped to this many samples.
       batch_size: per-host batch size (drop_remainder).
       seed: shuffle and crop seed; the stream is a pure function of it.
-      crop: "random" (training augmentation), "start" or "center".
+      crop: "random" (training augmentation), "start" or "center", or "views": one of the
+        source's fixed views per example and epoch (a JoinedSource with views, kdjax.data.join).
       shard_index, shard_count: this host's slice of the source: shard `i` is every
         `shard_count`-th example from `i`, shuffled on its own with `seed`. Usually one
         shard per host (process index/count). A sequence of indices reads several

@@ -14,6 +14,17 @@ Config (a stage with `kind="cache"`):
               `[L, H, N, N]` attention}, extractor: "" or "package.module:function",
               extractor_kw: {...}, splits: ["train", "validation", "test"] (default: the
               data block's splits)}
+  cache.views (optional) = {num: V, seed: 0, gain_db: [min, max] (default [0, 0]),
+             splits: [the data block's train split]}: offline KD with augmentation. Each clip of
+             those splits gets V fixed views drawn once (kdjax.data.join.draw_views: a random
+             crop/pad offset as `data.train_crop="random"` draws it, and a random gain), the
+             outputs are computed on every view, and the arrays are keyed by clip and view
+             (`[num_clips, V, ...]`, row [i, v] = view v of clip i), with the view parameters
+             in `arrays/<split>/views.npy` (`[num_clips, V, 2]`: offset in samples, gain in dB).
+             A train stage reads them with `data.train_crop="views"` and
+             `data.views="{stage:cache}/arrays/{split}/views.npy"`: its pipeline draws one of the
+             V views per clip and epoch (kdjax.data.pipeline), so teacher outputs and student
+             input stay the same view. Other splits are computed on the clips' starts.
 An extractor is a plain Python function `fn(audio [B, N] float32 NumPy, sample_rate, **kw) ->
 {name: [B, ...]}` (e.g. a TFLite or ONNX embedding model run outside JAX, kdjax.embeddings);
 its outputs are `extractor.<name>`. An extractor with a `paths` parameter also gets the audio
@@ -30,7 +41,7 @@ import importlib
 import inspect
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -38,7 +49,7 @@ import ml_collections
 import numpy as np
 
 import kdjax.losses
-from kdjax.data import pipeline
+from kdjax.data import join, pipeline
 from kdjax.train.forward import forward, resolve
 from kdjax.train.setup import StageContext, split_names, write_result
 
@@ -80,6 +91,26 @@ def clip_paths(src: Any, index: np.ndarray) -> list[str]:
     if records is None:
         raise ValueError(f"cache.extractor takes `paths`, but the source {src!r} has no file records")
     return [str(records[int(i)].path) for i in np.asarray(index)]
+
+
+def view_batches(src: Any, views: np.ndarray, clip_samples: int,
+                 batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Every (clip, view) of `src` once, clip-major, as eval batches (`audio [B, clip_samples]`,
+    `index [B]` the clip, `mask [B]`; the last batch padded with mask 0, as
+    `pipeline.eval_batches`).
+
+    Args:
+      views: `[len(src), V, 2]` view parameters (kdjax.data.join.draw_views).
+    """
+    rows = [(i, v) for i in range(len(src)) for v in range(views.shape[1])]
+    for b in range(0, len(rows), batch_size):
+        chunk = rows[b:b + batch_size]
+        audio = [join.view_audio(src[i]["audio"], clip_samples, views[i, v]) for i, v in chunk]
+        real = len(audio)
+        audio += [audio[0]] * (batch_size - real)
+        index = [i for i, _ in chunk] + [chunk[0][0]] * (batch_size - real)
+        yield {"audio": np.stack(audio), "index": np.asarray(index, np.int32),
+               "mask": (np.arange(batch_size) < real).astype(np.float32)}
 
 
 def cache_arrays(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -127,6 +158,9 @@ def cache_arrays(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
         inputs = {k: v for k, v in batch.items() if k not in ("labels", "label_mask", "index")}
         return jax.device_get(run(teachers, inputs))
 
+    views_cfg = dict(c.get("views", {}) or {})
+    view_splits = set(views_cfg.get("splits") or [names["train"]]) if views_cfg else set()
+
     result: dict[str, Any] = {"kind": "cache", "splits": {}}
     t_all, n_all = 0.0, 0
     for split in splits:
@@ -135,8 +169,16 @@ def cache_arrays(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
         src = by_split[split]
         rows: dict[str, list[np.ndarray]] = {k: [] for k in outputs}
         t0 = time.time()
-        for batch in pipeline.eval_batches(src, clip_samples=clip_samples,
-                                           batch_size=int(cfg.get("eval_batch_size", cfg.get("batch_size", 32)))):
+        bs = int(cfg.get("eval_batch_size", cfg.get("batch_size", 32)))
+        views = None
+        if split in view_splits:
+            seed, num = int(views_cfg.get("seed", 0)), int(views_cfg.get("num", 1))
+            gain_db = tuple(views_cfg.get("gain_db", (0.0, 0.0)))
+            views = np.stack([join.draw_views(seed, i, len(src[i]["audio"]), clip_samples, num,
+                                              gain_db=gain_db) for i in range(len(src))])
+        batches = (view_batches(src, views, clip_samples, bs) if views is not None else
+                   pipeline.eval_batches(src, clip_samples=clip_samples, batch_size=bs))
+        for batch in batches:
             real = int(batch["mask"].sum())
             ns = model_outputs(batch)
             if extractor is not None:
@@ -153,8 +195,13 @@ def cache_arrays(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
         out_dir = os.path.join(workdir, "arrays", split)
         os.makedirs(out_dir, exist_ok=True)
         shapes = {}
+        if views is not None:
+            np.save(os.path.join(out_dir, ".views.tmp.npy"), views)
+            os.replace(os.path.join(out_dir, ".views.tmp.npy"), os.path.join(out_dir, "views.npy"))
         for k, parts in rows.items():
             arr = np.concatenate(parts)
+            if views is not None:  # rows (clip, view), clip-major
+                arr = arr.reshape((len(src), views.shape[1]) + arr.shape[1:])
             tmp = os.path.join(out_dir, f".{k}.tmp.npy")
             np.save(tmp, arr)
             os.replace(tmp, os.path.join(out_dir, f"{k}.npy"))  # complete files only

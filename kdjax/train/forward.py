@@ -185,8 +185,9 @@ def walk(program: Program, batch: Mapping[str, Any], nodes: tuple[Node, ...],
     """The namespace walk shared by `forward` and `init_variables`.
 
     Fills `{"batch", "features"}` (only the front-ends that `nodes` and the loss terms read and
-    `overrides` do not replace), writes `overrides` at their paths, then stores
-    `run(i, node, input)` at each node's path, `i` its position in `nodes`, in order.
+    `overrides` do not replace), writes the cached teacher outputs the batch carries
+    (`program.cached`: `batch[key]` at `teacher.<t>.<output>`) and `overrides` at their paths,
+    then stores `run(i, node, input)` at each node's path, `i` its position in `nodes`, in order.
 
     Raises:
       KeyError: a node's input path is missing (see `resolve`).
@@ -199,6 +200,9 @@ def walk(program: Program, batch: Mapping[str, Any], nodes: tuple[Node, ...],
     needed -= {p.split(".", 1)[1] for p in overrides if p.startswith("features.")}
     ns: dict[str, Any] = {"batch": dict(batch),
                           "features": program.features(batch.get("audio"), batch, needed)}
+    for c in program.cached:
+        if c.key in batch:  # absent from an example batch of audio only (init, eval)
+            set_path(ns, c.path, batch[c.key])
     for p, v in overrides.items():
         set_path(ns, p, v)
     for i, node in enumerate(nodes):
@@ -338,15 +342,25 @@ def mix(program: Program, batch: Mapping[str, jax.Array], rng: jax.Array) -> dic
     with the same Beta(alpha, alpha) weights and partner permutation (so a teacher run on the
     batch sees the same mixed inputs as the student: consistent teaching).
 
+    Cached teacher outputs (`program.cached`, kdjax.train.program "Offline KD") are mixed with
+    the same weights and permutation: features linearly, logits `z` `[B, C]` as probabilities at
+    their temperature T, `p = softmax(z / T)` (multi-label: `sigmoid(z / T)`), returned as the
+    logits `T log p_mix` (multi-label: `T logit(p_mix)`) whose softmax (sigmoid) at T is `p_mix`
+    (probabilities clipped below at float32's tiny, multi-label also above at 1 - eps, so the
+    logs stay finite). This is
+    EfficientAT's mixing of stored teacher predictions; it approximates the live teacher on
+    the mixed audio.
+
     Raises:
-      ValueError: mixup with per-clip arrays other than `features/<key>` in the batch (e.g.
-        joined embeddings or stored teacher logits: they would no longer match the mixed
-        inputs), or with both `audio` and `features/<key>`.
+      ValueError: mixup with other per-clip arrays in the batch (e.g. `data.join` embeddings: they
+        would no longer match the mixed inputs), or with both `audio` and `features/<key>`.
     """
     if program.mixup_alpha <= 0:
         return dict(batch)
+    cached = {c.key: c for c in program.cached if c.key in batch}
     feats = sorted(k for k in batch if k.startswith("features/"))
-    extra = sorted(k for k in batch if k not in ("audio", "labels", "label_mask", "mask", "index") and k not in feats)
+    own = ("audio", "labels", "label_mask", "mask", "index", "view")
+    extra = sorted(k for k in batch if k not in own and k not in feats and k not in cached)
     if extra or (feats and "audio" in batch):
         raise ValueError(f"mixup_alpha={program.mixup_alpha} with per-clip arrays {extra or feats} in the batch: "
                          "they would not match the mixed audio; set mixup_alpha=0")
@@ -354,6 +368,15 @@ def mix(program: Program, batch: Mapping[str, jax.Array], rng: jax.Array) -> dic
     out = dict(batch)
     for k in feats or ["audio"]:  # the same key: the same weights and permutation for every array
         out[k], labels = augment.mixup(key, batch[k], batch["labels"], alpha=program.mixup_alpha)
+    for k, c in cached.items():
+        x = jnp.asarray(batch[k], jnp.float32)
+        if not c.logits:
+            out[k] = augment.mixup(key, x, batch["labels"], alpha=program.mixup_alpha)[0]
+            continue
+        t, f32 = c.temperature, jnp.finfo(jnp.float32)
+        p = jax.nn.sigmoid(x / t) if program.multi_label else jax.nn.softmax(x / t, axis=-1)
+        p = augment.mixup(key, p, batch["labels"], alpha=program.mixup_alpha)[0]
+        p = jnp.clip(p, f32.tiny, 1 - f32.eps if program.multi_label else None)
+        out[k] = t * (jnp.log(p) - jnp.log1p(-p)) if program.multi_label else t * jnp.log(p)
     out["labels"] = labels
     return out
-

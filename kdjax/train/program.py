@@ -26,7 +26,8 @@ Namespace (the paths modules and loss terms read):
 Config (the `models` and `teachers` blocks of a train config):
   models.<name>   = {model, kw, frontend | input, deploy=True, capture_bn=False, pretrained}
   teachers.<name> = {model, kw, frontend | input, checkpoint, checkpoint_model,
-                     train_mode=<cfg.teacher_train_mode>, capture_bn=False}
+                     train_mode=<cfg.teacher_train_mode>, capture_bn=False,
+                     cached, cached_mixup_temperature=1.0}
 `frontend` is a front-end config dict (its output is `features.<name>` for a model,
 `features.teacher_<name>` for a teacher; identical front-ends are computed once) or the name
 of an entry of the config's `frontends` block (`features.<that name>`). `input` is any key
@@ -38,6 +39,26 @@ models only) is a checkpoint path that the model's module loads after initialisa
 (`kdjax.models.<model>.load_pretrained(path, params)`, e.g. a Hugging Face wav2vec 2.0
 directory); keyword arguments the checkpoint implies (`pretrained_kwargs(path)`, e.g. its
 architecture) come first and the config's `kw` override them.
+
+Offline KD (teacher outputs computed once): `teachers.<name>.cached = {"logits": path,
+"feats": {key: path}}` (either or both), each path a cache stage's array
+(`"{stage:cache}/arrays/{split}/logits.npy"`, from kdjax.train.cache with
+`cache.outputs = {"logits": "teacher.<name>.logits"}`). The teacher is
+then not run in the step (nor its front-end, nor its checkpoint loaded): the arrays are joined to
+the batch by clip index (kdjax.data.join.teacher_joins, batch keys `teacher/<name>/<output>`) and
+the forward pass writes them at `teacher.<name>.<output>`, where loss terms and modules read them
+as they read a live teacher's. Only the listed outputs exist; the teacher's other fields
+(model, kw, checkpoint, ...) are kept so that the config still describes it and are not used.
+Needs `data.train_crop="start"` (the cache stage computed each clip from its start). Without
+mixup the step's loss and gradients equal the live-teacher step's (tests/train/test_offline_kd.py).
+With mixup (`mixup_alpha > 0`) cached outputs cannot be recomputed on the mixed audio; they are
+mixed with the audio's weights lambda and partner permutation (kdjax.train.forward.mix): features
+linearly, logits as probabilities at `cached_mixup_temperature` T,
+  p = lambda softmax(z_i / T) + (1 - lambda) softmax(z_j / T),   z' = T log p
+(sigmoid instead of softmax for multi-label data, z' = T logit(p)), so a loss reading z' at the
+same T (e.g. `kd_kl(temperature=T)`) gets exactly the mixed teacher probabilities, as EfficientAT's
+offline ensemble KD mixes its stored teacher predictions (fschmid56/EfficientAT, ex_audioset.py).
+This approximates the live teacher on the mixed audio, softmax(z(lambda x_i + (1 - lambda) x_j)/T).
 
 Loss terms (`losses.<name>`, kauldron-style key-path inputs):
   {fn: a `kdjax.losses` function, weight: a number or {schedule: <optax schedule>, kw},
@@ -61,9 +82,10 @@ import optax
 from kdjax import frontends as frontends_lib
 from kdjax import losses as losses_lib
 from kdjax import models as models_lib
+from kdjax.data import join as join_lib
 
 NODE_FIELDS = {"model", "kw", "frontend", "input", "deploy", "capture_bn", "checkpoint",
-               "checkpoint_model", "train_mode", "pretrained"}
+               "checkpoint_model", "train_mode", "pretrained", "cached", "cached_mixup_temperature"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,6 +191,23 @@ class Node:
     load_pretrained: Callable[[str, Any], Any] | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class CachedOutput:
+    """One stored output of a cached (offline) teacher, read from the batch instead of computed.
+
+    Attributes:
+      path: its namespace path (`teacher.<name>.logits`, `teacher.<name>.feats.<key>`).
+      key: the batch key that carries it (`teacher/<name>/<output>`, kdjax.data.join).
+      logits: logits (mixed as probabilities under mixup) rather than features (mixed linearly).
+      temperature: T of the probabilities that mixup mixes (`cached_mixup_temperature`).
+    """
+
+    path: str
+    key: str
+    logits: bool
+    temperature: float = 1.0
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Program:
     """Everything static about a recipe's step (hashable by identity for jit).
@@ -182,6 +221,7 @@ class Program:
         al. CVPR 2022).
       multi_label: labels are multi-hot (tagging): train metrics are micro-F1 at 0.5, not
         argmax accuracy.
+      cached: outputs of cached (offline) teachers, read from the batch (module docstring).
     """
 
     nodes: tuple[Node, ...]
@@ -189,6 +229,7 @@ class Program:
     terms: tuple[LossTerm, ...]
     mixup_alpha: float = 0.0
     multi_label: bool = False
+    cached: tuple[CachedOutput, ...] = ()
 
     # Named after the config's two blocks (`models.<name>`, `teachers.<name>`).
     @property
@@ -315,12 +356,24 @@ def build_program(cfg: Any, num_classes: int, sample_rate: int, *, multi_label: 
     fe_entries: dict[str, Any] = {k: v for k, v in named_fe.items()}
     default_train_mode = bool(cfg.get("teacher_train_mode", False))
     raw = []
+    cached: list[CachedOutput] = []
     for block, trainable in (("models", True), ("teachers", False)):
         for name, m in (cfg.get(block, {}) or {}).items():
             unknown = set(m) - NODE_FIELDS
             if unknown:
                 raise ValueError(f"{block}.{name}: unknown field(s) {sorted(unknown)}; fields: {sorted(NODE_FIELDS)}")
             path = name if trainable else f"teacher.{name}"
+            if m.get("cached"):
+                if trainable:
+                    raise ValueError(f"models.{name}.cached: only frozen teachers can be cached")
+                temperature = float(m.get("cached_mixup_temperature", 1.0))
+                if not temperature > 0:
+                    raise ValueError(
+                        f"teachers.{name}.cached_mixup_temperature={temperature}: expected > 0")
+                cached += [CachedOutput(path=f"{path}.{out}", key=join_lib.teacher_key(name, out),
+                                        logits=out == "logits", temperature=temperature)
+                           for out in join_lib.cached_outputs(name, m)]
+                continue
             fe = m.get("frontend")
             if m.get("input"):
                 if fe:
@@ -374,7 +427,8 @@ def build_program(cfg: Any, num_classes: int, sample_rate: int, *, multi_label: 
             if n.trainable and n.deploy and dep.trainable and not dep.deploy:
                 raise ValueError(f"models.{n.name} (deployed) reads {n.input!r} of the training-only models.{dep.name}")
             visit(dep, chain + (n.path,))
-        elif not n.input.startswith(("batch.", "features.")):
+        elif not n.input.startswith(("batch.", "features.")) and not any(
+                n.input == c.path or n.input.startswith(c.path + ".") for c in cached):
             raise ValueError(f"{n.path}.input={n.input!r}: expected batch.<key>, features.<key> or a module's outputs")
         state[n.path] = 2
         order.append(n)
@@ -388,4 +442,5 @@ def build_program(cfg: Any, num_classes: int, sample_rate: int, *, multi_label: 
         terms=terms,
         mixup_alpha=float(cfg.get("mixup_alpha", 0.0)),
         multi_label=bool(multi_label),
+        cached=tuple(cached),
     )

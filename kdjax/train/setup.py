@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from kdjax.data import data_root, get_source, pipeline
-from kdjax.data.join import JoinedSource, load_joined_arrays
+from kdjax.data.join import JoinedSource, load_joined_arrays, load_views, teacher_joins
 from kdjax.train import compile_cache
 from kdjax.train.checkpoint import load_best_variables
 from kdjax.train.convergence import carve_if_needed, plateau_config, plateau_scale
@@ -80,11 +80,12 @@ def split_sources(cfg: ml_collections.ConfigDict, workdir: str,
     `data.train_source` ({name, kw}, optional) reads the train split from another source
     (e.g. `synthetic` shards of an invert stage) while validation/test stay on `data`.
     `data.join` ({key: path}) joins per-clip arrays by clip index to every split
-    (kdjax.data.join).
+    (kdjax.data.join), and so do cached teachers' outputs (`teachers.<t>.cached`,
+    kdjax.data.join.teacher_joins).
 
     Raises:
-      ValueError: joined arrays with in-step mixup or random crops (they would silently no
-        longer match the audio).
+      ValueError: joined arrays with in-step mixup or random crops, cached teacher outputs with
+        random crops (they would silently no longer match the audio).
     """
     d = cfg.data
     join = {k: resolve_path(v, workdir) for k, v in dict(d.get("join", {}) or {}).items()}
@@ -95,6 +96,8 @@ def split_sources(cfg: ml_collections.ConfigDict, workdir: str,
         if d.get("train_crop", "random") == "random":
             raise ValueError(f"data.join {sorted(join)} with data.train_crop='random': cached per-clip arrays "
                              "are computed on the start of each clip; set data.train_crop='start'")
+    # Cached (offline) teacher outputs, mixed with the audio under mixup (kdjax.train.forward.mix).
+    join |= {k: resolve_path(v, workdir) for k, v in teacher_joins(cfg).items()}
     out = {}
     for role, split in zip(ROLES, split_names(cfg).values(), strict=True):
         if not split or role not in roles:
@@ -106,8 +109,10 @@ def split_sources(cfg: ml_collections.ConfigDict, workdir: str,
             src = get_source(ts.name, split, **kw)
         else:
             src = data_source(d, split)
-        if join:
-            src = JoinedSource(src, load_joined_arrays(join, split, len(src)))
+        if join:  # the train split with fixed views: arrays keyed by (clip, view), kdjax.data.join
+            views = (load_views(resolve_path(d.views, workdir), split, len(src))
+                     if role == "train" and d.get("train_crop") == "views" else None)
+            src = JoinedSource(src, load_joined_arrays(join, split, len(src)), views)
         out[role] = src
     return out
 
@@ -135,6 +140,8 @@ def load_teachers(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any
     """
     out = {}
     for n, t in cfg.get("teachers", {}).items():
+        if t.get("cached"):  # offline KD: its outputs come from a cache stage (kdjax.train.program)
+            continue
         if not t.get("checkpoint"):
             raise ValueError(f"teachers.{n}.checkpoint: expected the workdir of the run that trained it")
         out[n] = load_best_variables(resolve_path(t.checkpoint, workdir), t.get("checkpoint_model", n))

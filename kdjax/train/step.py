@@ -31,6 +31,32 @@ from kdjax.train.program import Program
 from kdjax.train.state import TrainState
 
 
+def loss_and_grads(state: TrainState, teachers: Mapping[str, Any], batch: Mapping[str, jax.Array],
+                   rng: jax.Array, *, program: Program
+                   ) -> tuple[dict[str, Any], dict[str, jax.Array], dict[str, Any]]:
+    """The gradients of the recipe's loss with respect to `state.params`, as `train_step` takes
+    them (the batch mixed, the namespace filled, the loss terms summed).
+
+    Args: as `train_step`; `rng` is the step's key (already folded with the step).
+
+    Returns:
+      (grads (the structure of `state.params`), metrics (every loss term, the total, per-model
+      train accuracy/micro-F1), new batch_stats of the modules run in train mode, by name).
+    """
+    batch = mix(program, batch, rng)
+
+    def loss_fn(params):
+        variables = dict(teachers) | {
+            n: {"params": params[n], "batch_stats": state.batch_stats[n]} for n in program.models}
+        ns, new_stats = forward(program, variables, batch, rng, train=True)
+        total, metrics = weighted_loss(program.terms, ns, batch["mask"], state.step)
+        metrics |= train_metrics(program, ns, batch)
+        return total, (metrics, new_stats)
+
+    grads, (metrics, new_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+    return grads, metrics, new_stats
+
+
 def train_step(
     state: TrainState,
     teachers: Mapping[str, Any],
@@ -43,7 +69,8 @@ def train_step(
 
     Args:
       state: TrainState (params/batch_stats keyed by trainable module name).
-      teachers: frozen variables `{name: {"params", "batch_stats"}}` (not updated).
+      teachers: frozen variables `{name: {"params", "batch_stats"}}` (not updated; cached
+        teachers, `program.cached`, have none: their outputs are batch keys).
       batch: `audio [B, N]`, `labels [B, C]`, `mask [B]` (+ optional keys), sharded on "data".
       rng: PRNG key for dropout and mixup; folded with the step so resumed runs repeat exactly.
       program: the static Program.
@@ -53,17 +80,7 @@ def train_step(
       grad_norm).
     """
     rng = jax.random.fold_in(rng, state.step)
-    batch = mix(program, batch, rng)
-
-    def loss_fn(params):
-        variables = dict(teachers) | {
-            n: {"params": params[n], "batch_stats": state.batch_stats[n]} for n in program.models}
-        ns, new_stats = forward(program, variables, batch, rng, train=True)
-        total, metrics = weighted_loss(program.terms, ns, batch["mask"], state.step)
-        metrics |= train_metrics(program, ns, batch)
-        return total, (metrics, new_stats)
-
-    grads, (metrics, new_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+    grads, metrics, new_stats = loss_and_grads(state, teachers, batch, rng, program=program)
     metrics["grad_norm"] = jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads)))
     new_stats = {n: new_stats.get(n, state.batch_stats[n]) for n in state.batch_stats}
     return state.apply_gradients(grads, new_stats), metrics
