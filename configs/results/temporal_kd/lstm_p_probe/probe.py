@@ -19,7 +19,8 @@ import os
 import time
 
 from configs import temporal_kd
-from kdjax.train.stages import run_config, stage_runs
+from kdjax.train.stage_list import stage_runs
+from kdjax.train.stages import run_config
 
 # name -> (learning rate, gradient clip by global norm (0: none), LSTM-P kw overrides, steps)
 SETTINGS = {
