@@ -58,6 +58,7 @@ SMOKED = {
     "frontends.py",
     "input_pipeline.py",
     "inversion_step.py",
+    "offline_kd_step.py",
     "mrkd_step.py",
     "train_step.py",
 }
@@ -155,6 +156,14 @@ def test_inversion_step(tmp_path):
     assert [r["stage"] for r in res["rows"]] == ["inv_di", "inv_frami", "inv_adv"]
     assert all(r["timed_steps"] == 1 and r["steps_per_s"] > 0 for r in res["rows"])
     assert (tmp_path / "inversion_step.md").is_file()
+
+
+def test_offline_kd_step(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEPS", "5")  # one block of 5 timed steps per arm
+    r = run_script("offline_kd_step.py", cwd=tmp_path)
+    res = json.loads(r.stdout[r.stdout.index("{"):])
+    assert res["live"]["steps"] == res["cached"]["steps"] == 5
+    assert res["speedup_median"] == res["live"]["median_ms"] / res["cached"]["median_ms"] > 0
 
 
 def test_mrkd_step(tmp_path):
