@@ -183,6 +183,18 @@ def test_readme_block_links_pictures_from_the_readme(workdir, tmp_path):
         report.write_report(workdir, str(tmp_path / "x"), figures=False, pictures={"p": str(res / "nope.png")})
 
 
+def test_readme_without_markers_is_left_whole(workdir, tmp_path):
+    """A README without the block's markers is an error that leaves the README as it was (the
+    prose of a results README must never be lost to a typo in --block)."""
+    readme = tmp_path / "README.md"
+    readme.write_text("# Plan\nprose written before the runs\n")
+    with pytest.raises(ValueError, match="no block <!-- kdjax.report:begin d -->"):
+        report.readme_block(str(readme), "d", workdir, str(tmp_path / "report"), claim=CLAIM,
+                            figures=False)
+    assert readme.read_text() == "# Plan\nprose written before the runs\n"
+    assert not (tmp_path / "README.md.tmp").exists()
+
+
 def test_replace_block_is_repeatable():
     text = "intro\n<!-- kdjax.report:begin t -->\nold\n<!-- kdjax.report:end t -->\nprose\n"
     once = report.replace_block(text, "t", "new table")

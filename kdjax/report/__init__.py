@@ -140,6 +140,9 @@ def readme_block(readme: str, name: str, workdir: str, out: str, **kw: Any) -> d
                 lambda m: f"![{m.group(1)}]({os.path.normpath(os.path.join(rel, m.group(2)))})", rep["markdown"])
     with open(readme) as f:
         text = f.read()
-    with open(readme, "w") as f:
-        f.write(replace_block(text, name, md))
+    new = replace_block(text, name, md)  # raises before anything is written: the README stays whole
+    tmp = f"{readme}.tmp"
+    with open(tmp, "w") as f:
+        f.write(new)
+    os.replace(tmp, readme)
     return rep
