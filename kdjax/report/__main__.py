@@ -12,6 +12,19 @@ import sys
 from kdjax.report import load_config, readme_block, write_report
 
 
+def _pairs(values: list[str], flag: str, sep: str, expected: str, *, last: bool = False):
+    """Splits each `LEFT<sep>RIGHT` value of a repeatable flag into (left, right).
+
+    Raises:
+      ValueError: a value without `sep` or with an empty side (names the flag and the form).
+    """
+    for v in values:
+        left, found, right = v.rpartition(sep) if last else v.partition(sep)
+        if not found or not left or not right:
+            raise ValueError(f"{flag} {v!r}: expected {expected}")
+        yield left, right
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kdjax.report", description=__doc__.splitlines()[0])
     ap.add_argument("workdir", help="a staged workdir (python -m kdjax.main --workdir ...)")
@@ -34,24 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--block", default=None, help="the marker name for --readme (default: the title)")
     args = ap.parse_args(argv)
     try:
-        pairs = []
-        for p in args.compare:
-            arm, sep, base = p.partition(":")
-            if not sep or not arm or not base:
-                raise ValueError(f"--compare {p!r}: expected ARM:BASELINE (two stage names)")
-            pairs.append((arm, base))
-        borrow = {}
-        for x in args.stage:
-            name, sep, d = x.partition("=")
-            if not sep or not name or not d:
-                raise ValueError(f"--stage {x!r}: expected NAME=DIR")
-            borrow[name] = d
-        pictures = {}
-        for x in args.picture:
-            title, sep, png = x.rpartition("=")
-            if not sep or not title or not png:
-                raise ValueError(f"--picture {x!r}: expected TITLE=PNG")
-            pictures[title] = png
+        pairs = list(_pairs(args.compare, "--compare", ":", "ARM:BASELINE (two stage names)"))
+        borrow = dict(_pairs(args.stage, "--stage", "=", "NAME=DIR"))
+        # a picture's title may hold "=", its path rarely does: split at the last one
+        pictures = dict(_pairs(args.picture, "--picture", "=", "TITLE=PNG", last=True))
         config = load_config(args.config) if args.config else None
         kw = dict(config=config, compare=pairs, metric=args.metric, title=args.title,
                   figures=not args.no_figures, borrow=borrow, pictures=pictures)
