@@ -268,6 +268,24 @@ def test_without_matplotlib_the_tables_are_still_written(workdir, tmp_path, monk
     assert not (tmp_path / "nompl" / "figures").exists() and "no pictures" in capsys.readouterr().err
 
 
+def test_summary_json_carries_last_step_and_converged(tmp_path):
+    """A summary.json written since early stopping records each run's last step and whether it
+    converged (kdjax.train.summary); the report reads them instead of showing n/a."""
+    def runs(vals, conv):
+        return [{"seed": k, "test": v, "validation": 0.9, "best_step": 200, "last_step": 600,
+                 "converged": c, "train_time_s": 1.0, "models": {"student": v}}
+                for k, (v, c) in enumerate(zip(vals, conv, strict=True))]
+    stages = {"student": {"model": "student", "metric": "accuracy", "params": 1, "runs": runs(BASE, [True] * 5)},
+              "kd": {"model": "student", "metric": "accuracy", "params": 1,
+                     "runs": runs(KD, [True, True, False, True, True])}}
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"stages": stages, "seeds": 5}))
+    rep = report.build(str(path), claim=dict(CLAIM, secondary=[]))
+    assert [r["last_step"] for r in rep["stages"]["kd"]["runs"]] == [600] * 5
+    assert rep["stages"]["kd"]["converged"] == 4 and rep["stages"]["kd"]["converged_known"] == 5
+    assert rep["verdict"]["convergence_known"] is True and rep["verdict"]["converged"] is False
+
+
 def test_summary_json_of_the_stages_is_a_source_too(workdir, tmp_path):
     """kdjax.train.stages' summary.json (results kept without run folders, e.g. FRAMI's) gives
     the same paired numbers as the run folders it summarises."""

@@ -210,6 +210,8 @@ def runs_from_summary(path: str) -> tuple[dict[str, list[Run]], dict[str, list[R
         for x in st["runs"]:
             models = {n: {"test": {metric: v}} for n, v in (x.get("models") or {}).items()}
             models[m] = {"test": {metric: x["test"]}, "best_step": x.get("best_step"),
+                         # recorded by kdjax.train.summary since early stopping (older summaries: n/a)
+                         **{k: x[k] for k in ("last_step", "converged") if x.get(k) is not None},
                          **({"validation": {metric: x["validation"]}} if x.get("validation") is not None else {})}
             models = {m: models.pop(m), **models}  # the stage's model first
             result = {"models": models, "params": {m: st.get("params")}, "train_time_s": x.get("train_time_s")}
