@@ -82,11 +82,13 @@ Arguments: variant=local|tiny|paper, data=esc10|sc12|fsdd (local/tiny) or dcase|
 reduction=mean|sum, temperature (T > 0), weight (>= 0), t2_scale, stage (stage names joined by
 `+`, e.g. `alone_logmel+joint`, or the groups `all`, `alone`; configs/common.py "Stage lists"),
 alone=shared|separate, seeds (ignored for esc10, which uses its folds), folds (esc10: the first
-N of the 5 folds, default 5; re-running with a larger N skips the finished runs), steps, batch, lr
-(0: the variant's default).
+N of the 5 folds, default 5; re-running with a larger N skips the finished runs), steps, batch, lr,
+eval_every (validation/best-model interval in steps; 0: the variant's default, steps // 4),
+peer=temporal_cnn|cnn2d (the peers' architecture: 1-D temporal CNNs, the default and what the
+results tables use, or PANNs-style 2-D CNNs, `PEER_2D`).
 
 Raises (get_config): ValueError for an unknown variant/data/representation/loss/reduction/
-stage/alone/folds, fewer than 2 representations, a non-positive temperature or a negative weight.
+stage/alone/folds/peer, fewer than 2 representations, a non-positive temperature or a negative weight.
 """
 
 from __future__ import annotations
@@ -111,6 +113,11 @@ PEER_TINY = dict(stem_width=8, widths=(8,), strides=(2,), stem_stride=2)
 PEER_PAPER = dict(
     stem_width=64, widths=(64, 128, 128, 256), strides=(1, 2, 2, 2), stem_stride=2, dropout=0.2
 )
+# 2-D peers (`peer=cnn2d`, kdjax.models.cnn2d, PANNs-style; slower on CPU, closer to the paper's
+# CNNs): widths per variant.
+PEER_2D = {"local": dict(widths=(16, 32, 64, 128)), "tiny": dict(widths=(4, 8)),
+           "paper": dict(widths=(64, 128, 256, 512))}
+PEERS = ("temporal_cnn", "cnn2d")
 
 
 PRESETS_16K = {"logmel": "logmel64_16k", "mfcc": "mfcc40_16k", "stft": "stft_16k", "cqt": "cqt_16k"}
@@ -205,6 +212,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         steps=0,
         batch=0,
         lr=0.0,
+        eval_every=0,
+        peer="temporal_cnn",
     )
     if a.variant not in ("local", "tiny", "paper"):
         raise ValueError(f"config argument variant={a.variant!r}: expected local, tiny or paper")
@@ -235,12 +244,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         raise ValueError(f"config argument temperature={a.temperature}: expected > 0")
     if a.weight < 0:
         raise ValueError(f"config argument weight={a.weight}: expected >= 0")
+    if a.peer not in PEERS:
+        raise ValueError(f"config argument peer={a.peer!r}: expected one of {PEERS}")
     if a.alone not in ("shared", "separate"):
         raise ValueError(f"config argument alone={a.alone!r}: expected shared or separate")
     data, folds, sr = _data(a)
     fes = {r: representation(r, sr) for r in reps}  # raises for unknown names
     tiny, paper = a.variant == "tiny", a.variant == "paper"
     peer_kw = PEER_TINY if tiny else PEER_PAPER if paper else PEER_LOCAL
+    if a.peer == "cnn2d":
+        peer_kw = PEER_2D[a.variant]
     # Steps/batch/lr per data set (local: sized to ~2.5 min per arm on the loaded 2-core CPU).
     steps = {"esc10": 150, "sc12": 400, "fsdd": 400, "dcase": 20000, "fsdkaggle2018": 30000}[a.data]
     steps = 2 if tiny else (a.steps or steps)
@@ -265,14 +278,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # train_stage's default; see docstring).
         return common.train_stage(
             data=data,
-            models={r: dict(model="temporal_cnn", kw=peer_kw, frontend=fes[r]) for r in names},
+            models={r: dict(model=a.peer, kw=peer_kw, frontend=fes[r]) for r in names},
             losses=losses,
             baseline=baseline,
             batch_size=batch,
             num_steps=steps,
             lr=lr,
             warmup_steps=0 if tiny else steps // 20,
-            eval_every=2 if tiny else max(steps // 4, 1),
+            eval_every=2 if tiny else (a.eval_every or max(steps // 4, 1)),
             checkpoint_every=2 if tiny else max(steps // 4, 1),
             log_every=1 if tiny else 25,
             eval_model=names[0],

@@ -224,3 +224,22 @@ def test_joint_step_data_parallel_8_devices_equals_1_device(one_sgd_step):
         np.testing.assert_allclose(m[k], r["metrics"][k], rtol=1e-5, atol=1e-7)
     for a, b in zip(jax.tree.leaves(jax.device_get(new.params)), jax.tree.leaves(r["after"]), strict=True):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_peer_option_selects_the_2d_cnn_and_its_forward_shape():
+    """`peer=cnn2d` puts kdjax.models.cnn2d peers (PEER_2D widths) in both arms; their logits
+    are [B, C] from [B, T, F] features; an unknown peer names the argument."""
+    c = mrkd.get_config("variant=tiny,data=fsdd,peer=cnn2d")
+    for stage in ("alone", "joint"):
+        for rep, node in c.stages[stage].models.items():
+            assert node.model == "cnn2d", (stage, rep)
+            assert tuple(node.kw.widths) == mrkd.PEER_2D["tiny"]["widths"]
+    from kdjax.models import cnn2d
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 50, 64)), jnp.float32)
+    m = cnn2d.Model(num_classes=10, **mrkd.PEER_2D["tiny"])
+    logits, feats = m.apply(m.init(jax.random.PRNGKey(0), x, train=False), x, train=False)
+    assert logits.shape == (2, 10)
+    assert feats["frames"].shape == (2, 50 // 4, 8)  # two 2x2 poolings, last width 8
+    with pytest.raises(ValueError, match="peer='resnet'"):
+        mrkd.get_config("peer=resnet")
