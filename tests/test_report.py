@@ -59,7 +59,8 @@ def test_find_runs_and_convergence(workdir):
     assert [r.name for r in train["kd"]] == [f"seed{k}" for k in range(5)]
     assert train["teacher"][0].name == "" and train["teacher"][0].model() == "teacher"
     # best 200 of 400 -> converged; best at the last step -> not
-    assert train["kd"][0].convergence("student", "accuracy") == {"best_step": 200, "last_step": 400, "converged": True}
+    assert train["kd"][0].convergence("student", "accuracy") == {"best_step": 200, "last_step": 400, "converged": True,
+                                                                 "converged_rule": "3/4 rule"}
     assert train["alt"][0].convergence("student", "accuracy")["converged"] is False
 
 
@@ -67,9 +68,33 @@ def test_convergence_from_metrics_jsonl_when_result_lacks_it(workdir):
     train, _ = report.find_runs(workdir)
     run = train["kd"][1]
     del run.result["models"]["student"]["best_step"]
-    assert run.convergence("student", "accuracy") == {"best_step": 200, "last_step": 400, "converged": True}
+    assert run.convergence("student", "accuracy") == {"best_step": 200, "last_step": 400, "converged": True,
+                                                      "converged_rule": "3/4 rule"}
     run.result["converged"] = False  # the loop's own field wins
     assert run.convergence("student", "accuracy")["converged"] is False
+    assert run.convergence("student", "accuracy")["converged_rule"] == "result.json"
+
+
+def test_the_fallback_convergence_rule_is_labelled(workdir):
+    """Runs without result.json's `converged` (the train loop's patience rule) are judged by the
+    3/4 rule, and the report says so; runs that record it are shown without the label."""
+    from kdjax.report import render
+
+    claim = dict(CLAIM, primary=dict(arm="alt", baseline="student"), secondary=[])
+    md = render.markdown(report.build(workdir, claim=claim), {})
+    assert "| 4/5 (3/4 rule) |" in md and "not every run converged by the 3/4 rule" in md
+    for stage in ("alt", "student"):
+        for k in range(5):
+            p = os.path.join(workdir, stage, f"seed{k}", "result.json")
+            r = json.loads(open(p).read())
+            r["models"]["student"]["converged"] = not (stage == "alt" and k == 0)
+            open(p, "w").write(json.dumps(r))
+    rep = report.build(workdir, claim=claim)
+    md = render.markdown(rep, {})
+    assert rep["stages"]["alt"]["converged"] == 4 and rep["stages"]["alt"]["converged_fallback"] == 0
+    row = next(x for x in md.splitlines() if x.startswith("| alt |"))
+    assert row.endswith("| 4/5 |") and "| 5/5 (3/4 rule) |" in md  # kd still has no `converged`
+    assert "the interval excludes the effect, but not every run converged: no 'refuted')" in md
 
 
 def test_build_numbers_match_independent_references(workdir):
@@ -214,6 +239,17 @@ def test_partial_workdir_reports_what_is_missing(workdir, tmp_path):
     md = (out / "report.md").read_text()
     assert "No verdict: the claim's comparison kd - student" in md
     assert "Not compared (no finished run of kd - student: student; alt - student: student)" in md
+
+
+def test_stages_the_config_does_not_run_are_not_listed_as_missing(workdir):
+    """A config's optional arm (defined with a `baseline`, not in `run`, never run) is no
+    'Not compared' entry; the same arm in `run` but not finished is (test fails on the old code)."""
+    stages = {"student": {}, "kd": {"baseline": "student"}, "opt": {"baseline": "student"}}
+    rep = report.build(workdir, config={"run": "student,kd", "stages": stages})
+    assert rep["missing_comparisons"] == [] and [c["arm"] for c in rep["comparisons"]] == ["kd"]
+    rep = report.build(workdir, config={"run": "student,kd,opt", "stages": stages})
+    assert rep["missing_comparisons"] == [{"arm": "opt", "baseline": "student", "role": "secondary",
+                                           "absent": ["opt"]}]
 
 
 def test_peers_get_one_row_and_one_comparison_each(tmp_path):

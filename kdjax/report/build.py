@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from kdjax.report.runs import Run, find_runs, n_test
+from kdjax.report.runs import FALLBACK_RULE, Run, find_runs, n_test
 from kdjax.train import stats
 
 CLAIM_KEYS = ("primary", "metric", "effect", "direction", "source", "secondary", "test_train_ratio", "paper")
@@ -126,7 +126,8 @@ def summarize_stage(stage: str, runs: Sequence[Run], model: str, metric: str) ->
     return {"model": model, "metric": metric, "params": params, "n": len(rows), "runs": rows,
             "mean": float(tests.mean()), "std": float(tests.std(ddof=1)) if len(rows) > 1 else 0.0,
             "train_time_s": float(sum(times)) if times else None,
-            "converged": sum(1 for c in convs if c), "converged_known": sum(1 for c in convs if c is not None)}
+            "converged": sum(1 for c in convs if c), "converged_known": sum(1 for c in convs if c is not None),
+            "converged_fallback": sum(1 for x in rows if x["converged_rule"] == FALLBACK_RULE)}
 
 
 def _order(config: Mapping[str, Any] | None, names: list[str]) -> list[str]:
@@ -228,11 +229,14 @@ def build(workdir: str, *, config: Mapping[str, Any] | None = None, claim: Mappi
             stages[name if k == 0 else f"{name}/{model}"] = {"stage": name, **summarize_stage(name, runs, model, m)}
     comps, missing = [], []
     explicit = set(compare := list(compare))
+    planned = {s for s in str((config or {}).get("run") or "").split(",") if s}
     for a, b, role in _pairs(config, claim, compare):
         absent = [s for s in (a, b) if s not in train]
         if absent and (a, b) in explicit:
             raise ValueError(f"comparison {a} - {b}: no finished train run of stage {absent[0]!r} in "
                              f"{workdir}; stages there: {sorted(train)}")
+        if a in absent and planned and a not in planned and role == "secondary":
+            continue  # a stage the config defines but does not run (e.g. an optional arm)
         if absent:  # e.g. `stage=kd` run alone: the report lists what could not be compared yet
             missing.append({"arm": a, "baseline": b, "role": role, "absent": absent})
             continue
@@ -254,12 +258,14 @@ def build(workdir: str, *, config: Mapping[str, Any] | None = None, claim: Mappi
         both = [st for st in stages.values() if st["stage"] in (c["arm"], c["baseline"])]
         conv = all(st["converged"] == st["n"] for st in both)
         known = all(st["converged_known"] == st["n"] for st in both)
+        fallback = any(st.get("converged_fallback") for st in both)
         v = stats.verdict(iv["ci95_low"], iv["ci95_high"], claim["effect"], claim["direction"], conv)
         ratio = (c["nadeau_bengio"] or {}).get("test_train_ratio", 0.0)
         need = (stats.runs_to_decide(c["plain"]["std"], claim["effect"], c["plain"]["mean"], claim["direction"], ratio)
                 if v == "inconclusive" and c["plain"]["n"] > 1 else None)
         verdicts.append({"label": c["label"], "verdict": v, "interval": "nadeau_bengio" if c["nadeau_bengio"] else "plain",
-                         "converged": conv, "convergence_known": known, "runs_to_decide": need,
+                         "converged": conv, "convergence_known": known, "convergence_fallback": fallback,
+                         "runs_to_decide": need,
                          "more_runs": (max(need - c["plain"]["n"], 0) if need else None)})
         c["verdict"] = v
     return {"workdir": workdir, "title": title or os.path.basename(os.path.abspath(workdir)),

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kdjax.report.build import judged
+from kdjax.report.runs import FALLBACK_RULE
 from kdjax.train import stats
 
 FIGURE_TITLES = {
@@ -46,6 +47,8 @@ def stage_table(report: Mapping[str, Any]) -> list[str]:
         per = ", ".join(f"{_f(r['test'])}" for r in st["runs"])
         steps = ", ".join(_steps(r) for r in st["runs"])
         conv = f"{st['converged']}/{st['n']}" if st["converged_known"] else "n/a"
+        if st["converged_known"] and st.get("converged_fallback"):
+            conv += f" ({FALLBACK_RULE})"  # result.json does not record `converged`
         params = f"{st['params']:,}" if isinstance(st["params"], int) else "n/a"
         ms = stats.mean_std([r["test"] for r in st["runs"]])
         lines.append(f"| {st['stage']} | {st['model']} | {params} | {st['n']} | {st['metric']} {ms} | {per} | "
@@ -98,7 +101,9 @@ def verdict_lines(report: Mapping[str, Any]) -> list[str]:
         if v["verdict"] == "inconclusive":
             excludes_effect = iv["ci95_high"] < e if e > 0 else iv["ci95_low"] > e
             if not v["converged"] and excludes_effect:
-                why = "not every run converged" if v.get("convergence_known", True) else "convergence is not recorded"
+                why = ("convergence is not recorded" if not v.get("convergence_known", True) else
+                       f"not every run converged by the {FALLBACK_RULE}" if v.get("convergence_fallback")
+                       else "not every run converged")
                 tail = f" (the interval excludes the effect, but {why}: no 'refuted')"
             elif v["more_runs"]:
                 tail = (f"; about {v['runs_to_decide']} paired runs ({v['more_runs']} more) would decide it, "
@@ -128,10 +133,12 @@ def markdown(report: Mapping[str, Any], figures: Mapping[str, str], level: int =
             f"{m['arm']} - {m['baseline']}: {', '.join(m['absent'])}" for m in report["missing_comparisons"]) + ")."]
     out += [
         "", "Holm-adjusted p-values cover the secondary comparisons; a comparison is judged by its "
-        "Nadeau-Bengio interval when its runs are cross-validation folds. Convergence: the best "
-        "validation step lies in the first 3/4 of the run (or result.json's `converged`)."]
-    if figures:
-        out += ["", f"{h}# Pictures", ""]
+        "Nadeau-Bengio interval when its runs are cross-validation folds. Convergence: result.json's "
+        "`converged` (the train loop's rule: no improvement in the last `patience` validations); "
+        f"for runs that do not record it, marked ({FALLBACK_RULE}), the best validation step lies in the "
+        "first 3/4 of the run."]
+    if figures or report.get("picture_notes"):
+        out += ["", f"{h}# Pictures", ""] + [x for n in report.get("picture_notes") or [] for x in (n, "")]
         for key, rel in figures.items():
             alt = key if key in FIGURE_TITLES else re.sub(r"[^A-Za-z0-9_]+", "_", key).strip("_")
             out += [f"{FIGURE_TITLES.get(key, key)}:", "", f"![{alt}]({rel})", ""]

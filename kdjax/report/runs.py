@@ -17,9 +17,13 @@ from collections.abc import Mapping
 from typing import Any
 
 _REPEAT = re.compile(r"(seed|fold)(\d+)")
-# A run "converged" when its best validation step lies in the first 3/4 of training (the
-# validation metric had stopped improving before the last quarter; REPRODUCTION.md §3).
+# The fallback for runs whose result.json does not record `converged` (written before early
+# stopping landed): a run "converged" when its best validation step lies in the first 3/4 of
+# training (the validation metric had stopped improving before the last quarter;
+# REPRODUCTION.md §3). The train loop's own rule (kdjax.train.loop.convergence: no improvement
+# in the last `patience` validations) wins wherever result.json has it.
 CONVERGED_FRACTION = 0.75
+FALLBACK_RULE = "3/4 rule"
 
 
 @dataclasses.dataclass
@@ -79,12 +83,14 @@ class Run:
         return [p[0] for p in pts], [p[1] for p in pts]
 
     def convergence(self, model: str, metric: str) -> dict[str, Any]:
-        """`{"best_step", "last_step", "converged"}`; None where the files cannot tell.
+        """`{"best_step", "last_step", "converged", "converged_rule"}`; None where the files
+        cannot tell.
 
-        result.json's own `best_step` / `last_step` / `converged` (top level or per model) win;
-        otherwise best_step is the model's validation-best step (result.json, or the argmax of
-        `val/<model>/<metric>` in metrics.jsonl), last_step the last logged step (or `steps`),
-        and converged is `best_step <= CONVERGED_FRACTION * last_step`.
+        result.json's own `best_step` / `last_step` / `converged` (top level or per model) win
+        (`converged_rule` "result.json": the train loop's patience rule); otherwise best_step is
+        the model's validation-best step (result.json, or the argmax of `val/<model>/<metric>`
+        in metrics.jsonl), last_step the last logged step (or `steps`), and converged is the
+        fallback `best_step <= CONVERGED_FRACTION * last_step` (`converged_rule` FALLBACK_RULE).
         """
         m = self.result.get("models", {}).get(model, {})
         best = m.get("best_step", self.result.get("best_step"))
@@ -98,9 +104,10 @@ class Run:
         if best is not None and best < 0:  # no validation split: the last model is the one kept
             best = None
         conv = m.get("converged", self.result.get("converged"))
+        rule = "result.json" if conv is not None else None
         if conv is None and best is not None and last:
-            conv = bool(best <= CONVERGED_FRACTION * last)
-        return {"best_step": best, "last_step": last, "converged": conv}
+            conv, rule = bool(best <= CONVERGED_FRACTION * last), FALLBACK_RULE
+        return {"best_step": best, "last_step": last, "converged": conv, "converged_rule": rule}
 
 
 def _read_jsonl(path: str) -> list[dict[str, Any]]:
