@@ -7,10 +7,15 @@ the `key` argument (`jax.random.split` it per call site). Features use the front
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
-__all__ = ["mixup", "random_gain", "spec_augment", "time_shift"]
+__all__ = ["mixup", "random_gain", "spec_augment", "spec_augment_config", "time_shift"]
+
+# The fields of a train config's `spec_augment` block (kdjax.train.forward.augment_features).
+SPEC_AUGMENT_FIELDS = ("freq_masks", "freq_width", "time_masks", "time_width", "mask_value")
 
 
 def _masks(key: jax.Array, batch: int, size: int, num: int, max_width: int) -> jax.Array:
@@ -67,6 +72,52 @@ def spec_augment(
     fm = _masks(kf, b, f, num_freq_masks, max_freq_width)  # [B, F]
     mask = tm[:, :, None] | fm[:, None, :]
     return jnp.where(mask, fill, x)
+
+
+def spec_augment_config(block: Any) -> dict[str, Any] | None:
+    """A train config's `spec_augment` block checked and mapped to `spec_augment`'s keywords.
+
+    `spec_augment = dict(freq_masks=2, freq_width=8, time_masks=2, time_width=20,
+    mask_value="mean")`: per example, `freq_masks` bands of width ~ U{0..freq_width} mel bins
+    and `time_masks` bands of width ~ U{0..time_width} frames (Park et al. 2019, arXiv
+    1904.08779, section 2: the paper's m_F, F, m_T, T; no time warping), filled with
+    `mask_value` (default "mean": the example's mean, as the paper's zero on mean-normalised
+    log-mels). Missing counts/widths are 0 (no mask of that kind).
+
+    Args:
+      block: the config's `spec_augment` (a dict / ConfigDict, or None / empty: off).
+
+    Returns:
+      `spec_augment` keywords `{num_freq_masks, max_freq_width, num_time_masks, max_time_width,
+      mask_value}`, or None when the block is unset or masks nothing.
+
+    Raises:
+      ValueError: an unknown field, a count/width that is not a non-negative integer, or a
+        mask_value that is neither a number nor "mean" (names the field).
+    """
+    if not block:
+        return None
+    b = dict(block)
+    unknown = set(b) - set(SPEC_AUGMENT_FIELDS)
+    if unknown:
+        raise ValueError(f"spec_augment: unknown field(s) {sorted(unknown)}; expected some of "
+                         f"{list(SPEC_AUGMENT_FIELDS)}")
+    out: dict[str, Any] = {}
+    for field, kw in (("freq_masks", "num_freq_masks"), ("freq_width", "max_freq_width"),
+                      ("time_masks", "num_time_masks"), ("time_width", "max_time_width")):
+        v = b.get(field, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"spec_augment.{field}={v!r}: expected a non-negative integer")
+        out[kw] = v
+    mv = b.get("mask_value", "mean")
+    if isinstance(mv, bool) or (isinstance(mv, str) and mv != "mean") or not isinstance(
+            mv, (str, int, float)):
+        raise ValueError(f"spec_augment.mask_value={mv!r}: expected a number or 'mean'")
+    out["mask_value"] = mv if isinstance(mv, str) else float(mv)
+    if not (out["num_freq_masks"] and out["max_freq_width"]) and not (
+            out["num_time_masks"] and out["max_time_width"]):
+        return None
+    return out
 
 
 def mixup(key: jax.Array, x: jax.Array, labels: jax.Array, *, alpha: float = 0.2

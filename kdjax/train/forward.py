@@ -7,6 +7,7 @@ This file owns everything that *executes* a compiled `Program` (kdjax.train.prog
   weighted_loss    the recipe's weighted sum of loss terms over a namespace
   train_metrics    per-model train accuracy / micro-F1
   mix              in-step mixup ("consistent teaching")
+  augment_features SpecAugment on the students' front-end outputs (train step only)
   capture_bn_moments  BatchNorm input moments for DeepInversion's prior
 Gradients are taken with respect to an explicit trainable pytree (`forward`'s `variables` for
 training; `overrides` -- synthetic inputs -- for model inversion, see kdjax.train.invert).
@@ -380,3 +381,35 @@ def mix(program: Program, batch: Mapping[str, jax.Array], rng: jax.Array) -> dic
         out[k] = t * (jnp.log(p) - jnp.log1p(-p)) if program.multi_label else t * jnp.log(p)
     out["labels"] = labels
     return out
+
+
+SPEC_AUGMENT_SALT = 0x7FFFFFFE  # fold_in constant of SpecAugment's key (mixup's is 0x7FFFFFFF)
+
+
+def augment_features(program: Program, batch: Mapping[str, jax.Array], rng: jax.Array
+                     ) -> dict[str, jax.Array]:
+    """SpecAugment of the students' front-end outputs, as `forward` overrides (train step only).
+
+    With `program.spec_augment` set (the config's `spec_augment` block, see
+    `kdjax.augment.spec_augment_config`), each front-end output `[B, T, F]` that a trainable
+    model reads (`program.augmented`) is computed from the (mixed) batch and masked by
+    `kdjax.augment.spec_augment` with per-example bands drawn from
+    `fold_in(fold_in(rng, SPEC_AUGMENT_SALT), i)`, `i` the key's position in
+    `program.augmented`. Frozen teachers' inputs and cached teacher outputs are not touched;
+    evaluation never calls this. Source: Park et al. 2019 (arXiv 1904.08779), section 2.
+
+    Args:
+      program: the Program.
+      batch: the step's batch (after `mix`): `audio [B, N]` or `features/<key> [B, T, F]`.
+      rng: the step's key (already folded with the step).
+
+    Returns:
+      `{"features.<key>": masked [B, T, F]}` (empty when SpecAugment is off).
+    """
+    if not program.spec_augment:
+        return {}
+    feats = program.features(batch.get("audio"), batch, set(program.augmented))
+    key = jax.random.fold_in(rng, SPEC_AUGMENT_SALT)
+    return {f"features.{k}": augment.spec_augment(jax.random.fold_in(key, i), feats[k],
+                                                  **program.spec_augment)
+            for i, k in enumerate(program.augmented)}

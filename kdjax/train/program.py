@@ -1,7 +1,8 @@
 """Compile a config into a Program: named modules wired by key paths, front-ends, loss terms.
 
 This file owns the *static* side of a recipe: `build_program(cfg, ...)` turns the `models`,
-`teachers`, `frontends`, `losses` and `mixup_alpha` fields of a train/invert/cache config into
+`teachers`, `frontends`, `losses`, `mixup_alpha` and `spec_augment` fields of a train/invert/cache
+config into
 one immutable `Program`. Running a Program (the forward pass over the namespace, the weighted
 loss, mixup, `init_variables`) is kdjax.train.forward; the data flow from config to result is
 drawn in docs/architecture.md.
@@ -79,6 +80,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from kdjax import augment
 from kdjax import frontends as frontends_lib
 from kdjax import losses as losses_lib
 from kdjax import models as models_lib
@@ -222,6 +224,11 @@ class Program:
       multi_label: labels are multi-hot (tagging): train metrics are micro-F1 at 0.5, not
         argmax accuracy.
       cached: outputs of cached (offline) teachers, read from the batch (module docstring).
+      spec_augment: `kdjax.augment.spec_augment` keywords of the config's `spec_augment` block
+        (None: off); applied in the train step to the front-end outputs in `augmented`
+        (kdjax.train.forward.augment_features), never at evaluation.
+      augmented: the `features.<key>` keys SpecAugment masks: the front-end outputs that
+        trainable models read (the student's input; frozen teachers' inputs untouched).
     """
 
     nodes: tuple[Node, ...]
@@ -230,6 +237,8 @@ class Program:
     mixup_alpha: float = 0.0
     multi_label: bool = False
     cached: tuple[CachedOutput, ...] = ()
+    spec_augment: Mapping[str, Any] | None = None
+    augmented: tuple[str, ...] = ()
 
     # Named after the config's two blocks (`models.<name>`, `teachers.<name>`).
     @property
@@ -436,6 +445,8 @@ def build_program(cfg: Any, num_classes: int, sample_rate: int, *, multi_label: 
     for n in raw:
         visit(n, ())
     terms = tuple(LossTerm.from_config(n, t) for n, t in (cfg.get("losses", {}) or {}).items())
+    spec = augment.spec_augment_config(cfg.get("spec_augment"))
+    augmented = _augmented_features(order) if spec else ()
     return Program(
         nodes=tuple(order),
         frontends=_frontend_fns(fe_entries, sample_rate),
@@ -443,4 +454,27 @@ def build_program(cfg: Any, num_classes: int, sample_rate: int, *, multi_label: 
         mixup_alpha=float(cfg.get("mixup_alpha", 0.0)),
         multi_label=bool(multi_label),
         cached=tuple(cached),
+        spec_augment=spec,
+        augmented=augmented,
     )
+
+
+def _augmented_features(nodes: list[Node]) -> tuple[str, ...]:
+    """The front-end keys SpecAugment masks (`spec_augment`): those trainable modules read.
+
+    Raises:
+      ValueError: no trainable module reads a front-end output, or a frozen (live) teacher reads
+        one of them too (its input would be masked as well; give it its own front-end).
+    """
+    keys = tuple(dict.fromkeys(n.input.split(".", 1)[1] for n in nodes
+                               if n.trainable and n.input.startswith("features.")))
+    if not keys:
+        raise ValueError("spec_augment: no trainable model reads a front-end output "
+                         "(features.<key>) to mask")
+    shared = [n.path for n in nodes if not n.trainable and n.input.startswith("features.")
+              and n.input.split(".", 1)[1] in keys]
+    if shared:
+        raise ValueError(f"spec_augment: the frozen {shared} read the students' front-end output "
+                         f"features {list(keys)}, which SpecAugment masks; give the teacher its "
+                         "own frontend")
+    return keys

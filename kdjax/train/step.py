@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from kdjax.train.forward import forward, mix, train_metrics, weighted_loss
+from kdjax.train.forward import augment_features, forward, mix, train_metrics, weighted_loss
 from kdjax.train.program import Program
 from kdjax.train.state import TrainState
 
@@ -35,7 +35,8 @@ def loss_and_grads(state: TrainState, teachers: Mapping[str, Any], batch: Mappin
                    rng: jax.Array, *, program: Program
                    ) -> tuple[dict[str, Any], dict[str, jax.Array], dict[str, Any]]:
     """The gradients of the recipe's loss with respect to `state.params`, as `train_step` takes
-    them (the batch mixed, the namespace filled, the loss terms summed).
+    them (the batch mixed, the students' front-end outputs SpecAugment-masked when the config
+    has `spec_augment`, the namespace filled, the loss terms summed).
 
     Args: as `train_step`; `rng` is the step's key (already folded with the step).
 
@@ -44,11 +45,12 @@ def loss_and_grads(state: TrainState, teachers: Mapping[str, Any], batch: Mappin
       train accuracy/micro-F1), new batch_stats of the modules run in train mode, by name).
     """
     batch = mix(program, batch, rng)
+    masked = augment_features(program, batch, rng)  # SpecAugment: students' inputs only
 
     def loss_fn(params):
         variables = dict(teachers) | {
             n: {"params": params[n], "batch_stats": state.batch_stats[n]} for n in program.models}
-        ns, new_stats = forward(program, variables, batch, rng, train=True)
+        ns, new_stats = forward(program, variables, batch, rng, train=True, overrides=masked)
         total, metrics = weighted_loss(program.terms, ns, batch["mask"], state.step)
         metrics |= train_metrics(program, ns, batch)
         return total, (metrics, new_stats)
