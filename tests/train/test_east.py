@@ -4,7 +4,9 @@ term inside the jitted train step against NumPy.
 Platform pieces already tested elsewhere and not repeated here: the cache stage's rows by clip
 index with a stand-in extractor and the rejection of mixup / random crops with joined arrays
 (tests/train/test_program.py::test_cache_stage_stores_arrays_by_clip_index_and_join_feeds_them),
-the dCor / cosine-Gram functions against NumPy (tests/losses/test_relational.py).
+mixup of cached teacher outputs (tests/train/test_offline_kd.py), the SpecAugment hook
+(tests/test_augment.py), the dCor / cosine-Gram functions against NumPy
+(tests/losses/test_relational.py).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import numpy as np
 import pytest
 
 from configs import east
+from kdjax import augment
+from kdjax.data.join import teacher_key
 from kdjax.embeddings import birdnet, byo
 from kdjax.models import build
 from kdjax.train import stage_list, stages
-from kdjax.train.forward import forward, init_variables
+from kdjax.train.forward import augment_features, forward, init_variables, mix
 from kdjax.train.program import build_program
 from kdjax.train.setup import resolve_path, split_sources
 from kdjax.train.step import train_step
@@ -59,18 +63,24 @@ def test_config_stages_weights_and_joins():
     c = east.get_config("variant=local")
     assert c.run == "cache,probe,none,dcor,kd,dcor_kd" and list(c.folds) == [1, 2, 3, 4, 5]
     assert c.stages.cache.kind == "cache" and c.stages.cache.cache.extractor == "kdjax.embeddings.birdnet:extract_batch"
-    w = 0.8
+    w = 0.9  # BirdNET's 1024-d embedding: the paper's large-teacher w
     for name, expect in {"none": {"task": 1.0}, "dcor": {"task": 1 - w, "feat": w}, "kd": {"task": 1 - w, "kd": w},
                          "dcor_kd": {"task": 1 - w, "kd": 0.3 * w, "feat": 0.7 * w}}.items():
         s = c.stages[name]
         assert {k: v.weight for k, v in s.losses.items()} == pytest.approx(expect), name
-        assert s.data.train_crop == "start" and s.mixup_alpha == 0
-        assert s.data.join.embedding == "{stage:cache}/arrays/{split}/embedding.npy"
+        assert s.data.train_crop == "start" and s.mixup_alpha == 0.3 and "join" not in s.data
+        assert dict(s.spec_augment) == east.SPEC_AUGMENT
+        if name != "none":  # the embedding: a cached teacher output (mixed with the audio)
+            assert s.teachers.embedding.cached.feats.embedding == "{stage:cache}/arrays/{split}/embedding.npy"
         assert s.baseline == ("" if name == "none" else "none")
         assert s.models.student.model == "cnn2d"
     assert c.stages.dcor.losses.feat.fn == "distance_correlation"
-    assert list(c.stages.dcor.losses.feat.inputs) == ["student.feats.frames", "batch.embedding"]
+    assert list(c.stages.dcor.losses.feat.inputs) == ["student.feats.frames", "teacher.embedding.feats.embedding"]
     assert c.stages.kd.teachers.probe.checkpoint == "probe:probe"
+    assert c.stages.kd.teachers.probe.input == "teacher.embedding.feats.embedding"
+    p = c.stages.probe  # the probe: the joined embeddings, no mixup / SpecAugment
+    assert p.data.join.embedding == "{stage:cache}/arrays/{split}/embedding.npy" and p.mixup_alpha == 0
+    assert not p.spec_augment and p.models.probe.input == "batch.embedding"
     assert c.stages.kd.losses.kd.kw.temperature == 2.0
     assert east.get_config("variant=local,feat=cosine").stages.dcor.losses.feat.fn == "cosine_gram_difference"
     assert east.get_config("variant=local,arm=dcor,folds=1").run == "cache,probe,dcor"
@@ -78,22 +88,63 @@ def test_config_stages_weights_and_joins():
     assert byo_cfg.extractor == "kdjax.embeddings.byo:extract_batch" and dict(byo_cfg.extractor_kw) == {
         "dir": "/x", "num_frames": 3}
     om = east.get_config("variant=paper")
-    assert om.runnable_here is False and om.stages.dcor.losses.feat.weight == pytest.approx(0.8)
+    assert om.runnable_here is False and om.stages.dcor.losses.feat.weight == pytest.approx(0.9)  # birdnet
     assert om.stages.kd.losses.kd.fn == "kd_bernoulli_kl" and om.stages.none.losses.task.fn == "sigmoid_xent"
     assert om.stages.none.models.student.model == "cp_resnet"
     mt = east.get_config("variant=paper,data=mtat")
     assert mt.stages.dcor.losses.feat.weight == pytest.approx(0.6) and mt.stages.none.models.student.model == "mobile_fcn"
     for bad, msg in (("variant=x", "variant"), ("teacher=vggish", "teacher"), ("teacher=byo", "byo_dir"),
                      ("teacher=musicnn", "musicnn_export"), ("arm=x", "arm"), ("w=1.5", "w=1.5"),
-                     ("folds=6", "folds"), ("variant=paper,data=esc10", "data"), ("feat=l2", "feat")):
+                     ("folds=6", "folds"), ("variant=paper,data=esc10", "data"), ("feat=l2", "feat"),
+                     ("specaug=2", "specaug"), ("mixup=-0.5", "mixup"), ("val_fraction=1.0", "val_fraction")):
         with pytest.raises(ValueError, match=msg):
             east.get_config(bad)
-    # Cached embeddings with mixup would silently misalign: the platform refuses (test_program).
-    bad = copy.deepcopy(east.get_config("variant=tiny").stages.dcor)
+    # Data.join still refuses mixup (the probe stage's join), naming the fix.
+    bad = copy.deepcopy(east.get_config("variant=tiny").stages.probe)
     with bad.unlocked():
         bad.mixup_alpha = 0.3
     with pytest.raises(ValueError, match="mixup_alpha=0.3"):
         split_sources(bad, "/nonexistent")
+
+
+def test_w_follows_the_papers_teacher_size_rule_unless_given():
+    """Ding & Lerch 2023: w = 0.8 for VGGish/OpenL3 (128/512-d), 0.9 for PaSST/PANNs (768/2048-d)
+    on OpenMIC, 0.6 on MTAT. The old config used 0.8 for every local teacher."""
+    def w(arg):
+        return east.get_config(arg).stages.dcor.losses.feat.weight
+
+    assert w("variant=local") == pytest.approx(0.9)  # BirdNET, 1024-d
+    assert w("variant=local,teacher=musicnn,byo_dir=/e") == pytest.approx(0.8)  # 200-d
+    assert w("variant=local,teacher=byo,byo_dir=/e") == pytest.approx(0.8)  # D unknown: small
+    assert w("variant=local,teacher=byo,byo_dir=/e,dim=768") == pytest.approx(0.9)
+    assert w("variant=local,teacher=byo,byo_dir=/e,dim=512") == pytest.approx(0.8)
+    assert w("variant=local,w=0.7") == pytest.approx(0.7)
+    assert w("variant=paper,data=mtat,teacher=byo,byo_dir=/e,dim=2048") == pytest.approx(0.6)
+    kd = east.get_config("variant=local").stages.dcor_kd.losses
+    assert kd.kd.weight == pytest.approx(0.9 * 0.3) and kd.feat.weight == pytest.approx(0.9 * 0.7)
+
+
+def test_training_follows_the_paper_and_the_claim_corrects_for_the_carved_split():
+    """AdamW, global-norm clip 1.0, constant lr with ReduceLROnPlateau, early stopping on a
+    validation split carved from the training folds, num_steps a ceiling; the claim's
+    Nadeau-Bengio ratio is n_test / the clips actually trained on (the old config: 80 / 320,
+    clip 0, cosine, no validation)."""
+    from kdjax.train import convergence
+
+    c = east.get_config("variant=local")
+    for name in ("probe", "none", "dcor", "kd", "dcor_kd"):
+        s = c.stages[name]
+        assert s.optimizer.name == "adamw" and s.optimizer.grad_clip == 1.0, name
+        assert s.schedule.name == "constant" and s.num_steps == 1500
+        assert convergence.plateau_config(s)["factor"] == 0.5
+        es = convergence.early_stopping_config(s)
+        assert es["patience"] == 8 and es["val_fraction"] == 0.2 and not s.data.eval_split
+    assert east.get_config("variant=local,patience=5,steps=900").stages.dcor.early_stopping.patience == 5
+    kept, held = convergence.carve_indices(np.repeat(np.arange(10), 32), 0.2, 0)  # a train fold's labels
+    assert len(held) == 60 and c.claim.test_train_ratio == pytest.approx(80 / len(kept))
+    c15 = east.get_config("variant=local,val_fraction=0.15")
+    kept15, _ = convergence.carve_indices(np.repeat(np.arange(10), 32), 0.15, 0)
+    assert c15.claim.test_train_ratio == pytest.approx(80 / len(kept15))
 
 
 def test_none_arm_is_the_same_stage_for_every_teacher():
@@ -135,6 +186,8 @@ def test_linear_probe_is_dense_of_the_time_mean():
 
 # --- the dCor term inside the jitted step --------------------------------------------------
 
+EMB = teacher_key("embedding", "feats.embedding")  # the batch key of the cached embedding
+
 
 def test_dcor_and_kd_terms_inside_the_train_step_match_numpy():
     cfg = east.get_config("variant=tiny").stages.dcor_kd
@@ -145,13 +198,12 @@ def test_dcor_and_kd_terms_inside_the_train_step_match_numpy():
     batch = {"audio": (0.1 * rng.standard_normal((b, n))).astype(np.float32),
              "labels": np.eye(c, dtype=np.float32)[rng.integers(0, c, b)],
              "mask": np.array([1, 1, 1, 1, 1, 0], np.float32),
-             "embedding": rng.standard_normal((b, 2, 16)).astype(np.float32)}
+             EMB: rng.standard_normal((b, 2, 16)).astype(np.float32)}
     batch["label_mask"] = np.ones_like(batch["labels"])
     batch["index"] = np.arange(b, dtype=np.int32)
-    params, stats = init_variables(p, jax.random.key(0), n, batch={"audio": batch["audio"][:2],
-                                                                  "embedding": batch["embedding"][:2]})
+    params, stats = init_variables(p, jax.random.key(0), n, batch={"audio": batch["audio"][:2]})
     probe = build("linear_probe", num_classes=c)
-    teachers = {"probe": {"params": probe.init(jax.random.key(1), batch["embedding"])["params"], "batch_stats": {}}}
+    teachers = {"probe": {"params": probe.init(jax.random.key(1), batch[EMB])["params"], "batch_stats": {}}}
     import optax
 
     from kdjax.train.state import TrainState
@@ -165,7 +217,7 @@ def test_dcor_and_kd_terms_inside_the_train_step_match_numpy():
     frames = np.asarray(ns["student"]["feats"]["frames"])
     keep = batch["mask"] > 0
     assert frames.shape[1] > 2  # the teacher's 2 frames are repeated to the student's T
-    ref_feat = dcor_ref(frames[keep], batch["embedding"][keep])
+    ref_feat = dcor_ref(frames[keep], batch[EMB][keep])
     np.testing.assert_allclose(float(metrics["loss/feat"]), ref_feat, rtol=2e-4, atol=2e-5)
     zs, zt = np.asarray(ns["student"]["logits"], np.float64)[keep], np.asarray(ns["teacher"]["probe"]["logits"])[keep]
 
@@ -176,9 +228,61 @@ def test_dcor_and_kd_terms_inside_the_train_step_match_numpy():
     lt, ls = log_softmax(zt / 2.0), log_softmax(zs / 2.0)
     ref_kd = float((4.0 * (np.exp(lt) * (lt - ls)).sum(-1)).mean())
     np.testing.assert_allclose(float(metrics["loss/kd"]), ref_kd, rtol=2e-4, atol=2e-5)
-    w = 0.8
+    w = 0.9  # tiny's teacher is BirdNET (1024-d)
     expect = (1 - w) * float(metrics["loss/task"]) + w * (0.3 * ref_kd + 0.7 * ref_feat)
     np.testing.assert_allclose(float(metrics["loss"]), expect, rtol=2e-4, atol=2e-5)
+
+
+def test_mixup_mixes_the_cached_embedding_with_the_audios_lambda_and_partner():
+    """As the official EAsT code: the cached embedding of clip i becomes lam e_i + (1 - lam) e_j
+    with the lam and partner j that mixed the audio and the labels; inside the jitted step the
+    dCor term compares the student's frames (SpecAugment-masked input) with that mixed
+    embedding. The old config had no `mixup` argument and refused mixup with joined embeddings."""
+    alpha, c, b, n = 0.4, 10, 6, 16000
+    cfg = east.get_config(f"variant=tiny,mixup={alpha},specaug=1").stages.dcor
+    assert cfg.mixup_alpha == alpha and cfg.spec_augment
+    p = build_program(cfg, c, n)
+    rng = np.random.default_rng(1)
+    batch = {"audio": (0.1 * rng.standard_normal((b, n))).astype(np.float32),
+             "labels": np.eye(c, dtype=np.float32)[rng.integers(0, c, b)],
+             "mask": np.ones(b, np.float32), "index": np.arange(b, dtype=np.int32),
+             EMB: rng.standard_normal((b, 2, 16)).astype(np.float32)}
+    batch["label_mask"] = np.ones_like(batch["labels"])
+    step_key = jax.random.fold_in(jax.random.key(3), 0)  # train_step's key at step 0
+    # The draw, fixed by the key: lam ~ Beta(alpha, alpha) per clip, partner permutation.
+    kl, kp = jax.random.split(jax.random.fold_in(step_key, 0x7FFFFFFF))
+    lam = np.asarray(jax.random.beta(kl, alpha, alpha, (b,)), np.float64)
+    perm = np.asarray(jax.random.permutation(kp, b))
+    assert (perm != np.arange(b)).sum() >= 3 and ((lam > 0.05) & (lam < 0.95)).sum() >= 3  # not vacuous
+
+    def by_hand(x):
+        x = np.asarray(x, np.float64)
+        lx = lam.reshape((b,) + (1,) * (x.ndim - 1))
+        return lx * x + (1 - lx) * x[perm]
+
+    mixed = jax.device_get(mix(p, batch, step_key))
+    for k in ("audio", "labels", EMB):  # the same lam and partner for the audio and the embedding
+        np.testing.assert_allclose(mixed[k], by_hand(batch[k]), rtol=1e-5, atol=1e-6, err_msg=k)
+    e_mix = by_hand(batch[EMB])
+    assert np.abs(e_mix - batch[EMB]).max() > 0.1
+    # Inside the jitted train step.
+    params, stats = init_variables(p, jax.random.key(0), n, batch={"audio": batch["audio"][:2]})
+    import optax
+
+    from kdjax.train.state import TrainState
+
+    state = TrainState.create(params=params, batch_stats=stats, tx=optax.sgd(0.0))
+    _, metrics = jax.jit(lambda s, bt, r: train_step(s, {}, bt, r, program=p))(state, batch, jax.random.key(3))
+    masked = augment_features(p, mixed, step_key)
+    assert list(masked) == ["features.student"]  # the student's log-mel only
+    v = {"student": {"params": params["student"], "batch_stats": stats["student"]}}
+    ns, _ = forward(p, v, mixed, step_key, train=True, overrides=masked)
+    np.testing.assert_allclose(ns["teacher"]["embedding"]["feats"]["embedding"], e_mix, rtol=1e-5, atol=1e-6)
+    frames = np.asarray(ns["student"]["feats"]["frames"])
+    np.testing.assert_allclose(float(metrics["loss/feat"]), dcor_ref(frames, e_mix), rtol=2e-4, atol=2e-5)
+    unmixed = dcor_ref(frames, batch[EMB])
+    assert abs(unmixed - float(metrics["loss/feat"])) > 1e-3  # the test can tell the two apart
+    assert augment.spec_augment_config(cfg.spec_augment)["num_time_masks"] == 2
 
 
 # --- bring your own embeddings ---------------------------------------------------------------
@@ -236,7 +340,7 @@ def test_byo_shapes_and_errors(tmp_path):
 def test_tiny_recipe_runs_cache_probe_and_the_combined_arm(tmp_path, data_dir):
     """cache (stand-in extractor) -> probe -> dcor_kd (task + KD from the probe + dCor), 2 steps each;
     the probe (a frozen teacher of dcor_kd) stays bit-identical. Other arms differ only in weights."""
-    cfg = east.get_config("variant=tiny,arm=dcor_kd")
+    cfg = east.get_config("variant=tiny,arm=dcor_kd,mixup=0.4,specaug=1")
     with cfg.unlocked():
         cfg.folds = [1]
         cfg.stages.cache.cache.extractor = "tests.train.test_east:stand_in"
