@@ -7,7 +7,9 @@ run's `result.json` and `metrics.jsonl` (kdjax.report.runs), computes per-stage 
 the paired comparisons of every arm with its baseline (kdjax.train.stats: t interval,
 Nadeau-Bengio interval for cross-validation folds, Holm-adjusted p-values of the secondary
 comparisons, the verdict of the config's `claim`; kdjax.report.build), draws learning curves,
-confusion matrices and a forest plot (kdjax.report.figures), and writes
+confusion matrices and a forest plot (kdjax.report.figures) and the recipe's own pictures
+(the config's `report_pictures` hooks: Temporal KD's rollout attention, FRAMI's inverted
+spectrograms; kdjax.report.pictures), and writes
   <out>/report.md (or report.html, self-contained), <out>/report.json, <out>/figures/*.png.
 The verdict rules are those
 of /work/shared/REPRODUCTION.md §5 (docs/report.md).
@@ -44,8 +46,10 @@ def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
       config: the recipe config (ConfigDict or dict); when given it is also stored as
         `<out>/config.json`, which a later `python -m kdjax.report <out>` reads.
       claim, compare, metric, title, borrow: see kdjax.report.build.build.
-      pictures: a recipe's own pictures to show after the standard ones: title -> PNG path
-        (e.g. Temporal KD's rollout-attention plots); a missing file is an error.
+      pictures: more pictures to show after the standard ones and the config's
+        `report_pictures` (kdjax.report.pictures, drawn from the workdir when it holds what they
+        need, else one line in the report says why): title -> PNG path (e.g. a results folder's
+        committed pictures); a missing file is an error.
       figures: draw the PNGs.
       level: the markdown heading level of the title.
 
@@ -69,6 +73,9 @@ def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
     out = out or workdir
     if config is not None and not isinstance(config, Mapping):  # a ConfigDict
         config = json.loads(config.to_json_best_effort())
+    stored = os.path.join(workdir, "config.json")
+    if config is None and os.path.isfile(stored):  # the main job's workdir keeps its config
+        config = load_config(stored)
     rep = build(workdir, config=config, claim=claim, compare=compare, metric=metric, title=title, borrow=borrow)
     os.makedirs(out, exist_ok=True)
     if config is not None:
@@ -86,6 +93,12 @@ def write_report(workdir: str, out: str | None = None, fmt: str = "md", *,
                           ("confusion", figs.confusion_matrices(train, rep, os.path.join(fdir, "confusion.png")))]:
             if path:
                 pics[key] = os.path.relpath(path, out)
+        # the recipe's own pictures (kdjax.report.pictures), named by the config's report_pictures
+        from kdjax.report import pictures as hooks
+
+        drawn, notes = hooks.draw((config or {}).get("report_pictures"), workdir, config, fdir)
+        rep["picture_notes"] = notes
+        pics.update({title: os.path.relpath(path, out) for title, path in drawn.items()})
     for key, path in (pictures or {}).items():
         if not os.path.isfile(path):
             raise FileNotFoundError(f"picture {key!r}: {path} not found")

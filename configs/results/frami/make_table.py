@@ -13,6 +13,8 @@ and replaces the block between `<!-- table:<data> -->` and `<!-- /table:<data> -
 Nothing is typed by hand: rerun after the experiment.
 
 Run: python configs/results/frami/make_table.py --workdir workdirs/frami_fsdd --arg variant=local,data=fsdd
+From the committed summaries alone (the tables, not the pictures):
+     python -m configs.results.frami.make_table --summary configs/results/frami/fsdd_summary.json ...
 Needs matplotlib (a plotting-only dependency, not in requirements*.txt).
 """
 
@@ -110,44 +112,14 @@ def diversity(z: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def pictures(data: str, mels: dict[str, tuple[np.ndarray, np.ndarray]], divs: dict[str, dict], class_names):
-    import matplotlib
+    """`<data>_mel_grid.png` (one log-mel per class: real / each synthetic set) and
+    `<data>_diversity.png`, drawn by kdjax.report.pictures (the report's FRAMI picture hook
+    draws the same grid from a workdir's shards)."""
+    from kdjax.report import pictures as pics
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = list(mels)
-    c = len(class_names)
-    fig, axes = plt.subplots(len(rows), c, figsize=(1.6 * c, 1.9 * len(rows)), squeeze=False)
-    for r, name in enumerate(rows):
-        x, y = mels[name]
-        for k in range(c):
-            ax = axes[r, k]
-            hit = np.flatnonzero(y == k)
-            if len(hit):
-                ax.imshow(x[hit[0]].T, origin="lower", aspect="auto", cmap="magma", vmin=-100, vmax=20)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(str(class_names[k]), fontsize=9)
-            if k == 0:
-                ax.set_ylabel(name, fontsize=9)
-    fig.suptitle(f"{data}: log-mel (dB, -100..20; time ->, mel bins ^), one sample per class", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(HERE / f"{data}_mel_grid.png", dpi=80)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    names = list(divs)
-    w = 0.38
-    xs = np.arange(len(names))
-    ax.bar(xs - w / 2, [divs[n]["cosine"] for n in names], w, label="all pairs")
-    ax.bar(xs + w / 2, [divs[n]["cosine_within_class"] for n in names], w, label="within class")
-    ax.set_xticks(xs, names)
-    ax.set_ylabel("mean pairwise cosine distance")
-    ax.set_title(f"{data}: diversity of teacher embeddings")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(HERE / f"{data}_diversity.png", dpi=90)
-    plt.close(fig)
+    pics.mel_grid(mels, class_names, str(HERE / f"{data}_mel_grid.png"),
+                  f"{data}: log-mel (dB; time ->, mel bins ^), one sample per class")
+    pics.diversity_bars(divs, str(HERE / f"{data}_diversity.png"), f"{data}: diversity of teacher embeddings")
 
 
 def table(data: str, s: dict, inv: dict, divs: dict, teacher: dict) -> str:
@@ -190,13 +162,45 @@ def table(data: str, s: dict, inv: dict, divs: dict, teacher: dict) -> str:
     return "\n".join(lines)
 
 
+def write_block(data: str, md: str) -> None:
+    """Replaces README.md's block between `<!-- table:<data> -->` and `<!-- /table:<data> -->`
+    (appends it when absent)."""
+    readme = HERE / "README.md"
+    text = readme.read_text() if readme.exists() else ""
+    block = f"<!-- table:{data} -->\n{md}\n<!-- /table:{data} -->"
+    pat = re.compile(rf"<!-- table:{data} -->.*?<!-- /table:{data} -->", re.S)
+    text = pat.sub(lambda _: block, text) if pat.search(text) else text + "\n" + block + "\n"
+    readme.write_text(text)
+
+
+def from_summaries(paths: list[str]) -> None:
+    """Rebuilds the README tables from committed `<data>_summary.json` files (no workdir: the
+    run folders, shards and checkpoints are not kept); pictures and JSON are left as they are."""
+    for path in paths:
+        with open(path) as f:
+            out = json.load(f)
+        data = os.path.basename(path).removesuffix("_summary.json")
+        missing = [k for k in ("summary", "inversion", "diversity", "teacher") if k not in out]
+        if missing:
+            raise SystemExit(f"{path}: no {missing} (expected a <data>_summary.json written by this script)")
+        md = table(data, out["summary"], out["inversion"], out["diversity"], out["teacher"])
+        write_block(data, md)
+        print(md)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--workdir", help="a live workdir of configs/frami.py")
+    ap.add_argument("--summary", action="append", default=[],
+                    help="instead of --workdir: a committed <data>_summary.json (repeatable); rebuilds its table only")
     ap.add_argument("--arg", default="variant=local,data=fsdd")
     ap.add_argument("--no_pictures", action="store_true")
     ap.add_argument("--tag", default="", help="suffix of the output names and README block (e.g. _v1)")
     args = ap.parse_args()
+    if args.summary:
+        return from_summaries(args.summary)
+    if not args.workdir:
+        raise SystemExit("expected --workdir <frami workdir> or --summary <data>_summary.json")
     workdir = os.path.abspath(args.workdir)
     cfg = frami.get_config(args.arg)
     data = cfg.stages.teacher.data.name + args.tag
@@ -257,12 +261,7 @@ def main():
                  {k.replace("inv_", ""): {m: v for m, v in d.items() if m != "per_seed"} for k, d in divs.items()},
                  class_names)
     md = table(data, s, inv, divs, teacher)
-    readme = HERE / "README.md"
-    text = readme.read_text() if readme.exists() else ""
-    block = f"<!-- table:{data} -->\n{md}\n<!-- /table:{data} -->"
-    pat = re.compile(rf"<!-- table:{data} -->.*?<!-- /table:{data} -->", re.S)
-    text = pat.sub(lambda _: block, text) if pat.search(text) else text + "\n" + block + "\n"
-    readme.write_text(text)
+    write_block(data, md)
     print(md)
 
 
