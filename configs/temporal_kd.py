@@ -143,6 +143,13 @@ TINY_STUDENT_KW: dict[str, dict[str, Any]] = {
 }
 LOCAL_TEACHER = dict(dim=128, depth=4, heads=4, patch=4, stride=4, dropout=0.1)  # 80 ms tokens
 TINY_TEACHER = dict(dim=16, depth=2, heads=2, patch=2, stride=2)
+# teacher=speech_embedding: a small class-token transformer on the cached 96-d embedding
+# sequence (one token per 80 ms embedding, no front-end); max_tokens covers 4 s (51 + 1)
+SE_TEACHER = dict(dim=64, depth=2, heads=4, patch=1, stride=1, dropout=0.1, max_tokens=64)
+TINY_SE_TEACHER = dict(dim=16, depth=1, heads=2, patch=1, stride=1, max_tokens=64)
+SE_EXTRACTOR = "kdjax.embeddings.speech_embedding:extract_batch"
+SE_ROLLOUT = "kdjax.embeddings.speech_embedding:rollout_frames"
+TEACHERS = ("scratch", "speech_embedding")
 DATA_LOCAL = ("sc2", "sc4")
 DATA_PAPER = ("sc2", "sc4", "sc6", "sc8", "fsd50k")
 # variant -> its data sets (tests/test_config_variants.py builds every pair)
@@ -196,6 +203,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         rollout_row="",
         head_fusion="mean",
         w2v_checkpoint="",
+        teacher="scratch",
+        patience=0,
     )
     if a.variant not in ("paper", "local", "tiny"):
         raise ValueError(f"config argument variant={a.variant!r}: expected paper, local or tiny")
@@ -237,6 +246,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "entry is rollout_row=cls); `first` keeps the whole row, for wav2vec 2.0 (variant=paper)"
         )
     a.rollout_row = rollout_row
+    if a.teacher not in TEACHERS:
+        raise ValueError(f"config argument teacher={a.teacher!r}: expected one of {TEACHERS}")
+    se = a.teacher == "speech_embedding"
+    if se and (paper or target != "cached"):
+        raise ValueError(
+            "config argument teacher=speech_embedding: needs variant=local|tiny and "
+            f"target=cached (got variant={a.variant}, target={target}); its rollout is mapped "
+            "onto the front-end's frames once per clip in the rollout stage"
+        )
 
     d, multi_label = _data(a)
     if paper and a.data == "fsd50k" and target == "cached":
@@ -262,6 +280,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         steps, t_steps = a.steps or 30000, a.teacher_steps or 20000
         lr, t_lr, batch = a.lr or 1e-3, a.teacher_lr or 3e-5, a.batch or 64
         warm, every = 1000, 2000
+    elif se:
+        # the class-token transformer reads the cached embedding sequence (stage `embed`)
+        teacher = dict(model="transformer", kw=TINY_SE_TEACHER if tiny else SE_TEACHER,
+                       input="batch.embedding")
+        cls_index = None if a.rollout_row == "mean" else 0
+        if tiny:
+            steps, t_steps, lr, t_lr, batch, warm, every = 2, 2, 3e-3, 1e-3, 8, 0, 2
+        else:
+            steps, t_steps = a.steps or 300, a.teacher_steps or 4000
+            lr, t_lr, batch = a.lr or 3e-3, a.teacher_lr or 1e-3, a.batch or 32
+            warm, every = 40, max(steps // 4, 1)
     else:
         teacher = dict(model="transformer", kw=TINY_TEACHER if tiny else LOCAL_TEACHER, frontend=fe)
         cls_index = None if a.rollout_row == "mean" else 0
@@ -286,6 +315,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         baseline: str = "",
         eval_every: int = 0,
         data: dict[str, Any] | None = None,
+        **fields: Any,
     ) -> ml_collections.ConfigDict:
         ev = eval_every or every
         return common.train_stage(
@@ -305,21 +335,55 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             grad_clip=1.0 if paper else 0.0,
             quiet=True,
             eval_metric="mean_average_precision" if multi_label else "accuracy",
+            **fields,
         )
 
     frozen = dict(teacher, checkpoint="teacher:teacher", checkpoint_model="teacher")
     frozen.pop("pretrained", None)
-    st: dict[str, ml_collections.ConfigDict] = {
-        "teacher": train_stage(
-            t_steps,
-            t_lr,
-            {"teacher": teacher},
-            {"task": common.task_loss("teacher", multi_label=multi_label)},
-            repeat=False,
-            eval_every=2 if tiny else max(t_steps // 5, 1),
+    st: dict[str, ml_collections.ConfigDict] = {}
+    t_data, t_fields = d, {}
+    if se:
+        # stage embed: the speech-embedding sequences [K, 96] of every clip, once; the teacher
+        # and the rollout stage read them joined by clip index
+        st["embed"] = common.cache_stage(
+            data=d,
+            batch_size=batch,
+            cache=dict(extractor=SE_EXTRACTOR, outputs={"embedding": "extractor.embedding"}),
         )
-    }
-    if target == "cached":
+        t_data = dict(d, join={"embedding": "{stage:embed}/arrays/{split}/embedding.npy"})
+        t_fields = dict(early_stopping=dict(patience=a.patience or 5))  # to a validation plateau
+    st["teacher"] = train_stage(
+        t_steps,
+        t_lr,
+        {"teacher": teacher},
+        {"task": common.task_loss("teacher", multi_label=multi_label)},
+        repeat=False,
+        eval_every=2 if tiny else (100 if se else max(t_steps // 5, 1)),
+        data=t_data,
+        **t_fields,
+    )
+    if se:
+        # the class token's rollout row over the K tokens, mapped onto the T front-end frames
+        # (token k centred on frame 1280 k / hop: linear interpolation, speech_embedding.
+        # tokens_to_frames); the students' loss then interpolates T to their own frames
+        hop = int(fe["hop_length"])
+        n_frames = 1 + int(float(d["clip_seconds"]) * 16000) // hop
+        st["rollout"] = common.cache_stage(
+            data=t_data,
+            batch_size=batch,
+            teachers={"teacher": frozen},
+            cache=dict(
+                outputs={
+                    "rollout": dict(
+                        fn=SE_ROLLOUT,
+                        kw=dict(roll_kw, num_frames=n_frames, frames_per_token=1280 / hop),
+                        inputs=["teacher.teacher.feats.attention"],
+                    )
+                }
+            ),
+        )
+        student_data = dict(d, join={"rollout": "{stage:rollout}/arrays/{split}/rollout.npy"})
+    elif target == "cached":
         st["rollout"] = common.cache_stage(
             data=d,
             batch_size=batch,
@@ -339,7 +403,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     else:
         student_data = d
 
-    names = ["teacher"] + (["rollout"] if target == "cached" else [])
+    names = (["embed"] if se else []) + ["teacher"] + (["rollout"] if target == "cached" else [])
+    n_pre = len(names)
     # arms: `<student>_l<lambda>` (lambda 0: no KD; > 0: the attention head), and for the
     # attention RNNs `<student>_own_l<lambda>` (lambda > 0: their own attention, no head)
     arm_list = [("head", lam) for lam in lambdas] + [("own", lam) for lam in lambdas if lam > 0]
@@ -388,9 +453,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 names.append(name)
     c = ml_collections.ConfigDict()
     c.stages = st
+    common.apply_budgets(c.stages, a)  # patience=, plateau=, ... (configs/common.py BUDGET_ARGS)
     # tiny (the config test): teacher, rollout, one student pair
     default = (
-        names[:2] + ["temporal_cnn_l000", "temporal_cnn_l050"] if tiny and not a.students else names
+        names[:n_pre] + ["temporal_cnn_l000", "temporal_cnn_l050"]
+        if tiny and not a.students
+        else names
     )
     c.run = common.stage_run(a.stage or "default", st, {"default": default, "all": list(st)})
     c.seeds = 1 if tiny and a.seeds == 3 else a.seeds

@@ -103,3 +103,97 @@ def test_equals_openwakeword_audio_features(data_dir):
     ours = se.extract_batch(x[None], 16000)["embedding"]
     assert ref.shape == ours.shape == (1, 13, 96)
     np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
+
+
+def test_tokens_to_frames_hand_example():
+    # K = 3 tokens centred on frames 0, 4, 8; T = 10 frames (frame 9 beyond the last token)
+    d = np.array([[0.2, 0.5, 0.3]], np.float32)
+    out = np.asarray(se.tokens_to_frames(d, num_frames=10, frames_per_token=4))
+    raw = np.array([0.2, 0.275, 0.35, 0.425, 0.5, 0.45, 0.4, 0.35, 0.3, 0.3])
+    np.testing.assert_allclose(out[0], raw / raw.sum(), rtol=1e-6)
+    # frames_per_token = 1 and T = K: the identity
+    d2 = np.array([[0.1, 0.6, 0.3], [0.3, 0.3, 0.4]], np.float32)
+    np.testing.assert_allclose(
+        np.asarray(se.tokens_to_frames(d2, num_frames=3, frames_per_token=1)), d2, rtol=1e-6
+    )
+    with pytest.raises(ValueError, match=r"\[B, K\]"):
+        se.tokens_to_frames(d[0], num_frames=10, frames_per_token=4)
+
+
+def test_rollout_frames_is_the_class_row_then_the_frame_map():
+    from kdjax.losses import rollout_frame_distribution
+
+    rng = np.random.default_rng(0)
+    att = rng.random((2, 1, 2, 5, 5)).astype(np.float32)  # L=2, B=1, H=2, class token + K=4
+    att /= att.sum(-1, keepdims=True)
+    got = np.asarray(se.rollout_frames(att, num_frames=13, frames_per_token=4, cls_index=0))
+    row = np.asarray(rollout_frame_distribution(att, cls_index=0))
+    np.testing.assert_allclose(
+        got, np.asarray(se.tokens_to_frames(row, num_frames=13, frames_per_token=4)), rtol=1e-6
+    )
+    assert got.shape == (1, 13)
+
+
+def test_temporal_kd_config_teacher_option_and_errors():
+    from configs import temporal_kd
+
+    default = temporal_kd.get_config("variant=local")
+    assert "embed" not in default.stages and default.stages.teacher.models.teacher.frontend
+    cfg = temporal_kd.get_config("variant=local,teacher=speech_embedding,data=sc4")
+    assert cfg.run.split(",")[:3] == ["embed", "teacher", "rollout"]
+    t = cfg.stages.teacher
+    assert t.models.teacher.input == "batch.embedding" and "frontend" not in t.models.teacher
+    assert t.data.join.embedding == "{stage:embed}/arrays/{split}/embedding.npy"
+    assert t.early_stopping.patience == 5
+    kw = cfg.stages.rollout.cache.outputs.rollout.kw
+    # 4 s at the 20 ms hop: 201 centred frames, 4 frames per 80 ms token
+    assert (kw.num_frames, kw.frames_per_token, kw.cls_index) == (201, 4.0, 0)
+    for bad in ("variant=paper,teacher=speech_embedding", "teacher=speech_embedding,target=live"):
+        with pytest.raises(ValueError, match="teacher=speech_embedding"):
+            temporal_kd.get_config(bad)
+    with pytest.raises(ValueError, match="teacher='w2v'"):
+        temporal_kd.get_config("teacher=w2v")
+
+
+@needs_oww
+def test_temporal_kd_tiny_embed_teacher_rollout_on_real_clips(tmp_path, data_dir):
+    """embed -> teacher (on the joined sequences) -> rollout on real noisy Speech Commands clips:
+    the cached sequences equal the extractor on the same audio; the cached target equals a
+    fresh teacher forward's rollout row mapped onto the front-end's frames, which number
+    exactly 4 per token (the students' front-end on the same clips)."""
+    import jax
+
+    from configs import temporal_kd
+    from kdjax.data import get_source
+    from kdjax.data.pipeline import eval_batches
+    from kdjax.train import program, stages
+    from kdjax.train.checkpoint import load_best_variables
+    from kdjax.train.forward import forward
+
+    cfg = temporal_kd.get_config("variant=tiny,teacher=speech_embedding,stage=embed+teacher+rollout")
+    stages.run_stages(cfg, str(tmp_path))
+    d = cfg.stages.embed.data
+    src = get_source(d.name, "test", **dict(d.kw))
+    batch = next(eval_batches(src, clip_samples=int(d.clip_seconds * 16000), batch_size=4))
+    emb = np.load(tmp_path / "embed" / "arrays" / "test" / "embedding.npy")
+    assert emb.shape == (len(src), 26, 96)
+    np.testing.assert_allclose(
+        emb[:4], se.extract_batch(batch["audio"], 16000)["embedding"], atol=1e-5, rtol=0
+    )
+    roll = np.load(tmp_path / "rollout" / "arrays" / "test" / "rollout.npy")
+    assert roll.shape == (len(src), 101) and np.allclose(roll.sum(-1), 1.0, atol=1e-5)
+    tc = cfg.stages.teacher
+    prog = program.build_program(tc, src.num_classes, src.sample_rate)
+    v = {"teacher": load_best_variables(tmp_path / "teacher", "teacher")}
+    ns = forward(prog, v, {"embedding": emb[:4]}, jax.random.key(0), train=False)[0]
+    fresh = se.rollout_frames(
+        ns["teacher"]["feats"]["attention"], num_frames=101, frames_per_token=4, cls_index=0
+    )
+    np.testing.assert_allclose(roll[:4], np.asarray(fresh), rtol=1e-5, atol=1e-7)
+    # the students' front-end: 101 frames for the 2 s clips, frame 4 k centred on token k
+    from kdjax.frontends.registry import make_frontend
+
+    feats = make_frontend(dict(cfg.stages.temporal_cnn_l050.models.student.frontend))(
+        batch["audio"][:1]
+    )
+    assert feats.shape[1] == 101

@@ -232,3 +232,62 @@ def extract(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, **kw: Any) -> np.
     if a.ndim != 1:
         raise ValueError(f"speech_embedding.extract: expected audio [S], got {a.shape}")
     return extract_batch(a[None], sample_rate, **kw)["embedding"][0]
+
+
+def tokens_to_frames(dist: Any, *, num_frames: int, frames_per_token: float) -> Any:
+    """Maps a distribution over the K tokens to `num_frames` front-end frames (linear interpolation).
+
+    Token k is centred on frame `k * frames_per_token` (module docstring: 4 at a 20 ms hop).
+    Frame t takes the value at position `u = t / frames_per_token` in token units, linearly
+    interpolated between tokens `floor(u)` and `floor(u) + 1` (clamped to the last token beyond
+    it), then the row is renormalised to sum 1. Not `align_time`'s half-pixel interpolation,
+    which assumes that the K tokens tile the T frames evenly (K * frames_per_token = T); here
+    the first and last tokens are centred on the clip's first and last samples.
+
+    Args:
+      dist: `[B, K]` (rows sum to 1; e.g. `kdjax.losses.rollout_frame_distribution`).
+      num_frames: T, the front-end's frame count (a centred STFT: 1 + samples // hop).
+      frames_per_token: token hop / front-end hop (1280 / 320 = 4).
+
+    Returns:
+      `[B, T]` float, rows sum to 1.
+
+    Raises:
+      ValueError: `dist` not 2-D, `num_frames < 1` or `frames_per_token <= 0`.
+
+    Source: ours (the alignment of `extract_batch`'s tokens); Choi et al. ICASSP 2022 interpolate
+    the teacher's rollout to the student's frames linearly.
+    """
+    import jax.numpy as jnp
+
+    if getattr(dist, "ndim", None) != 2:
+        raise ValueError(f"tokens_to_frames: expected dist [B, K], got {np.shape(dist)}")
+    if num_frames < 1 or not frames_per_token > 0:
+        raise ValueError(
+            f"tokens_to_frames: num_frames={num_frames} (>= 1), "
+            f"frames_per_token={frames_per_token} (> 0)"
+        )
+    k = dist.shape[1]
+    u = np.minimum(np.arange(num_frames) / float(frames_per_token), k - 1)
+    lo = np.floor(u).astype(int)
+    hi = np.minimum(lo + 1, k - 1)
+    w = np.zeros((k, num_frames), np.float32)  # [K, T], static
+    np.add.at(w, (lo, np.arange(num_frames)), 1.0 - (u - lo))
+    np.add.at(w, (hi, np.arange(num_frames)), u - lo)
+    out = jnp.einsum("bk,kt->bt", dist, jnp.asarray(w, dist.dtype), precision="highest")
+    return out / jnp.sum(out, axis=-1, keepdims=True)
+
+
+def rollout_frames(
+    attention: Any, *, num_frames: int, frames_per_token: float, **row_kw: Any
+) -> Any:
+    """The Temporal KD target of the speech-embedding teacher on the front-end's frames.
+
+    `kdjax.losses.rollout_frame_distribution(attention, **row_kw)` (rollout, the class token's
+    row over the K embedding tokens) then `tokens_to_frames`: `[L, B, H, K+1, K+1] -> [B, T]`.
+    A cache-stage derived output (`fn: "kdjax.embeddings.speech_embedding:rollout_frames"`).
+    """
+    from kdjax.losses import rollout_frame_distribution
+
+    dist = rollout_frame_distribution(attention, **row_kw)
+    return tokens_to_frames(dist, num_frames=num_frames, frames_per_token=frames_per_token)

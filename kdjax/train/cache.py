@@ -7,7 +7,8 @@ Config (a stage with `kind="cache"`):
              that joins the arrays must use `data.train_crop="start"` and no mixup)
   teachers   frozen modules with checkpoints, as in a train config (optional)
   cache      {outputs: {key: namespace path, e.g. "teacher.t.feats.embedding" or
-              "extractor.embedding", or a derived output {fn: a `kdjax.losses` function,
+              "extractor.embedding", or a derived output {fn: a `kdjax.losses` function
+              (or "package.module:function", a jnp function),
               inputs: [namespace paths of frozen-module outputs], kw: {...}}, computed inside
               the jitted forward, e.g. Temporal KD's target {fn: "rollout_frame_distribution",
               inputs: ["teacher.t.feats.attention"]} stores `[N-1]` per clip instead of the
@@ -135,9 +136,11 @@ def cache_arrays(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
     pass_paths = extractor is not None and wants_paths(extractor)
 
     derived = {k: v for k, v in outputs.items() if not isinstance(v, str)}
+    fns = {}  # fn: a kdjax.losses name, or "package.module:function" (a jnp function)
     for k, spec in derived.items():
-        fn = getattr(kdjax.losses, str(spec.get("fn", "")), None)
-        if fn is None or not spec.get("inputs"):
+        name = str(spec.get("fn", ""))
+        fns[k] = load_extractor(name) if ":" in name else getattr(kdjax.losses, name, None)
+        if fns[k] is None or not spec.get("inputs"):
             raise ValueError(f"cache.outputs.{k}: expected a namespace path or {{fn: <a kdjax.losses "
                              f"function>, inputs: [...], kw: {{...}}}}, got {dict(spec)}")
         outputs[k] = f"derived.{k}"
@@ -147,8 +150,7 @@ def cache_arrays(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
         ns, _ = forward(program, teachers, batch, jax.random.key(0), train=False)
         if derived:
             ns = dict(ns, derived={
-                k: getattr(kdjax.losses, spec["fn"])(*[resolve(ns, p) for p in spec["inputs"]],
-                                                     **dict(spec.get("kw", {}) or {}))
+                k: fns[k](*[resolve(ns, p) for p in spec["inputs"]], **dict(spec.get("kw", {}) or {}))
                 for k, spec in derived.items()})
         return ns
 
