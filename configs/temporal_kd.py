@@ -52,6 +52,23 @@ Teachers:
                       raw 16 kHz audio), fine-tuned here from a Hugging Face checkpoint given
                       as `w2v_checkpoint=<local dir>` (`facebook/wav2vec2-base`; it cannot be
                       downloaded on our machines: see README "Temporal KD").
+  teacher=speech_embedding  (variant=local/tiny, target=cached; issue #26's stronger offline
+                      teacher; default teacher=scratch, the transformer above) Google's speech
+                      embedding (Lin et al. ICASSP 2020, pre-trained for keyword spotting; the
+                      ONNX files of openWakeWord 0.4.0: `pip install --no-deps
+                      openwakeword==0.4.0`, licence in kdjax/embeddings/speech_embedding.py)
+                      gives a 96-d token every 80 ms (each over 0.78 s, the clip padded so that
+                      token k is centred on sample 1280 k, i.e. on front-end frame 4 k at the
+                      20 ms hop); stage `embed` caches the sequences `[K, 96]` (K = 26 at 2 s,
+                      51 at 4 s); stage `teacher` trains a small class-token transformer
+                      (`SE_TEACHER`, no front-end: `input="batch.embedding"`) on them to a
+                      validation plateau (`early_stopping`, `patience=` validations of 100
+                      steps, `teacher_steps` the ceiling); stage `rollout` takes the class
+                      token's rollout row over the K tokens (rollout_row=cls: the paper's
+                      "first/classification token") and maps it onto the T = 1 + samples / hop
+                      front-end frames by linear interpolation between the token centres
+                      (`speech_embedding.tokens_to_frames`); the students' loss then
+                      interpolates T to their own frames as for the scratch teacher.
 Target (`target`): `cached` (default for local/tiny) computes the teacher's frame distribution
 once per clip in a `cache` stage (`rollout`, stored by clip index, joined as `batch.rollout`:
 the student steps then run no teacher forward, which is what makes 60 student runs per clip
@@ -59,7 +76,7 @@ length fit a 2-core CPU; clips are fixed-length, read from their start); `live` 
 paper) runs the frozen teacher in every student step and rolls its attention out there (allows
 random crops, e.g. FSD50K).
 
-Stages: `teacher`, `rollout` (target=cached), then `<student>_l<100 lambda>` (`lstm_p_l000`,
+Stages: (`embed`, teacher=speech_embedding), `teacher`, `rollout` (target=cached), then `<student>_l<100 lambda>` (`lstm_p_l000`,
 `lstm_p_l010`, ..., `mhatt_rnn_l050`) and `<att_rnn|mhatt_rnn>_own_l<100 lambda>` (lambda > 0;
 in the default list only with `arms=own` or `arms=head+own`), each repeated over `seeds` (seed
 k of every arm is paired) with `baseline = <student>_l000`, so `summary.json` holds
@@ -91,10 +108,12 @@ overrides students and lambdas; configs/common.py "Stage lists"), seeds, steps, 
 teacher_lr, batch, task_scale, direction,
 temperature, head, arms=head|own|head+own (which KD arms the default list runs; default head),
 target=cached|live, rollout_row=cls|first|mean, head_fusion=mean|max|min,
-w2v_checkpoint.
+w2v_checkpoint, teacher=scratch|speech_embedding, patience (early stopping of the
+speech-embedding teacher, in validations).
 
-Raises (get_config): ValueError for an unknown variant/data/student/head/arm/target/rollout_row,
-rollout_row=first outside variant=paper, or a lambda outside [0, 1) with task_scale=one_minus.
+Raises (get_config): ValueError for an unknown variant/data/student/head/arm/target/rollout_row/
+teacher, rollout_row=first outside variant=paper, teacher=speech_embedding with variant=paper or
+target=live, or a lambda outside [0, 1) with task_scale=one_minus.
 """
 
 from __future__ import annotations

