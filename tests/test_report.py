@@ -92,6 +92,12 @@ def test_the_fallback_convergence_rule_is_labelled(workdir):
     rep = report.build(workdir, claim=claim)
     md = render.markdown(rep, {})
     assert rep["stages"]["alt"]["converged"] == 4 and rep["stages"]["alt"]["converged_fallback"] == 0
+    p = os.path.join(workdir, "teacher", "result.json")
+    r = json.loads(open(p).read())
+    r["models"]["teacher"]["converged"] = None  # the loop ran no validation: unknown, no fallback
+    open(p, "w").write(json.dumps(r))
+    md = render.markdown(report.build(workdir, claim=claim), {})
+    assert next(x for x in md.splitlines() if x.startswith("| teacher |")).endswith("| 400/400 | n/a |")
     row = next(x for x in md.splitlines() if x.startswith("| alt |"))
     assert row.endswith("| 4/5 |") and "| 5/5 (3/4 rule) |" in md  # kd still has no `converged`
     assert "the interval excludes the effect, but not every run converged: no 'refuted')" in md
@@ -239,6 +245,9 @@ def test_partial_workdir_reports_what_is_missing(workdir, tmp_path):
     md = (out / "report.md").read_text()
     assert "No verdict: the claim's comparison kd - student" in md
     assert "Not compared (no finished run of kd - student: student; alt - student: student)" in md
+    shutil.rmtree(os.path.join(workdir, "alt"))
+    md = report.write_report(workdir, str(out), claim=CLAIM, figures=False)["markdown"]
+    assert "No comparison has finished runs in both arms yet." in md and "No comparisons (no claim" not in md
 
 
 def test_stages_the_config_does_not_run_are_not_listed_as_missing(workdir):

@@ -15,6 +15,7 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from kdjax.report.runs import Run, confusion
 
@@ -76,6 +77,7 @@ def learning_curves(train: Mapping[str, Sequence[Run]], report: Mapping[str, Any
                     marker="o" if len(steps) <= 12 else None, ms=3)
         ax.set_title(stage, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         if j == first_multi:

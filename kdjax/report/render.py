@@ -58,6 +58,8 @@ def stage_table(report: Mapping[str, Any]) -> list[str]:
 
 def comparison_table(report: Mapping[str, Any]) -> list[str]:
     """The paired comparisons table (markdown lines)."""
+    if not report["comparisons"] and report.get("missing_comparisons"):
+        return ["No comparison has finished runs in both arms yet."]
     if not report["comparisons"]:
         return ["No comparisons (no claim, no stage `baseline` in the config, no `--compare`)."]
     nb_any = any(c["nadeau_bengio"] for c in report["comparisons"])

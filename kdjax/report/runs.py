@@ -104,8 +104,9 @@ class Run:
         if best is not None and best < 0:  # no validation split: the last model is the one kept
             best = None
         conv = m.get("converged", self.result.get("converged"))
-        rule = "result.json" if conv is not None else None
-        if conv is None and best is not None and last:
+        recorded = "converged" in m or "converged" in self.result  # null: the loop had no validations
+        rule = "result.json" if recorded else None
+        if not recorded and best is not None and last:
             conv, rule = bool(best <= CONVERGED_FRACTION * last), FALLBACK_RULE
         return {"best_step": best, "last_step": last, "converged": conv, "converged_rule": rule}
 
