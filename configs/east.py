@@ -85,8 +85,9 @@ Variants:
          test_fold{fold} (80 clips). Student: `cnn2d` (PANNs-style 2-D CNN, widths 8-16-32-64,
          64 mels at a 20 ms hop -> 251 frames; `frames` [B, 15, 64]); w by the paper's size
          rule; AdamW lr 3e-3 (the paper's 1e-4 is for its larger students; 3e-3 trained this
-         one in 300 steps in round one), batch 32, at most 1500 steps (probe: lr 1e-3),
-         validation every 20 steps; mixup 0.3 and SpecAugment as on OpenMIC.
+         one in 300 steps in round one), batch 32, at most 1000 steps (about 120 epochs;
+         runs stop early; probe: lr 1e-3), validation every 20 steps; mixup 0.3 and
+         SpecAugment as on OpenMIC.
   tiny   a few clips, 2 steps per stage (tests/train/test_east.py runs it end to end with a
          stand-in extractor, and BirdNET itself on one clip).
 
@@ -295,8 +296,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             else dict(model="mobile_fcn", kw=MOBILE_FCN_PAPER)
         )
     else:
-        steps = 2 if tiny else (a.steps or 1500)
-        probe_steps = 2 if tiny else (a.probe_steps or 1500)
+        steps = 2 if tiny else (a.steps or 1000)
+        probe_steps = 2 if tiny else (a.probe_steps or 1000)
         batch, lr, clip = a.batch or (8 if tiny else 32), a.lr or 3e-3, 1.0
         fe = common.preset(
             "logmel64_16k", hop_length=320

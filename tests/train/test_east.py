@@ -135,7 +135,7 @@ def test_training_follows_the_paper_and_the_claim_corrects_for_the_carved_split(
     for name in ("probe", "none", "dcor", "kd", "dcor_kd"):
         s = c.stages[name]
         assert s.optimizer.name == "adamw" and s.optimizer.grad_clip == 1.0, name
-        assert s.schedule.name == "constant" and s.num_steps == 1500
+        assert s.schedule.name == "constant" and s.num_steps == 1000
         assert convergence.plateau_config(s)["factor"] == 0.5
         es = convergence.early_stopping_config(s)
         assert es["patience"] == 8 and es["val_fraction"] == 0.2 and not s.data.eval_split
