@@ -52,7 +52,9 @@ def bench(stage: str, batch: int, steps: int, warmup: int) -> dict:
                 for i, (name, m) in enumerate(p.teachers.items())}  # t (and the ADI student s)
     bank = None
     if inv.get("memory_bank"):
-        bank = jax.random.normal(jax.random.key(1), (int(inv.memory_bank.size), frami.TEACHER_LOCAL["widths"][-1]))
+        feat = str(inv.memory_bank.path).split(".")[-1]  # teacher.t.feats.<feat>: its width, whichever teacher
+        width = jax.eval_shape(lambda: p.teachers["t"].apply(teachers["t"], jnp.zeros(shape), train=False))[1][feat]
+        bank = jax.random.normal(jax.random.key(1), (int(inv.memory_bank.size), width.shape[-1]))
     labels = jax.nn.one_hot(jnp.arange(batch) % 10, 10)
     inv_step, init, _ = make_inversion_step(p, "mel", teachers, inv, shape)
 

@@ -10,7 +10,11 @@ What is reproduced (the method, on our data; not the paper's numbers)
   trained on real data, then inverted into log-mel spectrograms `[B, T, F]` (dB); students
   learn from the synthetic spectrograms ONLY and are tested on the real test split.
   Stages (one command runs all; each alone with `:stage=<name>`):
-    teacher    train on real data (cross-entropy), named front-end `frontends.mel`
+    teacher    train on real data (cross-entropy), named front-end `frontends.mel`; by default
+               `stats_pool_net` (TDNN frame layers -> mean+std statistics pooling -> segment
+               layers -> classifier: the statistics are on its path to the logits);
+               `teacher_model=temporal_cnn` is round 1's teacher (mean pooling to the logits,
+               its `stats` computed beside the path)
     inv_di     DeepInversion: CE(teacher(x), sampled target) + a_bn * BN-statistics prior on
                every BatchNorm of the teacher (`teacher.t.bn`, `capture_bn=True`; first layer
                x `bn_first`) + a_tv * TV(x) + a_l2 * ||x||; Adam on x; random time jitter
@@ -37,8 +41,18 @@ What is reproduced (the method, on our data; not the paper's numbers)
   Inversions repeat over `seeds` as the students do (`inv_repeat=true`, the default: student
   seed k learns from inversion seed k, so the paired intervals cover the randomness of the
   inversion too); `inv_repeat=false` inverts once (seed 0) for every student seed.
-  Students are selected by nothing: no real validation split is read (`eval_split=""`, the
-  last parameters are kept), because a data-free student must not see real data.
+  Every inversion ends with an acceptance check (kdjax.train.invert): the teacher's accuracy
+  on the targets the inversion aimed at, over the whole set, is in its result.json /
+  summary.json (`teacher_accuracy_on_targets`, `accepted`); a set below `accept` (0.95; tiny 0)
+  is logged as REJECTED and, with `on_reject=stop` (default), refused by every student stage
+  that reads it (a clear error naming the set and the accuracy); `on_reject=warn` reports only.
+  Students never train on real data; with `student_val=true` (default, round 2) each student
+  is evaluated on a REAL validation split held out of all training (FSDD `validation`, takes
+  5-9; SC12 `validation`; ESC-10 `validation_fold1` = fold 2, the teacher and `real` then
+  train on `fit_fold1` = folds 3-5), once, at its last step (result.json
+  `models.student.validation`, summary.json `validation` per run): it is for choosing settings
+  (priors, student_mixup) on validation, never on test; the kept parameters are the last.
+  With `student_val=false` (round 1) no real validation split is read (`eval_split=""`).
 
 Unknown (config arguments, our choices documented; none is the paper's published value)
   Objective weights (w_ce, w_bn, bn_first, w_tv, w_l2, w_cont), contrastive temperature
@@ -76,7 +90,15 @@ variant=tiny runs 3 stages by default (`stage=all`: all 8): tests/test_configs.p
 
 Arguments: variant, data, stage (default | all | stage names joined by "+", e.g. di+cont;
 configs/common.py "Stage lists"), seeds, teacher_model
-(temporal_cnn | stats_pool_net), syn_batches, syn_batch, inv_steps, inv_lr, init_mean,
+(stats_pool_net, default | temporal_cnn), syn_batches, syn_batch, inv_steps (local: 1000,
+LOCAL_INV_STEPS; round 1: 250), inv_lr, inv_schedule (constant, default | cosine |
+warmup_cosine: `invert.lr_schedule`), inv_warmup (100: warmup steps of warmup_cosine, at most a
+tenth of the steps), inv_log_every (0: a fifth of the steps), accept (-1: the variant's 0.95,
+tiny 0.0), on_reject (stop | warn), prior_scale (element, default: TV and L2 priors per input
+element, weights w_tv, w_l2 in per-element units, defaults = round 1's sum-scale weights
+0.03 and 1e-5 x sqrt(FSDD_ELEMENTS = 101 x 40) = 1.907 and 6.36e-4, the same objective on FSDD;
+sum: round 1's sum scale, the term's weight is w_tv / sqrt(FSDD_ELEMENTS), i.e. 0.03 and 1e-5
+by default), student_val (true), init_mean,
 init_std, jitter, flip, w_ce, w_bn, bn_first, w_tv, w_l2, w_cont, cont_tau, cont_feat, bank,
 kd_t, w_kd, w_hid, hidden_metric, frames_w, stats_w, student_steps, teacher_steps, clip (inversion
 clamp "low:high" in the front-end's units, e.g. -100:20 dB; default none), freq_basis (0: free mel
@@ -88,8 +110,8 @@ synthetic-only students' steps, the teacher labelling the mixed inputs), inv_rep
 inversion per seed; false: one inversion, seed 0, for all student seeds), w_adv (1.0) and adv_t
 (3.0): the weight and temperature of the adversarial term of inv_adv.
 
-Raises (get_config): ValueError for an unknown variant/data pair, cont_feat, hidden_metric or
-stage name, or a malformed clip.
+Raises (get_config): ValueError for an unknown variant/data pair, cont_feat, hidden_metric,
+prior_scale, on_reject, teacher_model or stage name, or a malformed clip.
 """
 
 from __future__ import annotations
@@ -97,6 +119,18 @@ from __future__ import annotations
 import ml_collections
 
 from configs import common
+
+# TV / L2 prior weights: round 1 tuned them on FSDD at the sum scale (DeepInversion's norms):
+# w_tv = 0.03, w_l2 = 1e-5 on log-mels of FSDD_ELEMENTS = 101 frames x 40 mels. The priors are
+# now per input element (root mean square over the T x F elements, `per_element=True` of
+# `total_variation` / `l2_prior`), which divides the sum-scale value by sqrt(T * F): the
+# per-element weight with the same objective on FSDD is w_sum * sqrt(FSDD_ELEMENTS) (63.56x),
+# and that weight transfers unchanged to ESC-10's 501 x 64 inputs (7.9x the elements).
+FSDD_ELEMENTS = 101 * 40
+W_TV_SUM, W_L2_SUM = 0.03, 1e-5
+# Inversion steps per batch of variant=local (round 1: 250, constant lr); see the second-round
+# pilot in configs/results/frami/README.md for the teacher's accuracy on its targets vs step.
+LOCAL_INV_STEPS = 1000
 
 STAGES = ("teacher", "inv_di", "inv_frami", "di", "cont", "hidden", "frami", "real")
 # DeepInversion's adaptive (ADI) variant, run only when named (`stage=inv_adv+adv`): a second
@@ -122,6 +156,22 @@ TEACHER_PAPER = dict(
 STUDENT_PAPER = dict(stem_width=32, widths=(32, 48, 64), strides=(2, 2, 2), stem_stride=2)
 TEACHER_TINY = dict(stem_width=8, widths=(12, 16), strides=(2, 2), stem_stride=2)
 STUDENT_TINY = dict(stem_width=8, widths=(8, 8), strides=(2, 2), stem_stride=2)
+# The default teacher (round 2): `stats_pool_net`, the x-vector layout the paper's teachers have
+# (TDNN frame layers at the front-end's frame rate -> mean+std statistics pooling -> segment
+# layers -> classifier). feats: `frames [B, T, W]` (the last frame layer, BEFORE pooling),
+# `stats [B, 2W]` = concat(mean_t, std_t) of `frames` (AFTER pooling, the input of the segment
+# layers, so on the path to the logits), `embedding [B, E]` (the first segment layer).
+TEACHER_SPN_LOCAL = dict(
+    widths=(64, 64, 64, 64, 128),
+    kernels=(5, 3, 3, 1, 1),
+    dilations=(1, 2, 3, 1, 1),
+    embed_dim=64,
+    dropout=0.1,
+)
+TEACHER_SPN_TINY = dict(widths=(16, 16), kernels=(5, 3), dilations=(1, 2), embed_dim=16)
+# teacher_model -> the tiny teacher's kw (tests/test_config_variants.py shrinks the paper
+# variant's teacher with it)
+TEACHER_TINY_BY_MODEL = {"temporal_cnn": TEACHER_TINY, "stats_pool_net": TEACHER_SPN_TINY}
 
 
 def _paper_frontend(sample_rate: int) -> dict:
@@ -144,10 +194,13 @@ def _data(a: ml_collections.ConfigDict) -> tuple[dict, dict]:
             )
             return d, common.preset("logmel40_8k")
         if a.data == "esc10":  # 16 kHz, 5 s; fold 1 of the official 5-fold CV
+            # student_val (default): fold 2 (`validation_fold1`) is held out of every training
+            # (teacher and `real` train on `fit_fold1`, folds 3-5) and read only for selection;
+            # student_val=false: round 1's layout (train on folds 2-5, no validation split).
             d = common.data(
                 "esc10",
-                train_split="train_fold1",
-                eval_split="",
+                train_split="fit_fold1" if a.student_val else "train_fold1",
+                eval_split="validation_fold1" if a.student_val else "",
                 test_split="test_fold1",
                 clip_seconds=5.0,
             )
@@ -194,11 +247,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         data="fsdd",
         stage="default",
         seeds=3,
-        teacher_model="temporal_cnn",
+        teacher_model="stats_pool_net",
         syn_batches=0,
         syn_batch=0,
         inv_steps=0,
         inv_lr=0.5,
+        inv_schedule="constant",
+        inv_warmup=100,
+        inv_log_every=0,
+        accept=-1.0,
+        on_reject="stop",
         init_mean=-68.0,
         init_std=25.0,
         jitter=3,
@@ -206,8 +264,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         w_ce=1.0,
         w_bn=3e-3,
         bn_first=10.0,
-        w_tv=0.03,
-        w_l2=1e-5,
+        w_tv=W_TV_SUM * FSDD_ELEMENTS**0.5,
+        w_l2=W_L2_SUM * FSDD_ELEMENTS**0.5,
+        prior_scale="element",
         w_cont=1.0,
         cont_tau=0.1,
         cont_feat="embedding",
@@ -229,11 +288,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         inv_repeat=True,
         w_adv=1.0,
         adv_t=3.0,
+        student_val=True,
     )
     if a.variant not in ("paper", "local", "tiny"):
         raise ValueError(f"config argument variant={a.variant!r}: expected paper, local or tiny")
     if a.cont_feat not in ("embedding", "stats"):
         raise ValueError(f"config argument cont_feat={a.cont_feat!r}: expected embedding or stats")
+    if a.prior_scale not in ("element", "sum"):
+        raise ValueError(f"config argument prior_scale={a.prior_scale!r}: expected element or sum")
+    if a.on_reject not in ("stop", "warn"):
+        raise ValueError(f"config argument on_reject={a.on_reject!r}: expected stop or warn")
     if a.hidden_metric not in ("mse", "cosine"):
         raise ValueError(
             f"config argument hidden_metric={a.hidden_metric!r}: expected mse or cosine"
@@ -253,20 +317,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     t_kw = dict(TEACHER_TINY if tiny else TEACHER_PAPER if paper else TEACHER_LOCAL)
     s_kw = dict(STUDENT_TINY if tiny else STUDENT_PAPER if paper else STUDENT_LOCAL)
     t_model = a.teacher_model
-    if (
-        t_model == "stats_pool_net"
-    ):  # the model zoo's TDNN + statistics pooling (feats frames/stats/embedding)
-        t_kw = (
-            dict(widths=(16, 16), kernels=(5, 3), dilations=(1, 2), embed_dim=16)
-            if tiny
-            else dict(
-                widths=(64, 64, 64, 64, 128),
-                kernels=(5, 3, 3, 1, 1),
-                dilations=(1, 2, 3, 1, 1),
-                embed_dim=64,
-                dropout=0.1,
-            )
-        )
+    if t_model == "stats_pool_net":  # the model zoo's TDNN + statistics pooling (x-vector)
+        t_kw = dict(TEACHER_SPN_TINY if tiny else TEACHER_SPN_LOCAL)
     elif t_model != "temporal_cnn":
         raise ValueError(
             f"config argument teacher_model={t_model!r}: expected temporal_cnn or stats_pool_net"
@@ -275,12 +327,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Sizes: (teacher steps, student steps, batch, synthetic batches, synthetic batch, inversion steps).
     sizes = dict(
         tiny=(2, 2, 8, 1, 8, 2),
-        local=(600, 300, 32, 6, 40, 250),
+        local=(600, 300, 32, 6, 40, LOCAL_INV_STEPS),
         paper=(20000, 10000, 64, 80, 128, 2000),
     )
     t_steps, s_steps, bsz, n_syn, syn_b, inv_steps = sizes[a.variant]
     t_steps, s_steps = a.teacher_steps or t_steps, a.student_steps or s_steps
     n_syn, syn_b, inv_steps = a.syn_batches or n_syn, a.syn_batch or syn_b, a.inv_steps or inv_steps
+    accept = a.accept if a.accept >= 0 else (0.0 if tiny else 0.95)  # tiny: 2 steps cannot pass
+    # TV / L2 priors: per input element (`per_element=True`, weights in per-element units), or
+    # round 1's sum scale (prior_scale=sum): the sum-scale term is sqrt(n) times the per-element
+    # one, so w_tv / sqrt(FSDD_ELEMENTS) at the sum scale is the same objective on FSDD.
+    per_element = a.prior_scale == "element"
+    w_tv, w_l2 = (a.w_tv, a.w_l2) if per_element else (
+        a.w_tv / FSDD_ELEMENTS**0.5, a.w_l2 / FSDD_ELEMENTS**0.5)
 
     teacher_ref = dict(model=t_model, kw=t_kw, frontend="mel", checkpoint="teacher:teacher")
     frontends = {"mel": fe}
@@ -309,8 +368,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 frontends=frontends,
                 **sizes,
             )
-        # Students: no real validation data (data-free); the last parameters are kept.
-        d, mixup = dict(data, eval_split=""), 0.0
+        # Students never train on real data (data-free); with student_val they are evaluated
+        # on the real validation split (held out of all training) for the selection of
+        # settings; one validation, at the last step, so the kept parameters are the last.
+        d, mixup = dict(data, eval_split=data["eval_split"] if a.student_val else ""), 0.0
         if synthetic:
             kw = dict(root=f"{{stage:{synthetic}}}/synthetic")
             if (
@@ -366,7 +427,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             jitter=a.jitter,
             flip=a.flip,
             views=1,
-            log_every=max(1, inv_steps // 5),
+            log_every=a.inv_log_every or max(1, inv_steps // 5),
+            lr_schedule=a.inv_schedule,
+            warmup_steps=min(a.inv_warmup, inv_steps // 10),
+            accept_accuracy=accept,
+            on_reject=a.on_reject,
+            accept_teacher="t",
             freq_basis=a.freq_basis,
             time_stride=a.time_stride,
             freq_jitter=a.freq_jitter,
@@ -384,8 +450,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                 kw=dict(first_layer_weight=a.bn_first),
                 inputs=["teacher.t.bn"],
             ),
-            "tv": dict(fn="total_variation", weight=a.w_tv, inputs=["features.mel"]),
-            "l2": dict(fn="l2_prior", weight=a.w_l2, inputs=["features.mel"]),
+            "tv": dict(
+                fn="total_variation",
+                weight=w_tv,
+                kw=dict(per_element=per_element),
+                inputs=["features.mel"],
+            ),
+            "l2": dict(
+                fn="l2_prior", weight=w_l2, kw=dict(per_element=per_element), inputs=["features.mel"]
+            ),
         }
         if (
             adversarial
@@ -433,6 +506,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "inv_adv": invert_stage(False, adversarial=True),
         "adv": train_stage(s_steps, s_lr, synthetic="inv_adv"),
     }
+    common.apply_budgets(c.stages, a)  # patience=, plateau=, ... (configs/common.py BUDGET_ARGS)
     # tiny (tests, < ~60 s on a loaded 2-core CPU, where every stage costs ~20 s of compilation):
     # the stages that exercise every feature (inversion with DeepInversion's terms + two views +
     # memory bank; a synthetic-only student with the training-only projection); `stage=all`

@@ -67,6 +67,8 @@ def source(split: str = "all", *, root: str, max_examples: int = 0, extras: bool
 
     Raises:
       DatasetNotFoundError: no `meta.json` or no shard under `root` (names it).
+      ValueError: the invert stage's acceptance check rejected the set (or has not run) and
+        its `on_reject` is "stop" (names the set and the measured accuracy).
     """
     del split
     meta_path = os.path.join(root, "meta.json")
@@ -75,6 +77,15 @@ def source(split: str = "all", *, root: str, max_examples: int = 0, extras: bool
         raise DatasetNotFoundError(f"synthetic data: no meta.json/shard_*.npz under {root} (run the invert stage first)")
     with open(meta_path) as f:
         meta = json.load(f)
+    acc = meta.get("acceptance") or {}  # kdjax.train.invert's acceptance check (absent: unchecked)
+    if acc.get("on_reject") == "stop" and acc.get("status") != "accepted":
+        measured = acc.get("teacher_accuracy_on_targets")
+        raise ValueError(
+            f"synthetic data {root}: the set was "
+            + (f"rejected by its invert stage: teacher accuracy on its targets {measured:.4f} < "
+               f"accept_accuracy {acc.get('accept_accuracy')}" if acc.get("status") == "rejected"
+               else "not finished by its invert stage (acceptance check pending)")
+            + "; rerun the inversion (more steps) or set its on_reject='warn' to use it anyway")
     parts: dict[str, list[np.ndarray]] = {}
     for s in shards:
         with np.load(s) as z:

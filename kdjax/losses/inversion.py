@@ -171,6 +171,7 @@ def total_variation(
     *,
     norm: Literal["l2", "l1"] = "l2",
     diagonals: bool = True,
+    per_element: bool = False,
 ) -> Array:
     """Total-variation prior on spectrograms (smoothness over time and frequency).
 
@@ -181,10 +182,22 @@ def total_variation(
     ``"l1"`` (``loss_var_l1``): ``sum_k mean|d_k|``. Per example (DeepInversion takes the norm over
     the whole batch; per-example values keep the ``[B]`` contract).
 
+    Per input element (``per_element=True``): each direction's sum is divided by the number of
+    input elements ``n = T * F`` instead, ``"l2"``: ``sum_k ||d_k||_2 / sqrt(n)`` (a root mean
+    square), ``"l1"``: ``sum_k sum|d_k| / n``, so the value does not grow with the input's size
+    and one weight transfers across input sizes (e.g. a 5 s ESC-10 log-mel ``[501, 64]`` has
+    7.9x the elements of a 1 s FSDD one ``[101, 40]``): an input tiled 2x along time whose
+    first and last frames are equal and flat over frequency (e.g. silent) has exactly the
+    value of the original. For ``"l2"`` the per-element value is the sum-scale value divided
+    by ``sqrt(n)``, so a sum-scale weight ``w_sum`` at size ``n_ref`` is the per-element weight
+    ``w_sum * sqrt(n_ref)`` (the same objective at that size).
+
     Args:
       x: ``[B, T, F]`` spectrograms.
       norm: ``"l2"`` | ``"l1"``.
       diagonals: include the two diagonal directions (default True, as DeepInversion).
+      per_element: normalise by the number of input elements (default False: DeepInversion's
+        sum scale, as before).
 
     Returns:
       ``[B]``.
@@ -198,19 +211,30 @@ def total_variation(
     diffs = [x[:, 1:, :] - x[:, :-1, :], x[:, :, 1:] - x[:, :, :-1]]
     if diagonals:
         diffs += [x[:, 1:, 1:] - x[:, :-1, :-1], x[:, 1:, :-1] - x[:, :-1, 1:]]
+    n = x.shape[1] * x.shape[2]
     if norm == "l2":
-        return sum(safe_norm(d, axis=(1, 2)) for d in diffs)
+        tv = sum(safe_norm(d, axis=(1, 2)) for d in diffs)
+        return tv / math.sqrt(n) if per_element else tv
     if norm == "l1":
+        if per_element:
+            return sum(jnp.sum(jnp.abs(d), axis=(1, 2)) for d in diffs) / n
         return sum(jnp.mean(jnp.abs(d), axis=(1, 2)) for d in diffs)
     raise ValueError(f"norm must be 'l2' or 'l1', got {norm!r}")
 
 
-def l2_prior(x: Array, *, squared: bool = False) -> Array:
+def l2_prior(x: Array, *, squared: bool = False, per_element: bool = False) -> Array:
     """L2 prior ``||x_b||_2`` (or ``||x_b||_2^2`` with ``squared=True``) per spectrogram.
+
+    Per input element (``per_element=True``): ``||x_b||_2 / sqrt(n)`` (the root mean square of
+    the ``n = T * F`` elements; ``squared``: ``||x_b||_2^2 / n``, their mean square), invariant
+    to tiling ``x`` along time, so one weight transfers across input sizes; a sum-scale weight
+    ``w_sum`` at size ``n_ref`` is the per-element weight ``w_sum * sqrt(n_ref)``
+    (``squared``: ``w_sum * n_ref``).
 
     Args:
       x: ``[B, T, F]``.
       squared: square the norm (default False, DeepInversion's ``torch.norm(x, 2)``).
+      per_element: normalise by the number of elements (default False: the sum scale).
 
     Returns:
       ``[B]``.
@@ -221,9 +245,10 @@ def l2_prior(x: Array, *, squared: bool = False) -> Array:
     Source: Yin et al. (DeepInversion) CVPR 2020, the ``a_l2 R_l2`` term.
     """
     check_ndim("x", x, 3, "[B, T, F]")
+    n = x.shape[1] * x.shape[2] if per_element else 1
     if squared:
-        return jnp.sum(x * x, axis=(1, 2))
-    return safe_norm(x, axis=(1, 2))
+        return jnp.sum(x * x, axis=(1, 2)) / n
+    return safe_norm(x, axis=(1, 2)) / math.sqrt(n)
 
 
 def adversarial_js(

@@ -28,15 +28,34 @@ Config (a stage with `kind="invert"`):
              default; s > 1: the coefficients are optimised on every s-th frame and linearly
              interpolated to the T frames; see `spectrogram_parametrization`), freq_jitter
              (0; k: each view is shifted along frequency by up to k bins, per example),
-             gain_db (0; g: each view gets a level offset from U(-g, g), per example), log_every}
+             gain_db (0; g: each view gets a level offset from U(-g, g), per example), log_every,
+             lr_schedule: "constant" (default) | "cosine" (`optax.cosine_decay_schedule` from
+             lr to 0 over the steps) | "warmup_cosine" (`optax.warmup_cosine_decay_schedule`:
+             linear from 0 to lr over `warmup_steps`, then cosine to 0; DeepInversion's
+             `lr_cosine_policy(lr, 100, iterations)`), warmup_steps (0),
+             accept_accuracy (0.0: the acceptance check, see below), on_reject ("stop" |
+             "warn"), accept_teacher (the teacher whose accuracy is checked and whose logits
+             are stored; default the first)}
   losses    terms over the namespace: `features.<feature>` is the synthetic batch `[B, T, F]`
             (after augmentation), `batch.labels` its targets, e.g. softmax_xent(teacher.t.logits,
             batch.labels), bn_statistics_loss(teacher.t.bn), total_variation / l2_prior
             (features.<feature>)
 Writes `<workdir>/synthetic/shard_<k>.npz` (`features/<feature>` `[B, T, F]`, `labels` `[B, C]`,
-`teacher_logits` of the first teacher on the final inputs) and `synthetic/meta.json`, read
-back by the `synthetic` data source (kdjax.data.synthetic); `metrics.jsonl` (every term at
-the first and last step of each batch) and `result.json` (samples, time, samples/s).
+`teacher_logits` of `accept_teacher` on the final inputs) and `synthetic/meta.json`, read
+back by the `synthetic` data source (kdjax.data.synthetic); `metrics.jsonl` (every term, and
+`invert/target_accuracy`: the teacher's accuracy on the batch's targets on the un-augmented
+inputs, at the first and last step of each batch and every `log_every` steps) and
+`result.json` (samples, time, samples/s, acceptance).
+
+Acceptance check: after the last batch the teacher's accuracy on its own targets over the whole
+set (argmax of the stored `teacher_logits` vs argmax of `labels`, every shard, so a resumed
+run checks the whole set) is `teacher_accuracy_on_targets` in result.json's summary and in
+`synthetic/meta.json` `acceptance`; the set is `accepted` when it is >= `accept_accuracy`.
+A rejected set is logged loudly (a `REJECTED` line on stdout); with `on_reject="stop"`
+(default) the `synthetic` source refuses to read it (and a set whose inversion has not
+finished: `status: "pending"`), so no student stage silently trains on it; `on_reject="warn"`
+reports only. Source of the check: the FRAMI/DeepInversion papers report that the teacher
+classifies the synthetic samples as their targets; the threshold is our choice (issue #27).
 Shards already written are kept and skipped on a rerun (resume); a NaN/inf objective stops
 with a one-line `TrainingDivergedError` and writes no shard for that batch.
 """
@@ -66,7 +85,67 @@ from kdjax.train.setup import (
 
 INVERT_FIELDS = {"feature", "num_batches", "batch_size", "steps", "lr", "init_mean", "init_std",
                  "targets", "jitter", "flip", "views", "log_every", "seed", "memory_bank", "clip",
-                 "freq_basis", "time_stride", "freq_jitter", "gain_db"}
+                 "freq_basis", "time_stride", "freq_jitter", "gain_db", "lr_schedule",
+                 "warmup_steps", "accept_accuracy", "on_reject", "accept_teacher"}
+LR_SCHEDULES = ("constant", "cosine", "warmup_cosine")
+ON_REJECT = ("stop", "warn")
+
+
+def inversion_lr(inv: Any) -> Any:
+    """The inversion's learning rate: a float (`lr_schedule="constant"`) or an optax schedule
+    over the `steps` of each batch (restarted per batch: every batch is a fresh optimisation).
+
+    Raises:
+      ValueError: an unknown `lr_schedule`, or `warmup_steps` outside [0, steps).
+
+    Source: `optax.cosine_decay_schedule` / `optax.warmup_cosine_decay_schedule`; DeepInversion
+    (Yin et al., CVPR 2020, reference code `lr_cosine_policy(lr, 100, iterations)`) warms up
+    for 100 steps and decays the rest with a cosine.
+    """
+    lr, steps = float(inv["lr"]), int(inv["steps"])
+    kind = str(inv.get("lr_schedule", "constant") or "constant")
+    warmup = int(inv.get("warmup_steps", 0) or 0)
+    if kind not in LR_SCHEDULES:
+        raise ValueError(f"invert.lr_schedule={kind!r}: expected one of {list(LR_SCHEDULES)}")
+    if kind == "constant":
+        return lr
+    if kind == "cosine":
+        return optax.cosine_decay_schedule(lr, max(steps, 1))
+    if not 0 <= warmup < max(steps, 1):
+        raise ValueError(f"invert.warmup_steps={warmup}: expected 0 <= warmup_steps < steps={steps}")
+    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(steps, 1), end_value=0.0)
+
+
+def target_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of samples whose teacher argmax is their target: `logits [N, C]`, `labels [N, C]`
+    (one-hot targets). NaN for N = 0."""
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    if not len(labels):
+        return float("nan")
+    return float(np.mean(np.argmax(logits, -1) == np.argmax(labels, -1)))
+
+
+def acceptance(out_dir: str, accept_accuracy: float, on_reject: str) -> dict[str, Any]:
+    """The acceptance check of the synthetic set in `out_dir` (see the module docstring):
+    `{status, teacher_accuracy_on_targets, accept_accuracy, on_reject, num_samples}`.
+
+    Raises:
+      ValueError: a shard without `teacher_logits` (no teacher in the stage).
+    """
+    logits, labels = [], []
+    for name in sorted(os.listdir(out_dir)):
+        if name.startswith("shard_") and name.endswith(".npz") and ".tmp" not in name:
+            with np.load(os.path.join(out_dir, name)) as z:
+                if "teacher_logits" not in z.files:
+                    raise ValueError(f"invert: {out_dir}/{name} has no teacher_logits: the acceptance "
+                                     "check needs a teacher (stage `teachers`)")
+                logits.append(z["teacher_logits"])
+                labels.append(z["labels"])
+    acc = target_accuracy(np.concatenate(logits), np.concatenate(labels)) if logits else float("nan")
+    ok = bool(acc >= accept_accuracy)  # NaN (no shard) is not accepted
+    return {"status": "accepted" if ok else "rejected", "teacher_accuracy_on_targets": acc,
+            "accept_accuracy": float(accept_accuracy), "on_reject": on_reject,
+            "num_samples": int(sum(len(v) for v in labels))}
 
 
 def _augment(x: jax.Array, rng: jax.Array, jitter: int, flip: bool, freq_jitter: int = 0,
@@ -202,7 +281,7 @@ def make_inversion_step(program: Program, feature: str, teachers: Any, inv: Any,
     Raises:
       ValueError: a malformed `clip`, or `freq_basis` / `time_stride` out of range.
     """
-    tx = optax.adam(float(inv.lr))
+    tx = optax.adam(inversion_lr(inv))
     jitter, flip, views = int(inv.get("jitter", 0)), bool(inv.get("flip", False)), int(inv.get("views", 1))
     freq_jitter, gain_db = int(inv.get("freq_jitter", 0) or 0), float(inv.get("gain_db", 0.0) or 0.0)
     clip = tuple(float(v) for v in inv.clip) if inv.get("clip") else None
@@ -263,7 +342,13 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
     bank_cfg = inv.get("memory_bank") or {}
     bank_path, bank_size = str(bank_cfg.get("path", "")), int(bank_cfg.get("size", 0) or 0)
 
-    first_teacher = next(iter(program.teachers), None)
+    first_teacher = str(inv.get("accept_teacher", "") or "") or next(iter(program.teachers), None)
+    if first_teacher is not None and first_teacher not in program.teachers:
+        raise ValueError(f"invert.accept_teacher={first_teacher!r}: expected one of {sorted(program.teachers)}")
+    accept_at = float(inv.get("accept_accuracy", 0.0) or 0.0)
+    on_reject = str(inv.get("on_reject", "stop") or "stop")
+    if on_reject not in ON_REJECT:
+        raise ValueError(f"invert.on_reject={on_reject!r}: expected one of {list(ON_REJECT)}")
 
     @jax.jit
     def final_outputs(x, teachers):
@@ -275,8 +360,9 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
     os.makedirs(out_dir, exist_ok=True)
     meta = {"sample_rate": ctx.sample_rate, "class_names": list(src.class_names), "feature_key": feature,
             "multi_label": False, "shape": list(shape)}
-    with open(os.path.join(out_dir, "meta.json"), "w") as f:
-        json.dump(meta, f, indent=1)
+    if first_teacher is not None:  # until the check has run, a "stop" set is not readable
+        meta["acceptance"] = {"status": "pending", "accept_accuracy": accept_at, "on_reject": on_reject}
+    _write_meta(out_dir, meta)
     log = Logger(workdir, jax.process_index() == 0)
     log_every = int(inv.get("log_every", 0) or steps)
     seed = int(inv.get("seed", cfg.get("seed", 0)))
@@ -311,6 +397,9 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
                 if s == 0 or s == steps - 1 or (s + 1) % log_every == 0:
                     m = check_finite(m, what="invert: objective", at=f"batch {b} step {s}",
                                      kept=f"{made} new shard(s) kept in {out_dir}")
+                    if first_teacher is not None:  # on the un-augmented inputs after this step
+                        m = dict(m, target_accuracy=target_accuracy(
+                            final_outputs(inputs(theta), teachers)[0], labels))
                     log.write(b * steps + s + 1, {f"invert/{k}": v for k, v in m.items()})
                     if s == 0 and first_loss is None:
                         first_loss = float(m["loss"])
@@ -330,9 +419,31 @@ def invert_and_save(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, A
     finally:
         log.close()
     dt = time.time() - t0
-    result = {"kind": "invert", "summary": {
-        "num_samples": n_batches * bsz, "new_samples": made * bsz, "time_s": dt,
-        "samples_per_s": made * bsz / max(dt, 1e-9), "loss_first": first_loss, "loss_last": last_loss,
-        "shape": list(shape)}}
+    summary = {"num_samples": n_batches * bsz, "new_samples": made * bsz, "time_s": dt,
+               "samples_per_s": made * bsz / max(dt, 1e-9), "loss_first": first_loss, "loss_last": last_loss,
+               "shape": list(shape)}
+    if first_teacher is not None:
+        acc = acceptance(out_dir, accept_at, on_reject)
+        summary |= {"teacher_accuracy_on_targets": acc["teacher_accuracy_on_targets"],
+                    "accept_accuracy": accept_at, "accepted": acc["status"] == "accepted",
+                    "on_reject": on_reject}
+        _write_meta(out_dir, dict(meta, acceptance=acc))
+        line = (f"teacher accuracy on its targets {acc['teacher_accuracy_on_targets']:.4f} over "
+                f"{acc['num_samples']} samples (accept_accuracy {accept_at:g})")
+        if acc["status"] == "accepted":
+            print(f"invert: synthetic set {out_dir} accepted: {line}", flush=True)
+        else:
+            then = ("student stages reading it will refuse it" if on_reject == "stop"
+                    else "on_reject=warn: it stays readable")
+            print(f"invert: REJECTED synthetic set {out_dir}: {line}; {then}", flush=True)
+    result = {"kind": "invert", "summary": summary}
     write_result(workdir, result)
     return result
+
+
+def _write_meta(out_dir: str, meta: dict[str, Any]) -> None:
+    """`synthetic/meta.json`, replaced atomically (a reader never sees half a file)."""
+    tmp = os.path.join(out_dir, "meta.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(meta, f, indent=1)
+    os.replace(tmp, os.path.join(out_dir, "meta.json"))
