@@ -25,15 +25,31 @@ import ml_collections
 # recipe builds its front-ends with it).
 from kdjax.frontends import PRESETS as FRONTENDS  # noqa: F401
 from kdjax.frontends import preset  # noqa: F401
+from kdjax.train.convergence import EARLY_STOPPING_OFF, PLATEAU_OFF
+
+# Convergence budgets (kdjax.train.convergence), config arguments of every recipe; applied to
+# every train stage by `apply_budgets`:
+#   patience=N       early stopping after N validations without improvement (0: off)
+#   min_delta=x      the smallest improvement that counts (metric units; needs patience)
+#   val_fraction=x   stratified part of train held out when a stage has no validation split
+#   plateau=N        optax.contrib.reduce_on_plateau with patience N validations (0: off)
+#   plateau_factor=x its learning-rate factor (needs plateau)
+# A recipe that defines one of these names itself keeps its own default (e.g. EAsT's patience=0
+# means the paper's patience).
+BUDGET_ARGS = dict(patience=0, min_delta=0.0, val_fraction=0.1, plateau=0, plateau_factor=0.5)
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
     """Parses big_vision-style `key=value,key2=value2` config arguments onto typed defaults.
 
+    The convergence-budget arguments `BUDGET_ARGS` are added to every recipe's defaults (a
+    recipe's own default of the same name wins); `apply_budgets` writes them into its stages.
+
     Raises:
       ValueError: a key that is not among the defaults (names it and lists the valid ones),
         or a value that does not parse as the default's type.
     """
+    defaults = {**BUDGET_ARGS, **defaults}
     out = dict(defaults)
     for item in (arg or "").split(","):
         if not item:
@@ -59,6 +75,46 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
                 f"config argument {key}={value!r}: expected {type(d).__name__}"
             ) from None
     return ml_collections.ConfigDict(out)
+
+
+def apply_budgets(stages: Mapping[str, ml_collections.ConfigDict], a: Any) -> None:
+    """Writes the budget arguments (`BUDGET_ARGS`) of parsed config arguments `a` into every
+    train stage of `stages`, in place: `patience > 0` sets `early_stopping.{patience, min_delta,
+    val_fraction}`, `plateau > 0` sets `reduce_on_plateau.{patience, factor}`; with both 0
+    nothing changes (the stages train as their recipe set them).
+
+    Source: kdjax.train.convergence (early stopping: Keras' rule; reduce-on-plateau:
+    `optax.contrib.reduce_on_plateau`).
+
+    Raises:
+      ValueError: a negative patience/plateau, min_delta without patience, plateau_factor
+        without plateau, or val_fraction outside (0, 1).
+    """
+    if a.patience < 0 or a.plateau < 0:
+        raise ValueError(
+            f"config arguments patience={a.patience}, plateau={a.plateau}: expected >= 0 (0: off)"
+        )
+    if a.min_delta and not a.patience:
+        raise ValueError(f"config argument min_delta={a.min_delta}: needs patience=N (N > 0)")
+    if a.plateau_factor != BUDGET_ARGS["plateau_factor"] and not a.plateau:
+        raise ValueError(
+            f"config argument plateau_factor={a.plateau_factor}: needs plateau=N (N > 0)"
+        )
+    if not 0 < a.val_fraction < 1:
+        raise ValueError(f"config argument val_fraction={a.val_fraction}: expected 0 < x < 1")
+    for st in stages.values():
+        if st.get("kind", "train") != "train":
+            continue
+        with st.unlocked():
+            if a.patience:
+                es = st.get("early_stopping") or ml_collections.ConfigDict(EARLY_STOPPING_OFF)
+                es.update(patience=int(a.patience), min_delta=float(a.min_delta),
+                          val_fraction=float(a.val_fraction))  # fmt: skip
+                st.early_stopping = es
+            if a.plateau:
+                rp = st.get("reduce_on_plateau") or ml_collections.ConfigDict(PLATEAU_OFF)
+                rp.update(patience=int(a.plateau), factor=float(a.plateau_factor))
+                st.reduce_on_plateau = rp
 
 
 STAGE_SEP = "+"
@@ -228,6 +284,10 @@ def train_config(
     # and losses stay float32); for GPUs/TPUs, slower on CPU (launch/README.md).
     c.compute_dtype = "float32"
     c.quiet = False
+    # Convergence budgets, off (patience 0) but present so that absl overrides such as
+    # --config.stages.kd.early_stopping.patience=5 find their fields (kdjax.train.convergence).
+    c.early_stopping = dict(EARLY_STOPPING_OFF)
+    c.reduce_on_plateau = dict(PLATEAU_OFF)
     return c
 
 
@@ -360,6 +420,8 @@ def train_stage(
     c.repeat = repeat
     c.baseline = baseline
     for k, v in fields.items():
+        if k in ("early_stopping", "reduce_on_plateau") and v:  # over the off block's fields
+            v = {**c[k].to_dict(), **dict(v)}
         c[k] = v
     return c
 

@@ -116,6 +116,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             stages["kd"].teachers.teacher.cached_mixup_temperature = a.temperature
     c = ml_collections.ConfigDict()
     c.stages = stages
+    common.apply_budgets(c.stages, a)  # patience=, plateau=, ... (configs/common.py BUDGET_ARGS)
     c.run = common.stage_run(a.stage, stages, {"all": list(stages)})
     c.seeds = a.seeds
     c.claim = common.claim(

@@ -295,6 +295,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             if (a.student in ("all", size)) and (a.arm in ("all", arm)):
                 names.append(f"{arm}_{size}")
     c.stages = st
+    common.apply_budgets(c.stages, a)  # patience=, plateau=, ... (configs/common.py BUDGET_ARGS)
     # tiny (the config test): the teacher (BCE) and the two relational arms (BCE+KD+SP / +IUSP)
     default = ["teacher", "sp_small", "iusp_small"] if tiny else names
     c.run = common.stage_run(a.stage or "default", st, {"default": default, "all": list(st)})

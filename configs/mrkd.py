@@ -300,6 +300,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     assert not any(st.optimizer.grad_clip for st in stages.values())
     c = ml_collections.ConfigDict()
     c.stages = stages
+    common.apply_budgets(c.stages, a)  # patience=, plateau=, ... (configs/common.py BUDGET_ARGS)
     c.run = common.stage_run(a.stage, stages, {"all": [*alone, "joint"], "alone": list(alone)})
     c.seeds = 1 if folds else a.seeds
     if folds:

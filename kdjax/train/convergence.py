@@ -1,7 +1,11 @@
 """Budgets that stop at convergence: early stopping, reduce-on-plateau, a carved validation split.
 
-`cfg.num_steps` is a ceiling. Three optional config blocks (all off by default; a config without
-them trains exactly as before):
+`cfg.num_steps` is a ceiling. Two optional config blocks (off by default: absent, None, empty or
+with `patience=0`; a config without them trains exactly as before). configs/common.py's train
+configs carry both with `patience=0`, so that absl overrides such as
+`--config.stages.kd.early_stopping.patience=5` find the fields (`EARLY_STOPPING_OFF`,
+`PLATEAU_OFF`), and every recipe takes the config arguments `patience`, `min_delta`,
+`val_fraction`, `plateau`, `plateau_factor` (configs/common.py `BUDGET_ARGS`):
 
   early_stopping = dict(patience=5, min_delta=0.0, val_fraction=0.1, val_seed=0)
       stop after `patience` validations (evaluations, every `eval_every` steps) in a row without
@@ -35,10 +39,18 @@ from optax.contrib import ReduceLROnPlateauState, reduce_on_plateau
 
 PLATEAU_KEYS = ("factor", "patience", "rtol", "atol", "cooldown", "min_scale")
 EARLY_STOPPING_KEYS = ("patience", "min_delta", "val_fraction", "val_seed")
+# The blocks as train configs carry them when off (patience 0): every field present, so absl's
+# `--config.<path>.early_stopping.<field>=...` overrides work; the other values are the defaults.
+EARLY_STOPPING_OFF = dict(patience=0, min_delta=0.0, val_fraction=0.1, val_seed=0)
+PLATEAU_OFF = dict(factor=0.5, patience=0, rtol=1e-4, atol=0.0, cooldown=0, min_scale=0.0)
 
 
 def _block(cfg: ml_collections.ConfigDict, name: str, keys: Sequence[str]) -> dict[str, Any] | None:
-    """`cfg.<name>` as a dict (None when unset, None or empty), its keys checked."""
+    """`cfg.<name>` as a dict (None when unset, None, empty or `patience=0`), its keys checked.
+
+    Raises:
+      ValueError: an unknown field, or a negative patience (names the block).
+    """
     b = cfg.get(name)
     if not b:
         return None
@@ -48,15 +60,19 @@ def _block(cfg: ml_collections.ConfigDict, name: str, keys: Sequence[str]) -> di
         raise ValueError(
             f"{name}: unknown field(s) {sorted(unknown)}; expected some of {list(keys)}"
         )
+    if "patience" in b and int(b["patience"]) < 0:
+        raise ValueError(f"{name}.patience={b['patience']}: expected >= 1 (or 0: off)")
+    if "patience" in b and int(b["patience"]) == 0:
+        return None
     return b
 
 
 def early_stopping_config(cfg: ml_collections.ConfigDict) -> dict[str, Any] | None:
     """`{patience, min_delta, val_fraction, val_seed}` of `cfg.early_stopping` (defaults 5, 0.0,
-    0.1, 0), or None when early stopping is off.
+    0.1, 0), or None when early stopping is off (no block, an empty one or `patience=0`).
 
     Raises:
-      ValueError: unknown field, patience < 1, min_delta < 0 or val_fraction outside (0, 1).
+      ValueError: unknown field, patience < 0, min_delta < 0 or val_fraction outside (0, 1).
     """
     b = _block(cfg, "early_stopping", EARLY_STOPPING_KEYS)
     if b is None:
@@ -103,10 +119,11 @@ def stopping_point(
 
 
 def plateau_config(cfg: ml_collections.ConfigDict) -> dict[str, Any] | None:
-    """The keywords of `optax.contrib.reduce_on_plateau` from `cfg.reduce_on_plateau` (None: off).
+    """The keywords of `optax.contrib.reduce_on_plateau` from `cfg.reduce_on_plateau` (None: off:
+    no block, an empty one or `patience=0`).
 
     Raises:
-      ValueError: an unknown field (optax raises for bad values).
+      ValueError: an unknown field or a negative patience (optax raises for other bad values).
     """
     return _block(cfg, "reduce_on_plateau", PLATEAU_KEYS)
 

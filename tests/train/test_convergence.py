@@ -82,8 +82,11 @@ def test_early_stopping_config_defaults_and_errors():
     }
     with pytest.raises(ValueError, match="unknown field"):
         early_stopping_config(ml_collections.ConfigDict({"early_stopping": {"patients": 2}}))
-    with pytest.raises(ValueError, match="patience >= 1"):
-        early_stopping_config(ml_collections.ConfigDict({"early_stopping": {"patience": 0}}))
+    with pytest.raises(ValueError, match=r"early_stopping.patience=-1: expected >= 1"):
+        early_stopping_config(ml_collections.ConfigDict({"early_stopping": {"patience": -1}}))
+    # patience 0: off (train configs carry the block so absl overrides find its fields)
+    off = ml_collections.ConfigDict({"early_stopping": {"patience": 0}})
+    assert early_stopping_config(off) is None
 
 
 def _opt_cfg(**plateau):
