@@ -299,24 +299,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         steps, t_steps = a.steps or 30000, a.teacher_steps or 20000
         lr, t_lr, batch = a.lr or 1e-3, a.teacher_lr or 3e-5, a.batch or 64
         warm, every = 1000, 2000
-    elif se:
-        # the class-token transformer reads the cached embedding sequence (stage `embed`)
-        teacher = dict(model="transformer", kw=TINY_SE_TEACHER if tiny else SE_TEACHER,
-                       input="batch.embedding")
-        cls_index = None if a.rollout_row == "mean" else 0
-        if tiny:
-            steps, t_steps, lr, t_lr, batch, warm, every = 2, 2, 3e-3, 1e-3, 8, 0, 2
-        else:
-            steps, t_steps = a.steps or 300, a.teacher_steps or 4000
-            lr, t_lr, batch = a.lr or 3e-3, a.teacher_lr or 1e-3, a.batch or 32
-            warm, every = 40, max(steps // 4, 1)
     else:
-        teacher = dict(model="transformer", kw=TINY_TEACHER if tiny else LOCAL_TEACHER, frontend=fe)
+        if se:  # a class-token transformer on the cached embedding sequence (stage `embed`)
+            kw = TINY_SE_TEACHER if tiny else SE_TEACHER
+            teacher = dict(model="transformer", kw=kw, input="batch.embedding")
+        else:
+            kw = TINY_TEACHER if tiny else LOCAL_TEACHER
+            teacher = dict(model="transformer", kw=kw, frontend=fe)
         cls_index = None if a.rollout_row == "mean" else 0
         if tiny:
             steps, t_steps, lr, t_lr, batch, warm, every = 2, 2, 3e-3, 1e-3, 8, 0, 2
         else:
-            steps, t_steps = a.steps or 300, a.teacher_steps or 1000
+            # the speech-embedding teacher stops early: its step count is a ceiling
+            steps, t_steps = a.steps or 300, a.teacher_steps or (4000 if se else 1000)
             lr, t_lr, batch = a.lr or 3e-3, a.teacher_lr or 1e-3, a.batch or 32
             warm, every = 40, max(steps // 4, 1)
     roll_kw = dict(cls_index=cls_index, head_fusion=a.head_fusion)
