@@ -98,7 +98,8 @@ tiny 0.0), on_reject (stop | warn), prior_scale (element, default: TV and L2 pri
 element, weights w_tv, w_l2 in per-element units, defaults = round 1's sum-scale weights
 0.03 and 1e-5 x sqrt(FSDD_ELEMENTS = 101 x 40) = 1.907 and 6.36e-4, the same objective on FSDD;
 sum: round 1's sum scale, the term's weight is w_tv / sqrt(FSDD_ELEMENTS), i.e. 0.03 and 1e-5
-by default), student_val (true), init_mean,
+by default), student_val (true), student_eval_every (0: the students' one validation at their last
+step; k: every k steps, the best-by-validation parameters kept, convergence recorded), init_mean,
 init_std, jitter, flip, w_ce, w_bn, bn_first, w_tv, w_l2, w_cont, cont_tau, cont_feat, bank,
 kd_t, w_kd, w_hid, hidden_metric, frames_w, stats_w, student_steps, teacher_steps, clip (inversion
 clamp "low:high" in the front-end's units, e.g. -100:20 dB; default none), freq_basis (0: free mel
@@ -289,6 +290,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         w_adv=1.0,
         adv_t=3.0,
         student_val=True,
+        student_eval_every=0,
     )
     if a.variant not in ("paper", "local", "tiny"):
         raise ValueError(f"config argument variant={a.variant!r}: expected paper, local or tiny")
@@ -354,7 +356,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             num_steps=steps,
             lr=lr,
             warmup_steps=0 if tiny else 30,
-            eval_every=2 if tiny else (200 if teacher else steps),
+            eval_every=2 if tiny else (200 if teacher else (a.student_eval_every or steps)),
             checkpoint_every=2 if tiny else steps,
             log_every=2 if tiny else 50,
         )

@@ -59,11 +59,14 @@ class ArraySource:
         return f"ArraySource({self.name!r}, {len(self)} examples, keys {sorted(self.arrays)})"
 
 
-def source(split: str = "all", *, root: str, max_examples: int = 0, extras: bool = True) -> ArraySource:
+def source(split: str = "all", *, root: str, max_examples: int = 0, extras: bool = True,
+           check_acceptance: bool = True) -> ArraySource:
     """All shards under `root` (split is ignored: a synthetic set has one split).
 
     `extras=False` reads only `features/<key>` and `labels` (not the stored per-clip arrays such
     as `teacher_logits`; e.g. for in-step mixup, which cannot mix them consistently).
+    `check_acceptance=False` reads a set its invert stage rejected (for reports and
+    diagnostics; a training stage should not).
 
     Raises:
       DatasetNotFoundError: no `meta.json` or no shard under `root` (names it).
@@ -78,7 +81,7 @@ def source(split: str = "all", *, root: str, max_examples: int = 0, extras: bool
     with open(meta_path) as f:
         meta = json.load(f)
     acc = meta.get("acceptance") or {}  # kdjax.train.invert's acceptance check (absent: unchecked)
-    if acc.get("on_reject") == "stop" and acc.get("status") != "accepted":
+    if check_acceptance and acc.get("on_reject") == "stop" and acc.get("status") != "accepted":
         measured = acc.get("teacher_accuracy_on_targets")
         raise ValueError(
             f"synthetic data {root}: the set was "

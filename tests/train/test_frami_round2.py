@@ -217,6 +217,8 @@ def test_local_students_are_validated_on_real_data_held_out_of_all_training(data
     # the teacher (and the `real` arm) never trains on the validation clips
     assert c.stages.teacher.data.train_split == c.stages.real.data.train_split
     assert c.stages.teacher.data.train_split == {"fsdd": "train", "sc12": "train", "esc10": "fit_fold1"}[data]
+    every = frami.get_config(f"variant=local,data={data},student_eval_every=50")
+    assert all(every.stages[s].eval_every == 50 for s in students) and every.stages.teacher.eval_every == 200
     off = frami.get_config(f"variant=local,data={data},student_val=false")
     assert all(off.stages[s].data.eval_split == "" for s in students)
 
@@ -269,3 +271,10 @@ def test_acceptance_check_accepts_reports_and_refuses(tmp_path, data_dir, capsys
     from kdjax.data.synthetic import source
 
     assert len(source(root=os.path.join(inv_wd, "synthetic"))) == inv_cfg.invert.batch_size
+    # a report can read a rejected set explicitly
+    with inv_cfg.unlocked():
+        inv_cfg.invert.on_reject = "stop"
+    stages.run_config(inv_cfg, inv_wd)
+    with pytest.raises(ValueError, match="rejected"):
+        source(root=os.path.join(inv_wd, "synthetic"))
+    assert len(source(root=os.path.join(inv_wd, "synthetic"), check_acceptance=False)) == inv_cfg.invert.batch_size
