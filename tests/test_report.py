@@ -174,6 +174,10 @@ def test_write_report_md_html_and_pngs(workdir, tmp_path):
     report.write_report(workdir, str(out), "html", claim=CLAIM, figures=True)
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "<table>" in page
+    # cells wrap between values, never inside one (non-breaking spaces in +-, intervals, the rule)
+    assert "<td>accuracy 0.8240\u00a0±\u00a00.0230</td>" in page
+    assert re.search(r"<td>\[\+0\.\d{4},\u00a0\+0\.\d{4}\]</td>", page)
+    assert "5/5\u00a0(3/4\u00a0rule)" in page
 
 
 def test_cli_reads_stored_config_and_reports_errors(workdir, tmp_path, capsys):

@@ -85,6 +85,8 @@ def learning_curves(train: Mapping[str, Sequence[Run]], report: Mapping[str, Any
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     ylabel = "train loss" if key == "train/loss" else f"validation {panels[0][1].rsplit('/', 1)[-1]}"
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel, fontsize=8)
     fig.suptitle(f"{ylabel} per arm (one line per seed/fold)", fontsize=11)
     return _save(fig, path, len(panels))
 

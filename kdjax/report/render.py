@@ -156,13 +156,24 @@ def _inline(s: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
 
 
+_NBSP = "\u00a0"
+
+
+def _cell(c: str) -> str:
+    """A table cell for HTML: an interval, `mean +- std` and `(3/4 rule)` kept on one line
+    (non-breaking spaces), so narrow columns wrap between values, not inside one."""
+    c = re.sub(r"\[[^\]]*\]", lambda m: m.group(0).replace(" ", _NBSP), c)
+    c = c.replace(" +- ", f"{_NBSP}±{_NBSP}")
+    return c.replace(f" ({FALLBACK_RULE})", f"{_NBSP}({FALLBACK_RULE.replace(' ', _NBSP)})")
+
+
 def to_html(md: str, base_dir: str) -> str:
     """A self-contained HTML page of the report's markdown (tables, headings, paragraphs; PNGs
     embedded as base64 data, read relative to `base_dir`)."""
     body, table = [], None
     for line in md.splitlines() + [""]:
         if line.startswith("|"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            cells = [_cell(c.strip()) for c in line.strip().strip("|").split("|")]
             if table is None:
                 table = [f"<tr>{''.join(f'<th>{_inline(c)}</th>' for c in cells)}</tr>"]
             elif not set("".join(cells)) <= set("-: "):
