@@ -291,7 +291,7 @@ def train(run: TrainRun, start: int, t_setup: float) -> None:
             vals[f"val/{n}/{metric}"] = r[metric]
             if "loss" in r:
                 vals[f"val/{n}/loss"] = r["loss"]
-            if r[metric] > float(run.best[n]["metric"]):
+            if improves(r[metric], run.best[n]["metric"]):
                 run.best[n] = run.snapshot(n, r[metric], step)
             run.val_history.setdefault(n, []).append(float(r[metric]))
         run.val_steps.append(step)
@@ -401,6 +401,19 @@ def final_evaluation(run: TrainRun) -> dict[str, Any]:
             result["models"].setdefault(n, entry)[split] = r
     run.ckpt.close()
     return result
+
+
+def improves(value: float, best_metric: Any) -> bool:
+    """Whether a validation `value` beats the best model's stored metric (a float32 scalar).
+
+    Compared in float32, the precision the best entry is stored in (`TrainRun.snapshot`): a tie
+    (the same accuracy again, e.g. 566/638 at two validations) is no improvement, so the best
+    model and `best_step` stay at the first evaluation that reached the value, as the
+    convergence rule (`kdjax.train.convergence.stopping_point`, strict `>`) counts it. A
+    float64 value compared with its own float32 rounding would count every tie whose rounding
+    went down as an improvement (before 2026-12-07).
+    """
+    return bool(np.float32(value) > np.float32(np.asarray(best_metric)))
 
 
 def convergence(run: TrainRun, name: str) -> dict[str, Any]:
