@@ -104,7 +104,9 @@ feat=dcor|cosine, w (0: the paper's size rule), dim (byo: embedding size D for t
 kd_weight (0.3), temperature (2.0), align (repeat|interpolate|mean|truncate), threads (BirdNET
 interpreter threads), folds (local: first N of 5), seeds (paper), steps (ceiling), probe_steps,
 batch, lr, mixup (Beta alpha, 0 off; -1: the variant's default), specaug (0|1; -1: default),
-patience (early stopping, validations; 0: 8), val_fraction (carved validation, 0.2).
+patience (early stopping, validations; 0: 8), val_fraction (carved validation, 0.2), and the
+other budget arguments of configs/common.py BUDGET_ARGS (min_delta, plateau=N: the plateau
+schedule's patience instead of 3, plateau_factor).
 
 Raises (get_config): ValueError for an unknown variant/data/teacher/arm/feat, w or kd_weight
 outside [0, 1], a non-positive temperature, teacher=byo|musicnn without byo_dir, bad folds,
