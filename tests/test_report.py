@@ -384,3 +384,18 @@ def test_confusion_is_summed_over_runs_and_curves_read_metrics_jsonl(workdir):
     steps, loss = train["kd"][0].curve("train/loss")
     assert steps == [100, 200, 300, 400] and loss == pytest.approx([2.0, 1.0, 2 / 3, 0.5])
     assert train["kd"][0].curve("val/student/accuracy")[1] == pytest.approx([0.78, 0.83, 0.78, 0.78])
+
+
+def test_learning_curves_tick_the_logged_steps(workdir, monkeypatch, tmp_path):
+    """Few validations: the step axis is ticked at exactly the logged steps (a single logged
+    step used to get ticks 1.900 ... 2.100); the first column carries the y label."""
+    from kdjax.report import figures
+
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path, panels=1: saved.append(fig) or path)
+    train, _ = report.find_runs(workdir)
+    rep = report.build(workdir)
+    figures.learning_curves(train, rep, "train/loss", str(tmp_path / "x.png"))
+    axes = [ax for ax in saved[0].axes if ax.lines]
+    assert [list(ax.get_xticks()) for ax in axes] == [[100, 200, 300, 400]] * len(axes)
+    assert axes[0].get_ylabel() == "train loss" and axes[1].get_ylabel() == ""

@@ -77,7 +77,11 @@ def learning_curves(train: Mapping[str, Sequence[Run]], report: Mapping[str, Any
                     marker="o" if len(steps) <= 12 else None, ms=3)
         ax.set_title(stage, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+        logged = sorted({x for _, steps, _ in curves for x in steps})
+        if len(logged) <= 6:  # few validations: tick exactly the logged steps
+            ax.set_xticks(logged)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         if j == first_multi:
