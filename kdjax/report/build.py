@@ -165,6 +165,8 @@ def compare_arms(arm: Sequence[Run], base: Sequence[Run], model: str, metric: st
     interval when the runs are cross-validation folds, with `test_train_ratio` or, by default,
     `1 / (K - 1)` for K folds (the test fold against the other K - 1; a validation part held
     out of them makes the true ratio a little larger, so the default under-corrects slightly).
+    With several seeds per fold (`fold<f>_seed<r>`), n counts every paired (fold, seed) run and
+    K the distinct folds (Bouckaert & Frank 2004's corrected repeated k-fold test, df n - 1).
 
     Raises:
       ValueError: no run in common.
@@ -181,9 +183,10 @@ def compare_arms(arm: Sequence[Run], base: Sequence[Run], model: str, metric: st
                            "plain": stats.paired_difference(xa, xb), "nadeau_bengio": None}
     folds = [a[n].repeat for n in common]
     if len(common) > 1 and all(f and f[0] == "fold" for f in folds):
-        k = max(len(common), max(f[1] for f in folds))
-        ratio = test_train_ratio or 1.0 / (k - 1)
-        out["nadeau_bengio"] = stats.nadeau_bengio(xa, xb, ratio)
+        k = max(len({f[1] for f in folds}), max(f[1] for f in folds))  # K folds, not n runs
+        ratio = test_train_ratio or (1.0 / (k - 1) if k > 1 else None)
+        if ratio:  # one fold repeated over seeds without a claim ratio: no K to take it from
+            out["nadeau_bengio"] = stats.nadeau_bengio(xa, xb, ratio)
     return out
 
 

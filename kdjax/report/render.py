@@ -44,7 +44,9 @@ def stage_table(report: Mapping[str, Any]) -> list[str]:
     lines = ["| stage | model | params | runs | test metric, mean +- std | per run | train time (s, sum) "
              "| best / last step per run | converged |", "|---|---|---|---|---|---|---|---|---|"]
     for st in report["stages"].values():
-        per = ", ".join(f"{_f(r['test'])}" for r in st["runs"])
+        # several seeds per fold (fold<f>_seed<r>): each value labelled with its run
+        label = any("_seed" in r["name"] for r in st["runs"])
+        per = ", ".join((f"{r['name']} " if label else "") + _f(r["test"]) for r in st["runs"])
         steps = ", ".join(_steps(r) for r in st["runs"])
         conv = f"{st['converged']}/{st['n']}" if st["converged_known"] else "n/a"
         if st["converged_known"] and st.get("converged_fallback"):

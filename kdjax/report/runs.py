@@ -16,7 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-_REPEAT = re.compile(r"(seed|fold)(\d+)")
+# seed<k>, fold<f>, or fold<f>_seed<r> (repeated cross-validation, kdjax.train.stage_list)
+_REPEAT = re.compile(r"(seed|fold)(\d+)(?:_seed(\d+))?")
 # The fallback for runs whose result.json does not record `converged` (written before early
 # stopping landed): a run "converged" when its best validation step lies in the first 3/4 of
 # training (the validation metric had stopped improving before the last quarter;
@@ -32,7 +33,8 @@ class Run:
 
     Attributes:
       stage: the stage name (the folder under the workdir).
-      name: "seed<k>", "fold<f>" or "" (a stage run once).
+      name: "seed<k>", "fold<f>", "fold<f>_seed<r>" (seed r >= 1 of fold f) or "" (a stage run
+        once).
       path: the run folder.
       result: the parsed result.json.
       metrics: the rows of metrics.jsonl (`[]` when the file is absent).
@@ -46,7 +48,8 @@ class Run:
 
     @property
     def repeat(self) -> tuple[str, int] | None:
-        """("seed" | "fold", index) of a repeated run, None for a stage run once."""
+        """("seed" | "fold", index) of a repeated run (the fold f of "fold<f>_seed<r>" too), None
+        for a stage run once."""
         m = _REPEAT.fullmatch(self.name)
         return (m.group(1), int(m.group(2))) if m else None
 
@@ -139,9 +142,9 @@ def _load(stage: str, name: str, path: str) -> Run:
 def _stage_runs(stage: str, sdir: str) -> list[Run]:
     if os.path.isfile(os.path.join(sdir, "result.json")):
         return [_load(stage, "", sdir)]
-    subs = [(m.group(1), int(m.group(2)), d) for d in os.listdir(sdir)
+    subs = [(m.group(1), int(m.group(2)), int(m.group(3) or 0), d) for d in os.listdir(sdir)
             if (m := _REPEAT.fullmatch(d)) and os.path.isfile(os.path.join(sdir, d, "result.json"))]
-    return [_load(stage, d, os.path.join(sdir, d)) for _, _, d in sorted(subs)]
+    return [_load(stage, d, os.path.join(sdir, d)) for *_, d in sorted(subs)]
 
 
 def find_runs(workdir: str, borrow: Mapping[str, str] | None = None) -> tuple[dict[str, list[Run]], dict[str, list[Run]]]:
@@ -223,7 +226,8 @@ def runs_from_summary(path: str) -> tuple[dict[str, list[Run]], dict[str, list[R
                          **({"validation": {metric: x["validation"]}} if x.get("validation") is not None else {})}
             models = {m: models.pop(m), **models}  # the stage's model first
             result = {"models": models, "params": {m: st.get("params")}, "train_time_s": x.get("train_time_s")}
-            train.setdefault(stage, []).append(Run(stage, f"seed{x['seed']}", path, result, []))
+            name = x.get("run") or f"seed{x['seed']}"  # the run folder (summaries since folds x seeds)
+            train.setdefault(stage, []).append(Run(stage, name, path, result, []))
     return train, other
 
 

@@ -8,7 +8,8 @@ repeated stage runs) or `folds`. Stages refer to each other's outputs:
 folder when the referenced stage repeats), e.g. `data.join.emb = "{stage:cache}/arrays/{split}/emb.npy"`
 or `data.train_source.kw.root = "{stage:invert}/synthetic"`. Stage `s` runs in `<workdir>/<s>`
 (an unrepeated stage such as a teacher, `repeat=False`) or `<workdir>/<s>/seed<k>`
-(`<workdir>/<s>/fold<f>` with `folds`).
+(`<workdir>/<s>/fold<f>` with `folds`; `<workdir>/<s>/fold<f>_seed<r>` for the further seeds of
+repeated cross-validation, `seeds_per_fold` > 1).
 
 `stage_runs` expands the list into (stage, repetition, workdir, resolved config) tuples, which
 kdjax.train.stages runs and kdjax.train.summary reads back.
@@ -29,7 +30,7 @@ def _stage_dir(cfg: ml_collections.ConfigDict, workdir: str, name: str, seed_ind
     if name not in cfg.stages:
         raise ValueError(f"{where}: refers to stage {name!r}; stages are {list(cfg.stages)}")
     if cfg.stages[name].get("repeat", True):
-        return os.path.join(workdir, name, _repeats(cfg)[seed_index][1])
+        return os.path.join(workdir, name, _repeats(cfg)[_repeat_index(cfg, seed_index)][1])
     return os.path.join(workdir, name)
 
 
@@ -70,12 +71,40 @@ def _map_strings(node, fn, where: str = "") -> None:
             _map_strings(v, fn, f"{where}.{k}")
 
 
+# Seed offset between the seed repetitions of repeated cross-validation: fold position k, seed
+# repetition r runs seed `stage.seed + k + SEED_STRIDE * r`, independent of how many folds are run,
+# so `fold<f>_seed<r>` keeps its seed when a config runs a longer prefix of its folds.
+SEED_STRIDE = 100
+
+
 def _repeats(cfg: ml_collections.ConfigDict) -> list[tuple[int, str, str | None]]:
-    """(index, run folder name, fold) of each repetition: `folds` when set, else `seeds`."""
+    """(seed offset, run folder name, fold) of each repetition: `folds` (times `seeds_per_fold`)
+    when set, else `seeds`. The offset is also the repetition's index in `stage_runs`.
+
+    Raises:
+      ValueError: `seeds_per_fold` < 1, `seeds_per_fold` > 1 without `folds`, or more than
+        SEED_STRIDE folds.
+    """
     folds = cfg.get("folds")
+    r_n = int(1 if cfg.get("seeds_per_fold") is None else cfg.seeds_per_fold)
+    if r_n < 1:
+        raise ValueError(f"seeds_per_fold={r_n}: expected >= 1 seeds per cross-validation fold")
     if folds:
-        return [(k, f"fold{f}", str(f)) for k, f in enumerate(folds)]
+        if len(folds) > SEED_STRIDE:
+            raise ValueError(f"folds: {len(folds)} folds; at most {SEED_STRIDE} (SEED_STRIDE)")
+        return [(k + SEED_STRIDE * r, f"fold{f}" + (f"_seed{r}" if r else ""), str(f))
+                for r in range(r_n) for k, f in enumerate(folds)]
+    if r_n > 1:
+        raise ValueError(f"seeds_per_fold={r_n} without folds: use seeds={r_n} (a repetition per seed)")
     return [(k, f"seed{k}", None) for k in range(int(cfg.seeds))]
+
+
+def _repeat_index(cfg: ml_collections.ConfigDict, seed_index: int) -> int:
+    """The position in `_repeats` of the repetition with seed offset `seed_index`."""
+    for i, (k, _, _) in enumerate(_repeats(cfg)):
+        if k == seed_index:
+            return i
+    raise ValueError(f"no repetition with seed offset {seed_index}")
 
 
 def stage_runs(
@@ -87,15 +116,25 @@ def stage_runs(
     `stage.seed + k`, folders `seed<k>`) or, when the config has `folds` (e.g. `[1, 2, 3, 4, 5]`
     for ESC-10's official cross-validation), once per fold: folder `fold<f>`, `{fold}` in any
     string of the stage config replaced by `f` (e.g. `data.test_split = "test_fold{fold}"`),
-    seed `stage.seed + k`. Every arm uses the same seeds, so arms are paired by seed/fold.
+    seed `stage.seed + k` for the fold at position k of `folds`. Repeated cross-validation
+    (`folds` and `seeds_per_fold` = R > 1; Bouckaert & Frank 2004's r x k-fold design) runs
+    every fold R times: repetition r = 0 is the run above (same folder and seed as without
+    `seeds_per_fold`), r >= 1 runs in `fold<f>_seed<r>` with seed
+    `stage.seed + k + SEED_STRIDE * r` (distinct for every (fold, r)); the list is ordered by r,
+    then fold. Every arm uses the same seeds, so arms are paired by seed / fold / (fold, r).
     With folds, a teacher stage must repeat too (a teacher per fold, never trained on its
-    fold's test clips).
+    fold's test clips); with `seeds_per_fold` a repeated teacher runs per (fold, r) too, and a
+    student of (fold, r) reads the teacher of the same (fold, r).
 
     Args:
       names: the stages to list (default: those in `cfg.run`).
 
+    Returns:
+      `(stage, k, workdir, config)`: k is the repetition's seed offset (`config.seed - stage.seed`;
+      0 for an unrepeated stage).
+
     Raises:
-      ValueError: `run` names a stage that does not exist.
+      ValueError: `run` names a stage that does not exist; a bad `seeds_per_fold` (see above).
     """
     if names is None:
         names = [s for s in str(cfg.run).split(",") if s]
