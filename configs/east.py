@@ -103,6 +103,7 @@ musicnn|byo, byo_dir, byo_frames (0: files already of equal T), arm=all|none|dco
 feat=dcor|cosine, w (0: the paper's size rule), dim (byo: embedding size D for that rule),
 kd_weight (0.3), temperature (2.0), align (repeat|interpolate|mean|truncate), threads (BirdNET
 interpreter threads), folds (local: first N of 5), seeds (paper), steps (ceiling), probe_steps,
+seeds_per_fold (local: seeds per fold, default 1; repeated cross-validation),
 batch, lr, mixup (Beta alpha, 0 off; -1: the variant's default), specaug (0|1; -1: default),
 patience (early stopping, validations; 0: 8), val_fraction (carved validation, 0.2), and the
 other budget arguments of configs/common.py BUDGET_ARGS (min_delta, plateau=N: the plateau
@@ -227,6 +228,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         align="repeat",
         threads=1,
         folds=5,
+        seeds_per_fold=1,
         seeds=3,
         steps=0,
         probe_steps=0,
@@ -430,6 +432,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         if not 1 <= a.folds <= len(folds):
             raise ValueError(f"config argument folds={a.folds}: expected 1..{len(folds)}")
         c.folds = folds[: a.folds]
+        c.seeds_per_fold = a.seeds_per_fold  # fold<f>_seed<r> for r >= 1 (kdjax.train.stage_list)
         c.seeds = 1
     else:
         c.seeds = 1 if tiny else a.seeds

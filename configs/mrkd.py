@@ -83,6 +83,7 @@ reduction=mean|sum, temperature (T > 0), weight (>= 0), t2_scale, stage (stage n
 `+`, e.g. `alone_logmel+joint`, or the groups `all`, `alone`; configs/common.py "Stage lists"),
 alone=shared|separate, seeds (ignored for esc10, which uses its folds), folds (esc10: the first
 N of the 5 folds, default 5; re-running with a larger N skips the finished runs), steps, batch, lr,
+seeds_per_fold (esc10: seeds per fold, default 1; repeated cross-validation, stage_list.py),
 eval_every (validation/best-model interval in steps; 0: the variant's default, steps // 4),
 peer=temporal_cnn|cnn2d (the peers' architecture: 1-D temporal CNNs, the default and what the
 results tables use, or PANNs-style 2-D CNNs, `PEER_2D`).
@@ -209,6 +210,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         alone="shared",
         seeds=3,
         folds=5,
+        seeds_per_fold=1,
         steps=0,
         batch=0,
         lr=0.0,
@@ -309,6 +311,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # The first `folds` folds (fold f always gets seed f - 1, as in the full run), so a
         # run can be done fold-prefix by fold-prefix, pairing both arms early.
         c.folds = folds[: a.folds]
+        c.seeds_per_fold = a.seeds_per_fold  # fold<f>_seed<r> for r >= 1 (kdjax.train.stage_list)
     c.reps = ",".join(reps)  # read by make_table.py
     c.claim = common.claim(
         stages,

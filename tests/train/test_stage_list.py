@@ -200,3 +200,12 @@ def test_report_pairs_folds_times_seeds(cv_workdir, tmp_path):
 def _t(df):
     from kdjax.train.stats import t975
     return t975(df)
+
+
+@pytest.mark.parametrize("recipe,arg", [("mrkd", "data=esc10,seeds_per_fold=2"), ("east", "variant=local,seeds_per_fold=2")])
+def test_recipe_seeds_per_fold_argument(recipe, arg):
+    cfg = _recipe(recipe, arg)
+    repeated = [n for n in str(cfg.run).split(",") if cfg.stages[n].get("repeat", True)]
+    runs = [(n, os.path.basename(wd)) for n, _, wd, _ in stage_runs(cfg, "/w") if n in repeated]
+    folders = [f"fold{f}" for f in range(1, 6)] + [f"fold{f}_seed1" for f in range(1, 6)]
+    assert runs == [(n, f) for n in repeated for f in folders]
