@@ -23,7 +23,7 @@ import pytest
 
 from configs import frami
 from kdjax.losses import l2_prior, total_variation
-from kdjax.train import stage_list, stages
+from kdjax.train import stage_list, stages, summary
 from kdjax.train.forward import forward, resolve
 from kdjax.train.invert import inversion_lr, target_accuracy
 from kdjax.train.program import build_program
@@ -258,6 +258,8 @@ def test_acceptance_check_accepts_reports_and_refuses(tmp_path, data_dir, capsys
     assert "REJECTED synthetic set" in out and f"{want:.4f}" in out
     meta = json.load(open(os.path.join(inv_wd, "synthetic", "meta.json")))
     assert meta["acceptance"]["status"] == "rejected"
+    runs_summary = summary.summarize(cfg, str(tmp_path))["stages"]["inv_di"]["runs"]
+    assert runs_summary[0]["accepted"] is False and runs_summary[0]["accept_accuracy"] == 1.01
     # ... and the dependent student refuses it, naming the set and the measured accuracy.
     import shutil
 
