@@ -93,7 +93,11 @@ def nadeau_bengio(arm: Sequence[float], baseline: Sequence[float], test_train_ra
     The J differences of k-fold cross-validation are correlated (their training sets share
     (k-2)/(k-1) of the data), so `s^2 / J` understates the variance of their mean; Nadeau &
     Bengio (2003) replace it with `(1/J + n2/n1) * s^2`, where `n2/n1` is the ratio of test to
-    train set size, and use Student's t with J - 1 degrees of freedom.
+    train set size, and use Student's t with J - 1 degrees of freedom. For r times repeated
+    k-fold cross-validation, pass all J = k r paired differences: this is then the corrected
+    repeated k-fold test of Bouckaert & Frank (2004, "Evaluating the replicability of
+    significance tests for comparing learning algorithms", PAKDD), variance
+    `(1/(k r) + n2/n1) * s^2`, df k r - 1.
 
     Args:
       arm, baseline: `[J]` metric values of the same folds.

@@ -209,3 +209,18 @@ def test_recipe_seeds_per_fold_argument(recipe, arg):
     runs = [(n, os.path.basename(wd)) for n, _, wd, _ in stage_runs(cfg, "/w") if n in repeated]
     folders = [f"fold{f}" for f in range(1, 6)] + [f"fold{f}_seed1" for f in range(1, 6)]
     assert runs == [(n, f) for n in repeated for f in folders]
+
+
+def test_nadeau_bengio_is_the_repeated_k_fold_form():
+    """stats.nadeau_bengio on the n = k r = 6 differences of 3 folds x 2 seeds: Bouckaert & Frank's
+    t = mean / sqrt((1/(k r) + n2/n1) s^2) with k r - 1 = 5 df, by hand (scipy only for the p-value)."""
+    from scipy import stats as sp
+
+    from kdjax.train.stats import nadeau_bengio
+
+    base = list(BASE.values())
+    arm = [b + DIFF[k] for k, b in BASE.items()]
+    nb = nadeau_bengio(arm, base, 0.25)
+    assert nb["n"] == 6 and nb["half_width"] == pytest.approx(_half(0.25))
+    t = 0.02 / math.sqrt((1 / 6 + 0.25) * 2e-4)
+    assert nb["p_value"] == pytest.approx(2 * sp.t.sf(t, 5))
