@@ -197,3 +197,14 @@ def test_bad_picture_specs_are_named(tmp_path):
             str(tmp_path),
         )
     assert pictures.draw([], str(tmp_path), config, str(tmp_path)) == ({}, [])
+
+
+def test_a_failing_picture_is_a_note_not_a_lost_report(tmp_path, monkeypatch):
+    def broken(workdir, config, fig_dir, *, n=1):
+        raise RuntimeError(f"boom {n}")
+
+    monkeypatch.setitem(pictures.KINDS, "broken", broken)
+    assert pictures.draw([{"kind": "broken", "n": 2}], str(tmp_path), {}, str(tmp_path)) == (
+        {},
+        ["Picture `broken` not drawn: it failed (RuntimeError: boom 2)."],
+    )
