@@ -44,6 +44,17 @@ HERE = pathlib.Path(__file__).resolve().parent
 CONFIG = {"birdnet": "configs/east.py:variant=local,teacher=birdnet",
           "musicnn": "configs/east.py:variant=local,teacher=musicnn,byo_dir=/emb/musicnn_mtt"}
 
+def _config_of(teacher: str, out: pathlib.Path) -> str:
+    """The config the committed runs of `teacher` were made with: its stored
+    `report/<teacher>/config.json` (written with the round-1 tables) when present, so a later
+    change of configs/east.py (round 2: w, the Nadeau-Bengio ratio 80/260) never rewrites
+    round-1 numbers; else the recipe's current config (`CONFIG`)."""
+    stored = out / "report" / teacher / "config.json"
+    if stored.is_file():
+        return str(stored)
+    return CONFIG.get(teacher, f"configs/east.py:variant=local,teacher={teacher}")
+
+
 NAMES = {"birdnet": "BirdNET V2.4 (1024-d, 2 x 3 s windows)", "musicnn": "musicnn MTT (200-d penultimate, 1 x 3 s patch)"}
 ARM_NAMES = {"none": "no teacher", "dcor": "+dCor", "kd": "+KD", "dcor_kd": "+dCor+KD"}
 
@@ -167,7 +178,7 @@ def main() -> None:
         borrow = ({"none": str(wds[none_src] / "none")}
                   if a.shared_none and none_src and not (wd / "none").is_dir() else None)
         readme_block(a.readme, t, str(wd), str(out / "report" / t), title=f"EAsT, {NAMES.get(t, t)}",
-                     config=load_config(CONFIG.get(t, f"configs/east.py:variant=local,teacher={t}")), borrow=borrow)
+                     config=load_config(_config_of(t, out)), borrow=borrow)
     (out / "tables.md").write_text(md)
     (out / "tables.json").write_text(json.dumps(data, indent=1) + "\n")
     print(md)
