@@ -54,6 +54,7 @@ def run_script(
 SMOKED = {
     "birdnet_parity.py",
     "embedding_extraction.py",
+    "experiment_cost.py",
     "export.py",
     "frontends.py",
     "input_pipeline.py",
@@ -164,6 +165,34 @@ def test_offline_kd_step(tmp_path, monkeypatch):
     res = json.loads(r.stdout[r.stdout.index("{"):])
     assert res["live"]["steps"] == res["cached"]["steps"] == 5
     assert res["speedup_median"] == res["live"]["median_ms"] / res["cached"]["median_ms"] > 0
+
+
+def test_experiment_cost(tmp_path, data_dir):
+    """The tiny main job (variant=tiny: 2 steps, the small teacher), one seed: the teacher, a run
+    that fills a private compile cache, a second process that must hit it, the cache stage and a
+    cached-teacher run (5 subprocesses; the cold arm and the repeat rounds are left out)."""
+    out = tmp_path / "out" / "experiment_cost"
+    run_script(
+        "experiment_cost.py",
+        "--tiny",
+        "--arms=b_fill,b_warm,c_warm",
+        f"--work={tmp_path / 'work'}",
+        f"--out={out}",
+        cwd=tmp_path,
+        data_dir=data_dir,
+    )
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert [r["arm"] for r in res["runs"]] == ["b_fill", "b_warm", "cache_warm", "c_warm"]
+    runs = {r["arm"]: r for r in res["runs"]}
+    # The first process compiled (and wrote the cache), the second loaded from it.
+    assert [s["compile_cache_hit"] for s in runs["b_fill"]["seeds"]] == [False]
+    assert [s["compile_cache_hit"] for s in runs["b_warm"]["seeds"]] == [True]
+    assert runs["c_warm"]["teacher"] == "cached" and runs["b_warm"]["teacher"] == "live"
+    for r in res["runs"]:
+        assert r["wall_s"] > 0 and r["cpu_s"] > 0 and len(r.get("seeds", [{}])) == 1, r
+    assert res["summary"]["steady_cached_over_live"] > 0
+    assert res["prep"]["arm"] == "prep_teacher" and res["machine"]["cpus"] >= 1
+    assert "| b_warm | live | on |" in out.with_suffix(".md").read_text()
 
 
 def test_mrkd_step(tmp_path):
