@@ -52,21 +52,37 @@ variant=local: real multi-label sets from ../shared/data, sized for a 2-core sha
             speaker-disjoint). lr 3e-3 (cosine), short runs (`steps`); weights as third-party.
 variant=tiny: 2 steps on a few clips (tests/test_configs.py -k iusp).
 
+teacher=live|cached (default: cached for variant=local, live for paper and tiny; issue #22):
+            `cached` adds a `cache` stage after `teacher` (kdjax.train.cache) that runs the frozen
+            teacher once over every split and stores what the students' losses read from it
+            (`logits`; `feats.<sp_feat>` for SP; `feats.<iusp_teacher_layer or iusp_layer>` for
+            IUSP); the kd/sp/iusp stages read them (`teachers.teacher.cached`) on
+            `data.train_crop="start"` instead of running the teacher in every step. In
+            variant=local this is the same step: no mixup, the teacher in eval mode, and the
+            mixtures are exactly `clip_seconds` long, so the live random crop is the whole clip
+            (tests/train/test_iusp_cached.py: same batch, loss terms and gradients as live).
+            In variant=paper (SONYC clips of other lengths) and tiny (2 s crops of the 3-5 s
+            mixtures) cached means clip starts instead of random crops, not the same training.
+            An explicit `stage=` list gets `cache` inserted before its first stage that reads it.
+
 Model selection: DCASE 2019 Task 5 micro-AUPRC (`eval_metric="micro_auprc"`), computed by the
 loop on sigmoid probabilities (the committed raw runs logged it as `micro_auprc_sigmoid`, the
 same number, from before the loop did the sigmoid itself).
 
 Results (tables, paired intervals, the IUSP/SP gain ratios, logs): configs/results/iusp/README.md.
 Claim (`c.claim`): IUSP minus SP (same student, same seeds), test micro-AUPRC.
-Commands (each ~54 min on a 2-core CPU shared with other jobs, load 4-15, both at once):
-  python -m kdjax.main --config configs/iusp.py:variant=local,data=esc10_mix,steps=120 --workdir workdirs/iusp_esc10_mix
-  python -m kdjax.main --config configs/iusp.py:variant=local,data=sc_mix,steps=120 --workdir workdirs/iusp_sc_mix
+Commands of the committed round-1 results (each ~54 min on a 2-core CPU shared with other jobs,
+load 4-15, both at once; made with the live teacher, before `teacher=cached` became the local
+default, which computes the same steps):
+  python -m kdjax.main --config configs/iusp.py:variant=local,data=esc10_mix,steps=120,teacher=live --workdir workdirs/iusp_esc10_mix
+  python -m kdjax.main --config configs/iusp.py:variant=local,data=sc_mix,steps=120,teacher=live --workdir workdirs/iusp_sc_mix
 
 Arguments: variant=paper|local|tiny, data, student=all|small|medium|large, arm=all|bce|kd|sp|iusp,
 stage (stage names joined by `+`, e.g. teacher+iusp_small, or `all`; overrides student/arm;
 configs/common.py "Stage lists"), seeds, steps, lr, batch, w_bce, w_kd,
 w_sp, w_iusp, temperature, iusp_layer, iusp_teacher_layer, sp_feat, align, row_norm, normalize,
-frame_mask (a batch key holding a `[B, T]` student-frame mask; "" = none: fixed-length clips).
+frame_mask (a batch key holding a `[B, T]` student-frame mask; "" = none: fixed-length clips),
+teacher=live|cached (above).
 """
 
 from __future__ import annotations
@@ -94,6 +110,8 @@ LOCAL_STUDENTS = {
     "medium": dict(stem_width=16, widths=(16, 24, 32), strides=(2, 2, 1), stem_stride=2),
     "large": dict(stem_width=24, widths=(32, 48, 64), strides=(2, 2, 1), stem_stride=2),
 }
+# teacher=cached: the cache stage's arrays, read by the student stages (`teachers.teacher.cached`)
+CACHE = "{stage:cache}/arrays/{split}"
 TINY_TEACHER = dict(stem_width=16, widths=(16, 16), strides=(2, 2), stem_stride=2)
 TINY_STUDENT = dict(stem_width=4, widths=(4, 8), strides=(2, 2), stem_stride=2)
 PAPER_TEACHER = dict(
@@ -168,6 +186,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         normalize="gram",
         frame_mask="",
         teacher_steps=0,
+        teacher="",
     )
     if a.variant not in ("paper", "local", "tiny"):
         raise ValueError(f"config argument variant={a.variant!r}: expected paper, local or tiny")
@@ -178,6 +197,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if a.arm != "all" and a.arm not in ARMS:
         raise ValueError(f"config argument arm={a.arm!r}: expected all or one of {ARMS}")
     tiny, paper = a.variant == "tiny", a.variant == "paper"
+    teacher_mode = a.teacher or ("cached" if a.variant == "local" else "live")
+    if teacher_mode not in ("live", "cached"):
+        raise ValueError(f"config argument teacher={a.teacher!r}: expected live or cached")
     d, sr = _data(a)
     counts = d.pop("split_kw", {}).get("num_mixtures")
 
@@ -287,18 +309,49 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     st = {"teacher": stage(teacher_kw, "bce", is_teacher=True)}
     names = ["teacher"]
+    if teacher_mode == "cached":  # offline KD (module docstring "teacher=cached")
+        t_feats = sorted({a.sp_feat, a.iusp_teacher_layer or a.iusp_layer})
+        st["cache"] = common.cache_stage(
+            data=data_block(),
+            batch_size=8 if tiny else 64,
+            teachers={"teacher": teacher},
+            cache=dict(
+                outputs={"logits": "teacher.teacher.logits"}
+                | {f: f"teacher.teacher.feats.{f}" for f in t_feats}
+            ),
+        )
+        names.append("cache")
     for size in SIZES:
         for arm in ARMS:
             st[f"{arm}_{size}"] = stage(
                 students[size], arm, baseline="" if arm == "bce" else f"bce_{size}"
             )
+            if teacher_mode == "cached" and arm != "bce":  # the teacher outputs its losses read
+                feats = {"sp": [a.sp_feat], "iusp": [a.iusp_teacher_layer or a.iusp_layer]}
+                s = st[f"{arm}_{size}"]
+                with s.unlocked():
+                    s.data.train_crop = "start"  # = the whole clip (module docstring)
+                    s.teachers.teacher.cached = {"logits": f"{CACHE}/logits.npy"}
+                    if arm in feats:
+                        s.teachers.teacher.cached.feats = {
+                            f: f"{CACHE}/{f}.npy" for f in feats[arm]
+                        }
             if (a.student in ("all", size)) and (a.arm in ("all", arm)):
                 names.append(f"{arm}_{size}")
     c.stages = st
     common.apply_budgets(c.stages, a)  # patience=, plateau=, ... (configs/common.py BUDGET_ARGS)
     # tiny (the config test): the teacher (BCE) and the two relational arms (BCE+KD+SP / +IUSP)
     default = ["teacher", "sp_small", "iusp_small"] if tiny else names
-    c.run = common.stage_run(a.stage or "default", st, {"default": default, "all": list(st)})
+    run = common.stage_run(a.stage or "default", st, {"default": default, "all": list(st)})
+    if teacher_mode == "cached":  # the cache stage runs before the first stage that reads it
+        run_list = run.split(",")
+        readers = [
+            i for i, n in enumerate(run_list) if "cached" in st[n].teachers.get("teacher", {})
+        ]
+        if readers and "cache" not in run_list[: readers[0]]:
+            run_list.insert(readers[0], "cache")
+        run = ",".join(run_list)
+    c.run = run
     c.seeds = 1 if tiny and a.seeds == 3 else a.seeds
     c.variant = a.variant
     c.runnable_here = not paper

@@ -49,9 +49,10 @@ def test_stage_run_groups_order_and_errors():
 # (recipe, config argument, expected run list)
 STAGE_ARGS = [
     # iusp documented a comma list, which parse_arg (splitting on ",") could never accept
-    ("iusp", "variant=local,stage=teacher+bce_small+iusp_small", "teacher,bce_small,iusp_small"),
+    ("iusp", "variant=local,stage=teacher+bce_small+iusp_small",
+     "teacher,bce_small,cache,iusp_small"),  # fmt: skip
     ("iusp", "variant=tiny", "teacher,sp_small,iusp_small"),
-    ("iusp", "variant=local,student=large,arm=sp", "teacher,sp_large"),
+    ("iusp", "variant=local,student=large,arm=sp", "teacher,cache,sp_large"),
     ("fsdd", "stage=student+kd", "student,kd"),
     ("fsdd", "stage=all", "teacher,student,kd"),
     ("mrkd", "stage=alone,alone=separate,reps=logmel+mfcc", "alone_logmel,alone_mfcc"),

@@ -206,7 +206,7 @@ def test_selection_metric_is_dcase_micro_auprc_of_probabilities():
 
 def test_config_arguments():
     cfg = iusp.get_config("variant=local,data=esc10_mix,student=medium,arm=sp")
-    assert cfg.run == "teacher,sp_medium"
+    assert cfg.run == "teacher,cache,sp_medium"  # variant=local: teacher=cached
     s = cfg.stages.sp_medium
     assert s.baseline == "bce_medium" and s.losses.sp.inputs[0] == "student.feats.embedding"
     cfg = iusp.get_config("variant=local,iusp_layer=fmap1,align=mean")
