@@ -25,7 +25,7 @@ from configs import iusp
 from kdjax.data import pipeline
 from kdjax.data.join import teacher_key
 from kdjax.train.forward import init_variables
-from kdjax.train.setup import StageContext, make_optimizer
+from kdjax.train.setup import StageContext, make_optimizer, split_sources
 from kdjax.train.stage_list import stage_runs
 from kdjax.train.stages import run_config
 from kdjax.train.state import TrainState
@@ -162,3 +162,17 @@ def test_config_teacher_argument():
     }
     with pytest.raises(ValueError, match="teacher='x'"):
         iusp.get_config("variant=local,teacher=x")
+
+
+@pytest.mark.parametrize("data", iusp.VARIANTS["local"])
+def test_local_mixtures_are_whole_clips_and_fixed(data_dir, tmp_path, data):
+    """The premise of the local default: every clip of every split of the local variant is
+    exactly `clip_seconds` long (so the live random crop is the whole clip) and a clip reads the
+    same every time (so the cached outputs are those of every epoch's input)."""
+    st = iusp.get_config(f"variant=local,data={data},teacher=live").stages.iusp_small
+    n = round(st.data.clip_seconds * 16000)
+    for role, src in split_sources(st, str(tmp_path)).items():
+        lengths = {src[i]["audio"].shape[0] for i in range(len(src))}
+        assert lengths == {n}, (role, lengths)
+        for i in (0, len(src) - 1):
+            np.testing.assert_array_equal(src[i]["audio"], src[i]["audio"])
