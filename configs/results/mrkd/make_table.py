@@ -146,6 +146,14 @@ def table(name: str, d: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _config_of(name: str, out: str) -> str:
+    """The config the committed round-1 runs of data set `name` were made with: the stored
+    `report/<name>/config.json` when present (so round 2's sc12 defaults never rewrite round-1
+    blocks), else `configs/mrkd.py:data=<name>`."""
+    stored = pathlib.Path(out) / "report" / name / "config.json"
+    return str(stored) if stored.is_file() else f"configs/mrkd.py:data={name}"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("workdirs", nargs="+", help="name=workdir pairs, e.g. esc10=workdirs/mrkd_esc10")
@@ -171,7 +179,7 @@ def main(argv=None):
             name, _, wd = item.partition("=")
             if name in all_d:
                 readme_block(args.readme, name, wd, str(pathlib.Path(args.out) / "report" / name),
-                             title=f"MRKD, {name}", config=load_config(f"configs/mrkd.py:data={name}"))
+                             title=f"MRKD, {name}", config=load_config(_config_of(name, args.out)))
     (pathlib.Path(args.out) / "tables.md").write_text("\n".join(parts))
     (pathlib.Path(args.out) / "tables.json").write_text(json.dumps(all_d, indent=1))
     print("\n".join(parts))
