@@ -62,8 +62,8 @@ Teachers:
                       20 ms hop); stage `embed` caches the sequences `[K, 96]` (K = 26 at 2 s,
                       51 at 4 s); stage `teacher` trains a small class-token transformer
                       (`SE_TEACHER`, no front-end: `input="batch.embedding"`) on them to a
-                      validation plateau (`early_stopping`, `patience=` validations of 100
-                      steps, `teacher_steps` the ceiling); stage `rollout` takes the class
+                      validation plateau (`early_stopping`, patience 5 validations of 100
+                      steps or `patience=N`, `teacher_steps` the ceiling); stage `rollout` takes the class
                       token's rollout row over the K tokens (rollout_row=cls: the paper's
                       "first/classification token") and maps it onto the T = 1 + samples / hop
                       front-end frames by linear interpolation between the token centres
@@ -108,8 +108,11 @@ overrides students and lambdas; configs/common.py "Stage lists"), seeds, steps, 
 teacher_lr, batch, task_scale, direction,
 temperature, head, arms=head|own|head+own (which KD arms the default list runs; default head),
 target=cached|live, rollout_row=cls|first|mean, head_fusion=mean|max|min,
-w2v_checkpoint, teacher=scratch|speech_embedding, patience (early stopping of the
-speech-embedding teacher, in validations).
+w2v_checkpoint, teacher=scratch|speech_embedding, and the budget arguments of every recipe
+(configs/common.py BUDGET_ARGS: patience, min_delta, val_fraction, plateau, plateau_factor):
+`patience=N` (N > 0) sets early stopping after N validations without improvement in EVERY
+train stage; `patience=0` (default) leaves the students without it and gives the
+speech-embedding teacher its own patience of 5.
 
 Raises (get_config): ValueError for an unknown variant/data/student/head/arm/target/rollout_row/
 teacher, rollout_row=first outside variant=paper, teacher=speech_embedding with variant=paper or
