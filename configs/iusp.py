@@ -87,7 +87,9 @@ stage (stage names joined by `+`, e.g. teacher+iusp_small, or `all`; overrides s
 configs/common.py "Stage lists"), seeds, steps, lr, batch, w_bce, w_kd,
 w_sp, w_iusp, temperature, iusp_layer, iusp_teacher_layer, sp_feat, align, row_norm, normalize,
 frame_mask (a batch key holding a `[B, T]` student-frame mask; "" = none: fixed-length clips),
-teacher=live|cached (above).
+teacher=live|cached (above), teacher_steps (the teacher's steps or ceiling; 0: 3 x steps),
+teacher_eval_every (its validation and checkpoint interval; 0: a third of its steps), and the
+budget arguments of every recipe (patience=, plateau=, ...: configs/common.py BUDGET_ARGS).
 """
 
 from __future__ import annotations
@@ -191,6 +193,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         normalize="gram",
         frame_mask="",
         teacher_steps=0,
+        teacher_eval_every=0,
         teacher="",
     )
     if a.variant not in ("paper", "local", "tiny"):
@@ -286,6 +289,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             )
         return losses
 
+    if a.teacher_eval_every < 0:
+        raise ValueError(f"config argument teacher_eval_every={a.teacher_eval_every}: expected >= 0")
+    # the teacher's validation interval (0: a third of its steps); set, it is also the
+    # checkpoint interval, so a long teacher run (e.g. to a plateau with patience=) can resume
+    t_every = a.teacher_eval_every or max(t_steps // 3, 1)
+
     def stage(
         model_kw, arm: str, *, is_teacher: bool = False, baseline: str = ""
     ) -> ml_collections.ConfigDict:
@@ -304,8 +313,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             num_steps=n_steps,
             lr=lr,
             warmup_steps=warm,
-            eval_every=max(n_steps // 3, 1) if is_teacher and not tiny else every,
-            checkpoint_every=n_steps if not tiny else 1,
+            eval_every=t_every if is_teacher and not tiny else every,
+            checkpoint_every=(t_every if is_teacher and a.teacher_eval_every else n_steps)
+            if not tiny else 1,
             log_every=max(every // 2, 1),
             eval_metric="micro_auprc",
             quiet=True,

@@ -1,0 +1,28 @@
+"""configs/iusp.py teacher budget arguments: `teacher_eval_every` sets the teacher's validation
+and checkpoint interval (a long teacher run to a plateau can resume); unset, the round-1
+teacher stage is unchanged (validation every third of its steps, one checkpoint at the end)."""
+
+import pytest
+
+from configs import iusp
+
+
+def test_teacher_eval_every_sets_validation_and_checkpoint_interval():
+    c = iusp.get_config("variant=local,data=esc10_mix,stage=teacher,teacher_steps=4000,"
+                        "teacher_eval_every=100,patience=8")
+    t = c.stages.teacher
+    assert (t.num_steps, t.eval_every, t.checkpoint_every) == (4000, 100, 100)
+    assert t.early_stopping.patience == 8
+    # students keep their own interval (steps // 2 = 60 at the local default of 120 steps)
+    c = iusp.get_config("variant=local,data=esc10_mix,teacher_eval_every=100")
+    assert c.stages.iusp_small.eval_every == 60
+
+
+def test_default_teacher_stage_is_round_one():
+    t = iusp.get_config("variant=local,data=esc10_mix").stages.teacher
+    assert (t.num_steps, t.eval_every, t.checkpoint_every) == (360, 120, 360)
+
+
+def test_negative_teacher_eval_every_names_the_argument():
+    with pytest.raises(ValueError, match="teacher_eval_every=-1"):
+        iusp.get_config("teacher_eval_every=-1")
