@@ -88,7 +88,8 @@ configs/common.py "Stage lists"), seeds, steps, lr, batch, w_bce, w_kd,
 w_sp, w_iusp, temperature, iusp_layer, iusp_teacher_layer, sp_feat, align, row_norm, normalize,
 frame_mask (a batch key holding a `[B, T]` student-frame mask; "" = none: fixed-length clips),
 teacher=live|cached (above), teacher_steps (the teacher's steps or ceiling; 0: 3 x steps),
-teacher_eval_every (its validation and checkpoint interval; 0: a third of its steps), and the
+teacher_eval_every (its validation and checkpoint interval; 0: a third of its steps),
+eval_every (the students' validation interval; 0: the variant's, half the steps locally), and the
 budget arguments of every recipe (patience=, plateau=, ...: configs/common.py BUDGET_ARGS).
 """
 
@@ -194,6 +195,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         frame_mask="",
         teacher_steps=0,
         teacher_eval_every=0,
+        eval_every=0,
         teacher="",
     )
     if a.variant not in ("paper", "local", "tiny"):
@@ -289,8 +291,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             )
         return losses
 
-    if a.teacher_eval_every < 0:
-        raise ValueError(f"config argument teacher_eval_every={a.teacher_eval_every}: expected >= 0")
+    if a.teacher_eval_every < 0 or a.eval_every < 0:
+        raise ValueError(f"config arguments teacher_eval_every={a.teacher_eval_every}, "
+                         f"eval_every={a.eval_every}: expected >= 0")
+    if a.eval_every and not tiny:  # the students' validation interval (0: the variant's default)
+        every = a.eval_every
     # the teacher's validation interval (0: a third of its steps); set, it is also the
     # checkpoint interval, so a long teacher run (e.g. to a plateau with patience=) can resume
     t_every = a.teacher_eval_every or max(t_steps // 3, 1)

@@ -26,3 +26,11 @@ def test_default_teacher_stage_is_round_one():
 def test_negative_teacher_eval_every_names_the_argument():
     with pytest.raises(ValueError, match="teacher_eval_every=-1"):
         iusp.get_config("teacher_eval_every=-1")
+
+
+def test_eval_every_sets_the_students_interval_only():
+    c = iusp.get_config("variant=local,data=sc_mix,eval_every=100,steps=3000")
+    assert c.stages.iusp_small.eval_every == 100 and c.stages.bce_large.eval_every == 100
+    assert c.stages.teacher.eval_every == 3000  # its own default: (3 x 3000 steps) // 3
+    with pytest.raises(ValueError, match="eval_every=-2"):
+        iusp.get_config("eval_every=-2")
