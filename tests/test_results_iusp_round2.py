@@ -1,0 +1,59 @@
+"""configs/results/iusp/round2/make_table.py on a synthetic results tree: the primary IUSP - SP
+interval, the ratio of mean gains, Holm (statsmodels) and the relational share equal hand
+computations; an undefined ratio (SP no better than BCE) is inconclusive."""
+
+import json
+
+import numpy as np
+import pytest
+
+from configs.results.iusp.round2.make_table import ARMS, build
+
+
+def _tree(root, scores, converged=True):
+    cfg = {"stages": {"sp_small": {"losses": {"sp": {"weight": 100.0}}},
+                      "iusp_small": {"losses": {"iusp": {"weight": 10.0}}}}}
+    (root / "sc_mix").mkdir(parents=True)
+    (root / "sc_mix" / "config.json").write_text(json.dumps(cfg))
+    for arm in ARMS:
+        for k, v in enumerate(scores[arm]):
+            d = root / "sc_mix" / f"{arm}_small" / f"seed{k}"
+            d.mkdir(parents=True)
+            m = {"best_step": 1000, "converged": converged, "test": {"micro_auprc": v}}
+            (d / "result.json").write_text(json.dumps({"models": {"student": m}}))
+            line = {"step": 3000, "train/loss": 2.0}
+            if arm in ("sp", "iusp"):
+                line[f"train/loss/{arm}"] = 0.004 if arm == "sp" else 0.02
+            (d / "metrics.jsonl").write_text(json.dumps(line) + "\n")
+
+
+def test_numbers_equal_hand_computations(tmp_path):
+    rng = np.random.default_rng(0)
+    base = 0.5 + rng.normal(0, 0.01, 6)
+    scores = {"bce": base, "kd": base + 0.01 + rng.normal(0, 0.002, 6),
+              "sp": base + 0.02 + rng.normal(0, 0.002, 6), "iusp": base + 0.035 + rng.normal(0, 0.002, 6)}
+    _tree(tmp_path, {k: list(v) for k, v in scores.items()})
+    md, n = build("sc_mix", 0.0057, root=tmp_path)
+    d = scores["iusp"] - scores["sp"]
+    assert n["primary"]["mean"] == pytest.approx(d.mean(), abs=1e-12)
+    assert n["ratio_over_bce"][0] == pytest.approx(
+        (scores["iusp"] - scores["bce"]).mean() / (scores["sp"] - scores["bce"]).mean(), rel=1e-12)
+    lo, hi = n["ratio_over_bce"][1:]
+    assert lo < n["ratio_over_bce"][0] < hi
+    from statsmodels.stats.multitest import multipletests
+
+    ps = [n["secondary"][k]["p_value"] for k in ("sp - bce", "iusp - bce", "sp - kd", "iusp - kd")]
+    assert [n["secondary"][k]["holm_p"] for k in ("sp - bce", "iusp - bce", "sp - kd", "iusp - kd")] == \
+        pytest.approx(list(multipletests(ps, method="holm")[1]), abs=1e-12)
+    assert n["shares"]["sp"][0] == pytest.approx(100.0 * 0.004 / 2.0)
+    assert n["shares"]["iusp"][0] == pytest.approx(10.0 * 0.02 / 2.0)
+    assert "**reproduced**" in md
+
+
+def test_ratio_is_inconclusive_when_sp_does_not_beat_bce(tmp_path):
+    base = [0.50, 0.51, 0.49, 0.52]
+    scores = {"bce": base, "kd": base, "sp": [b - 0.001 for b in base], "iusp": [b + 0.01 for b in base]}
+    _tree(tmp_path, scores, converged=False)
+    md, n = build("sc_mix", 0.0057, root=tmp_path)
+    assert n["ratio_verdict"] == "inconclusive" and "undefined" in md
+    assert "under-trained" in md
