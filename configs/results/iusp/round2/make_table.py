@@ -23,14 +23,13 @@ Raises:
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 
 import numpy as np
 from scipy import stats as sps
 
-from kdjax.report import replace_block
+from configs.results.round2 import loss_share, table_main
 from kdjax.train.stats import holm, paired_difference, runs_to_decide, verdict
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -48,21 +47,11 @@ def _runs(root: pathlib.Path) -> dict[str, dict[str, dict]]:
     return out
 
 
-def _share(run: pathlib.Path, term: str, weight: float) -> float:
-    last = None
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        d = json.loads(line)
-        if "train/loss" in d:
-            last = d
-    return weight * last[f"train/loss/{term}"] / last["train/loss"]
-
-
-def ratio_interval(bce, base, sp, iusp, seed: int = 0) -> tuple[float, float, float]:
-    """(ratio of mean gains (iusp - bce) / (sp - bce), low, high) with a paired percentile
-    bootstrap over the seeds (scipy.stats.bootstrap, 10,000 resamples); `base` unused but kept
-    for symmetry with the over-KD call. NaN interval when fewer than 3 seeds."""
-    del base
-    g_i, g_s = np.asarray(iusp) - np.asarray(bce), np.asarray(sp) - np.asarray(bce)
+def ratio_interval(ref, sp, iusp, seed: int = 0) -> tuple[float, float, float]:
+    """(ratio of mean gains (iusp - ref) / (sp - ref), low, high) with a paired percentile
+    bootstrap over the seeds (scipy.stats.bootstrap, 10,000 resamples); `ref` the BCE (or KD)
+    arm's `[n]` scores. NaN interval when fewer than 3 seeds."""
+    g_i, g_s = np.asarray(iusp) - np.asarray(ref), np.asarray(sp) - np.asarray(ref)
     r = float(g_i.mean() / g_s.mean()) if g_s.mean() != 0 else float("nan")
     if len(g_i) < 3:
         return r, float("nan"), float("nan")
@@ -88,8 +77,8 @@ def build(data: str, effect: float, root: pathlib.Path = HERE) -> tuple[str, dic
     sec_names = [("sp", "bce"), ("iusp", "bce"), ("sp", "kd"), ("iusp", "kd")]
     sec = {f"{a} - {b}": paired_difference(test[a], test[b]) for a, b in sec_names}
     adj = dict(zip(sec, holm([d["p_value"] for d in sec.values()])))
-    r_bce = ratio_interval(test["bce"], None, test["sp"], test["iusp"])
-    r_kd = ratio_interval(test["kd"], None, test["sp"], test["iusp"])
+    r_bce = ratio_interval(test["bce"], test["sp"], test["iusp"])
+    r_kd = ratio_interval(test["kd"], test["sp"], test["iusp"])
     sp_gain = float(np.mean(np.asarray(test["sp"]) - np.asarray(test["bce"])))
     if sp_gain <= 0 or np.isnan(r_bce[1]):
         rv = "inconclusive"
@@ -99,12 +88,12 @@ def build(data: str, effect: float, root: pathlib.Path = HERE) -> tuple[str, dic
         rv = "refuted"
     else:
         rv = "inconclusive"
-    cfg = json.loads((pathlib.Path(root) / data / "config.json").read_text()) if (
-        pathlib.Path(root) / data / "config.json").is_file() else {}
+    cfg_file = pathlib.Path(root) / data / "config.json"
+    cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
     # the arms' relational weights, from the stored config of the table's workdir
     w = {a: cfg.get("stages", {}).get(f"{a}_small", {}).get("losses", {}).get(a, {}).get("weight")
          for a in ("sp", "iusp")}
-    shares = {a: [_share(pathlib.Path(root) / data / f"{a}_small" / s, a, float(w[a])) for s in seeds]
+    shares = {a: [loss_share(pathlib.Path(root) / data / f"{a}_small" / s, a, float(w[a])) for s in seeds]
               for a in ("sp", "iusp") if w[a] is not None}
 
     def pm(x):
@@ -146,18 +135,7 @@ def build(data: str, effect: float, root: pathlib.Path = HERE) -> tuple[str, dic
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("data", nargs="+")
-    ap.add_argument("--effect", type=float, default=0.0057)
-    ap.add_argument("--readme", default=str(HERE.parent / "README.md"), help="'' to skip the README")
-    args = ap.parse_args(argv)
-    for data in args.data:
-        md, nums = build(data, args.effect)
-        (HERE / f"tables_{data}.json").write_text(json.dumps(nums, indent=1))
-        if args.readme:
-            readme = pathlib.Path(args.readme)
-            readme.write_text(replace_block(readme.read_text(), f"round2_{data}", md))
-        print(md)
+    table_main(__doc__, HERE, build, effect=0.0057, argv=argv)
 
 
 if __name__ == "__main__":

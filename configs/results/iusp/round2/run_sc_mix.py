@@ -20,9 +20,9 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
-import time
+
+from configs.results import round2
 
 HERE = pathlib.Path(__file__).resolve().parent
 LOG = HERE / "run_sc_mix.log"
@@ -32,33 +32,17 @@ ARMS = ("bce_small", "kd_small", "sp_small", "iusp_small")
 
 
 def log(msg: str) -> None:
-    line = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC load {os.getloadavg()[0]:.1f}: {msg}"
-    print(line, flush=True)
-    with LOG.open("a") as f:
-        f.write(line + "\n")
+    round2.log(LOG, msg)
 
 
 def run(cmd: list[str]) -> None:
-    log("run: " + " ".join(cmd))
-    t = time.time()
-    subprocess.run(cmd, check=True)
-    log(f"done in {time.time() - t:.0f} s")
+    round2.run(LOG, cmd)
 
 
 def link_teacher(wd: pathlib.Path, teacher: pathlib.Path) -> None:
     wd.mkdir(parents=True, exist_ok=True)
     if not (wd / "teacher").exists():
         os.symlink(teacher.resolve(), wd / "teacher")
-
-
-def share(run_dir: pathlib.Path, term: str, weight: float) -> float:
-    """weight x term / total loss at the last logged train step (metrics.jsonl logs unweighted terms)."""
-    last = None
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        d = json.loads(line)
-        if "train/loss" in d:
-            last = d
-    return weight * last[f"train/loss/{term}"] / last["train/loss"]
 
 
 def main(work: str, teacher: str) -> None:
@@ -76,7 +60,7 @@ def main(work: str, teacher: str) -> None:
             m = json.loads(res.read_text())["models"]["student"]
             sel[f"{arm}_w{w}"] = dict(arm=arm, weight=w, validation=m["validation"]["micro_auprc"],
                                       best_step=m["best_step"], converged=m["converged"],
-                                      share=share(res.parent, arm, w))
+                                      share=round2.loss_share(res.parent, arm, w))
             log(f"selection {arm} w={w}: validation {sel[f'{arm}_w{w}']['validation']:.4f}, "
                 f"share {sel[f'{arm}_w{w}']['share']:.3f}")
     chosen = {arm: max((k for k in sel if sel[k]["arm"] == arm), key=lambda k: sel[k]["validation"])

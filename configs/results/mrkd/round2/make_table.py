@@ -21,14 +21,13 @@ Raises:
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 
 import numpy as np
 
 from configs.results.mrkd.make_table import collect
-from kdjax.report import replace_block
+from configs.results.round2 import table_main
 from kdjax.train.stats import holm, paired_difference, runs_to_decide, verdict
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -121,18 +120,7 @@ def build(data: str, effect: float, root: pathlib.Path = HERE) -> tuple[str, dic
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("data", nargs="+")
-    ap.add_argument("--effect", type=float, default=0.01, help="smallest effect of interest (fraction)")
-    ap.add_argument("--readme", default=str(HERE.parent / "README.md"), help="'' to skip the README")
-    args = ap.parse_args(argv)
-    for data in args.data:
-        md, nums = build(data, args.effect)
-        (HERE / f"tables_{data}.json").write_text(json.dumps(nums, indent=1))
-        if args.readme:
-            readme = pathlib.Path(args.readme)
-            readme.write_text(replace_block(readme.read_text(), f"round2_{data}", md))
-        print(md)
+    table_main(__doc__, HERE, build, effect=0.01, argv=argv)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,11 @@ Writes `selection.json` and appends every command with its start/end time and lo
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shutil
-import subprocess
 import sys
-import time
+
+from configs.results import round2
 
 HERE = pathlib.Path(__file__).resolve().parent
 LOG = HERE / "run_sc12.log"
@@ -28,17 +27,11 @@ STEPS, EVAL_EVERY, SEEDS, SELECT_SEED = 1300, 100, 5, 100
 
 
 def log(msg: str) -> None:
-    line = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC load {os.getloadavg()[0]:.1f}: {msg}"
-    print(line, flush=True)
-    with LOG.open("a") as f:
-        f.write(line + "\n")
+    round2.log(LOG, msg)
 
 
 def run(cmd: list[str]) -> None:
-    log("run: " + " ".join(cmd))
-    t = time.time()
-    subprocess.run(cmd, check=True)
-    log(f"done in {time.time() - t:.0f} s")
+    round2.run(LOG, cmd)
 
 
 def main(work: str) -> None:

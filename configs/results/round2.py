@@ -1,0 +1,65 @@
+"""Shared pieces of the second-round results scripts (configs/results/<recipe>/round2/): the
+drivers' timestamped command log, the relational term's loss share read from metrics.jsonl,
+and the table builders' command line. Not a library API: results tooling only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import time
+from collections.abc import Callable
+
+from kdjax.report import replace_block
+
+
+def log(path: pathlib.Path, msg: str) -> None:
+    """Prints `msg` with the UTC time and 1-minute load average and appends it to `path`."""
+    line = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC load {os.getloadavg()[0]:.1f}: {msg}"
+    print(line, flush=True)
+    with path.open("a") as f:
+        f.write(line + "\n")
+
+
+def run(path: pathlib.Path, cmd: list[str]) -> None:
+    """Runs `cmd` (raising CalledProcessError on failure), logging it and its wall time to `path`."""
+    log(path, "run: " + " ".join(cmd))
+    t = time.time()
+    subprocess.run(cmd, check=True)
+    log(path, f"done in {time.time() - t:.0f} s")
+
+
+def loss_share(run_dir: pathlib.Path, term: str, weight: float) -> float:
+    """`weight x term / total loss` at the last logged train step of a run folder's metrics.jsonl
+    (the loop logs the terms unweighted, `train/loss/<term>`, and the weighted total `train/loss`).
+
+    Raises:
+      KeyError: the run logged no `train/loss/<term>`.
+    """
+    last = None
+    for line in (pathlib.Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+        d = json.loads(line)
+        if "train/loss" in d:
+            last = d
+    return weight * last[f"train/loss/{term}"] / last["train/loss"]
+
+
+def table_main(doc: str, here: pathlib.Path, build: Callable[[str, float], tuple[str, dict]],
+               effect: float, argv: list[str] | None = None) -> None:
+    """The command line of a round-2 table builder: `DATA... [--effect E] [--readme R]`; per data
+    set writes `here/tables_<data>.json`, the markdown between the README's
+    `<!-- kdjax.report:begin round2_<data> -->` markers, and prints it."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("data", nargs="+")
+    ap.add_argument("--effect", type=float, default=effect, help="smallest effect of interest")
+    ap.add_argument("--readme", default=str(here.parent / "README.md"), help="'' to skip the README")
+    args = ap.parse_args(argv)
+    for data in args.data:
+        md, nums = build(data, args.effect)
+        (here / f"tables_{data}.json").write_text(json.dumps(nums, indent=1))
+        if args.readme:
+            readme = pathlib.Path(args.readme)
+            readme.write_text(replace_block(readme.read_text(), f"round2_{data}", md))
+        print(md)
