@@ -42,3 +42,31 @@ def test_primary_is_the_peer_average_paired_gain_and_secondary_is_holm_adjusted(
     # interval below the effect could not say "refuted", and the table says under-trained
     assert n["convergence"]["joint"]["converged"] == 0
     assert "under-trained" in md and n["verdict"] in ("inconclusive", "reproduced")
+
+
+def test_cross_validated_data_take_the_verdict_from_the_nadeau_bengio_interval():
+    """ESC-10 (round-1 folds): the primary interval is the hand-computed corrected one,
+    mean +- t_{0.975, J-1} sqrt((1/J + n2/n1) s^2), the plain one is printed beside it, and the
+    per-peer p-values are the corrected t test's."""
+    from scipy import stats
+
+    from configs.results.mrkd.round2.make_table import NB_RATIO
+
+    md, n = build("esc10", 0.01, root=RAW)
+    ratio = NB_RATIO["esc10"]
+    diffs = []
+    for k in n["runs"]:
+        a, j = _acc(RAW / "esc10" / "alone" / k), _acc(RAW / "esc10" / "joint" / k)
+        diffs.append(np.mean([j[p] - a[p] for p in a]))
+    d = np.asarray(diffs)
+    se = np.sqrt((1 / len(d) + ratio) * d.var(ddof=1))
+    lo, hi = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=se)
+    assert (n["primary"]["ci95_low"], n["primary"]["ci95_high"]) == pytest.approx((lo, hi), abs=2e-4)
+    plain = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+    assert f"[{100 * plain[0]:+.2f}, {100 * plain[1]:+.2f}]" in md
+    p = "logmel"
+    x = np.asarray(n["per_run"][p]["joint"]) - np.asarray(n["per_run"][p]["alone"])
+    t = x.mean() / np.sqrt((1 / len(x) + ratio) * x.var(ddof=1))
+    assert n["secondary"][p]["p_value"] == pytest.approx(2 * stats.t.sf(abs(t), len(x) - 1), rel=1e-6)
+    # round-1 ESC-10 never converged (150 steps): inconclusive, never refuted
+    assert n["verdict"] == "inconclusive" and "under-trained" in md
