@@ -12,6 +12,8 @@ Every workdir links the round-2 teacher (`teachers/run.sh`'s run) as its `teache
 Usage (repository root): `python -m configs.results.iusp.round2.run_sc_mix WORK TEACHER_DIR`
 (TEACHER_DIR: the teacher stage folder of `teachers/run.sh`, e.g. workdirs/iusp2/sc_mix/teacher).
 Writes `selection_sc_mix.json` and appends each command with times and load to `run_sc_mix.log`.
+`main(..., data=, double_if_unconverged=)` is also the esc10_mix driver (run_esc10_mix.py), with
+`run_<data>.log`, `selection_<data>.json` and `<data>/`; sc_mix's commands are unchanged.
 """
 
 from __future__ import annotations
@@ -26,27 +28,43 @@ from configs.results import round2
 
 HERE = pathlib.Path(__file__).resolve().parent
 LOG = HERE / "run_sc_mix.log"
+STEPS = 3000
 COMMON = "variant=local,data=sc_mix,sp_feat=frames,steps=3000,eval_every=100,patience=8"
 WEIGHTS, SEEDS, SELECT_SEED = (10, 100, 1000), 10, 100
 ARMS = ("bce_small", "kd_small", "sp_small", "iusp_small")
 
 
-def log(msg: str) -> None:
-    round2.log(LOG, msg)
-
-
-def run(cmd: list[str]) -> None:
-    round2.run(LOG, cmd)
+def common(data: str, steps: int = STEPS) -> str:
+    """The config arguments shared by every run of data set `data` at ceiling `steps`
+    (`common("sc_mix") == COMMON`)."""
+    return f"variant=local,data={data},sp_feat=frames,steps={steps},eval_every=100,patience=8"
 
 
 def link_teacher(wd: pathlib.Path, teacher: pathlib.Path) -> None:
+    """Creates workdir `wd` with its `teacher` stage a symlink to the trained teacher folder."""
     wd.mkdir(parents=True, exist_ok=True)
     if not (wd / "teacher").exists():
         os.symlink(teacher.resolve(), wd / "teacher")
 
 
-def main(work: str, teacher: str) -> None:
+def main(work: str, teacher: str, data: str = "sc_mix", double_if_unconverged: bool = False) -> None:
+    """Selection then the table (module docstring) for `data`, in workdir `work` (sub-folders
+    `select/<arm>_w<w>` and `table`), the round-2 teacher stage folder `teacher` linked in each.
+
+    double_if_unconverged: the esc10_mix Plan's budget rule: if the chosen SP or IUSP selection
+      run did not converge, the table's ceiling is 2 x STEPS (the selection is not rerun).
+    Raises:
+      subprocess.CalledProcessError: a run failed.
+    """
     work, teacher = pathlib.Path(work), pathlib.Path(teacher)
+    log_path, sel_common = HERE / f"run_{data}.log", common(data)
+
+    def run(cmd: list[str]) -> None:
+        round2.run(log_path, cmd)
+
+    def log(msg: str) -> None:
+        round2.log(log_path, msg)
+
     sel = {}
     for arm, key in (("sp", "w_sp"), ("iusp", "w_iusp")):
         for w in WEIGHTS:
@@ -55,7 +73,7 @@ def main(work: str, teacher: str) -> None:
             res = wd / f"{arm}_small" / "seed0" / "result.json"
             if not res.is_file():
                 run([sys.executable, "-m", "kdjax.main",
-                     f"--config=configs/iusp.py:{COMMON},stage=teacher+{arm}_small,seeds=1,{key}={w}",
+                     f"--config=configs/iusp.py:{sel_common},stage=teacher+{arm}_small,seeds=1,{key}={w}",
                      f"--config.stages.{arm}_small.seed={SELECT_SEED}", f"--workdir={wd}"])
             m = json.loads(res.read_text())["models"]["student"]
             sel[f"{arm}_w{w}"] = dict(arm=arm, weight=w, validation=m["validation"]["micro_auprc"],
@@ -66,23 +84,30 @@ def main(work: str, teacher: str) -> None:
     chosen = {arm: max((k for k in sel if sel[k]["arm"] == arm), key=lambda k: sel[k]["validation"])
               for arm in ("sp", "iusp")}
     w_sp, w_iusp = sel[chosen["sp"]]["weight"], sel[chosen["iusp"]]["weight"]
-    (HERE / "selection_sc_mix.json").write_text(json.dumps(
-        dict(seed=SELECT_SEED, criterion="best validation micro-AUPRC", common=COMMON, runs=sel,
-             chosen=dict(w_sp=w_sp, w_iusp=w_iusp)), indent=1))
+    out = dict(seed=SELECT_SEED, criterion="best validation micro-AUPRC", common=sel_common, runs=sel,
+               chosen=dict(w_sp=w_sp, w_iusp=w_iusp))
+    table_common = sel_common
+    if double_if_unconverged:
+        unconv = [k for k in chosen.values() if not sel[k]["converged"]]
+        table_common = common(data, 2 * STEPS if unconv else STEPS)
+        out["budget_rule"] = dict(rule="ceiling doubles if a chosen selection run did not converge",
+                                  unconverged_chosen=unconv, table_common=table_common)
+        log(f"budget rule: chosen runs not converged {unconv} -> table {table_common}")
+    (HERE / f"selection_{data}.json").write_text(json.dumps(out, indent=1))
     log(f"chosen w_sp={w_sp}, w_iusp={w_iusp}")
     wd = work / "table"
     link_teacher(wd, teacher)
     for k in range(1, SEEDS + 1):
         run([sys.executable, "-m", "kdjax.main",
-             f"--config=configs/iusp.py:{COMMON},stage=teacher+{'+'.join(ARMS)},seeds={k},"
+             f"--config=configs/iusp.py:{table_common},stage=teacher+{'+'.join(ARMS)},seeds={k},"
              f"w_sp={w_sp},w_iusp={w_iusp}", f"--workdir={wd}"])
         for arm in ARMS:
-            src, dst = wd / arm / f"seed{k - 1}", HERE / "sc_mix" / arm / f"seed{k - 1}"
+            src, dst = wd / arm / f"seed{k - 1}", HERE / data / arm / f"seed{k - 1}"
             dst.mkdir(parents=True, exist_ok=True)
             for f in ("result.json", "metrics.jsonl"):
                 shutil.copy(src / f, dst / f)
     for f in ("config.json", "summary.json"):
-        shutil.copy(wd / f, HERE / "sc_mix" / f)
+        shutil.copy(wd / f, HERE / data / f)
     log("table runs finished")
 
 
