@@ -70,3 +70,20 @@ def test_cross_validated_data_take_the_verdict_from_the_nadeau_bengio_interval()
     assert n["secondary"][p]["p_value"] == pytest.approx(2 * stats.t.sf(abs(t), len(x) - 1), rel=1e-6)
     # round-1 ESC-10 never converged (150 steps): inconclusive, never refuted
     assert n["verdict"] == "inconclusive" and "under-trained" in md
+
+
+def test_local_esc10_defaults_are_the_round2_plan_and_round1_stays_reachable():
+    """configs/mrkd.py local esc10 without arguments = the ESC-10 table's command
+    (round2/run_esc10.py ARG); patience=0 turns the early stopping off; round 1's settings
+    (dml, T = 1, 150 steps, last parameters) stay reachable by arguments."""
+    from configs import mrkd
+    from configs.results.mrkd.round2.run_esc10 import ARG
+
+    assert mrkd.get_config("data=esc10").to_dict() == mrkd.get_config(ARG).to_dict()
+    j = mrkd.get_config("data=esc10").stages.joint
+    assert (j.num_steps, j.eval_every, j.early_stopping.patience, j.early_stopping.val_fraction) == (
+        600, 40, 5, 0.2)
+    assert (j.losses.mutual.kw.target, j.losses.mutual.kw.temperature) == ("ensemble", 3.0)
+    off = mrkd.get_config("data=esc10,loss=dml,temperature=1,steps=150,eval_every=37,patience=0")
+    assert off.stages.joint.early_stopping.patience == 0 and off.stages.joint.num_steps == 150
+    assert off.stages.joint.losses.mutual.kw.target == "peers"
