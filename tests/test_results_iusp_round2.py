@@ -10,14 +10,14 @@ import pytest
 from configs.results.iusp.round2.make_table import ARMS, build
 
 
-def _tree(root, scores, converged=True):
+def _tree(root, scores, converged=True, data="sc_mix"):
     cfg = {"stages": {"sp_small": {"losses": {"sp": {"weight": 100.0}}},
                       "iusp_small": {"losses": {"iusp": {"weight": 10.0}}}}}
-    (root / "sc_mix").mkdir(parents=True)
-    (root / "sc_mix" / "config.json").write_text(json.dumps(cfg))
+    (root / data).mkdir(parents=True)
+    (root / data / "config.json").write_text(json.dumps(cfg))
     for arm in ARMS:
         for k, v in enumerate(scores[arm]):
-            d = root / "sc_mix" / f"{arm}_small" / f"seed{k}"
+            d = root / data / f"{arm}_small" / f"seed{k}"
             d.mkdir(parents=True)
             m = {"best_step": 1000, "converged": converged, "test": {"micro_auprc": v}}
             (d / "result.json").write_text(json.dumps({"models": {"student": m}}))
@@ -57,3 +57,17 @@ def test_ratio_is_inconclusive_when_sp_does_not_beat_bce(tmp_path):
     md, n = build("sc_mix", 0.0057, root=tmp_path)
     assert n["ratio_verdict"] == "inconclusive" and "undefined" in md
     assert "under-trained" in md
+
+
+def test_each_data_set_reads_only_its_own_folder(tmp_path):
+    """esc10_mix (issue #25's second data set) is built from `root/esc10_mix` alone, even with an
+    sc_mix tree beside it; its primary difference is the hand-computed mean of its own scores."""
+    sc = {"bce": [0.5, 0.6, 0.7], "kd": [0.5, 0.6, 0.7], "sp": [0.5, 0.6, 0.7], "iusp": [0.9, 0.9, 0.9]}
+    esc = {"bce": [0.40, 0.42, 0.41, 0.43], "kd": [0.41, 0.43, 0.40, 0.44],
+           "sp": [0.45, 0.44, 0.47, 0.46], "iusp": [0.44, 0.46, 0.45, 0.49]}
+    _tree(tmp_path, sc)
+    _tree(tmp_path, esc, data="esc10_mix")
+    md, n = build("esc10_mix", 0.0057, root=tmp_path)
+    assert n["seeds"] == ["seed0", "seed1", "seed2", "seed3"] and n["data"] == "esc10_mix"
+    assert n["primary"]["mean"] == pytest.approx(np.mean(np.subtract(esc["iusp"], esc["sp"])), abs=1e-12)
+    assert md.startswith("### esc10_mix, second round")

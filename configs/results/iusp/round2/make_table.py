@@ -13,7 +13,7 @@ written by `run_<data>.py`) and `selection_<data>.json`, and applies the README'
   convergence per arm (`result.json` `models.student.converged`), best/last steps, and the
   relational term's share of the training loss (weight x term / total at the last logged step).
 
-Usage (repository root): `python -m configs.results.iusp.round2.make_table sc_mix`
+Usage (repository root): `python -m configs.results.iusp.round2.make_table sc_mix esc10_mix`
 Writes `round2/tables_<data>.json` and the markdown between the README's
 `<!-- kdjax.report:begin round2_<data> -->` markers (also printed).
 
@@ -76,7 +76,7 @@ def build(data: str, effect: float, root: pathlib.Path = HERE) -> tuple[str, dic
     more = runs_to_decide(prim["std"], effect, mean=prim["mean"]) if v == "inconclusive" and len(seeds) > 1 else None
     sec_names = [("sp", "bce"), ("iusp", "bce"), ("sp", "kd"), ("iusp", "kd")]
     sec = {f"{a} - {b}": paired_difference(test[a], test[b]) for a, b in sec_names}
-    adj = dict(zip(sec, holm([d["p_value"] for d in sec.values()])))
+    adj = dict(zip(sec, holm([d["p_value"] for d in sec.values()]), strict=True))
     r_bce = ratio_interval(test["bce"], test["sp"], test["iusp"])
     r_kd = ratio_interval(test["kd"], test["sp"], test["iusp"])
     sp_gain = float(np.mean(np.asarray(test["sp"]) - np.asarray(test["bce"])))
