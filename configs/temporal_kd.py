@@ -106,7 +106,9 @@ Arguments: variant=paper|local|tiny, data, students (a `+` list, default all fiv
 `+` list, default 0+0.1+0.25+0.5), stage (stage names joined by `+`, run in that order, or `all`;
 overrides students and lambdas; configs/common.py "Stage lists"), seeds, steps, teacher_steps, lr,
 teacher_lr, batch, task_scale, direction,
-temperature, head, arms=head|own|head+own (which KD arms the default list runs; default head),
+temperature, head, eval_every (the students' validation interval in steps; default 0: steps / 4
+for local/paper, 2 for tiny; the teachers keep theirs),
+arms=head|own|head+own (which KD arms the default list runs; default head),
 target=cached|live, rollout_row=cls|first|mean, head_fusion=mean|max|min,
 w2v_checkpoint, teacher=scratch|speech_embedding, and the budget arguments of every recipe
 (configs/common.py BUDGET_ARGS: patience, min_delta, val_fraction, plateau, plateau_factor):
@@ -115,8 +117,8 @@ train stage; `patience=0` (default) leaves the students without it and gives the
 speech-embedding teacher its own patience of 5.
 
 Raises (get_config): ValueError for an unknown variant/data/student/head/arm/target/rollout_row/
-teacher, rollout_row=first outside variant=paper, teacher=speech_embedding with variant=paper or
-target=live, or a lambda outside [0, 1) with task_scale=one_minus.
+teacher, a negative eval_every, rollout_row=first outside variant=paper, teacher=speech_embedding
+with variant=paper or target=live, or a lambda outside [0, 1) with task_scale=one_minus.
 """
 
 from __future__ import annotations
@@ -227,6 +229,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         w2v_checkpoint="",
         teacher="scratch",
         patience=0,
+        eval_every=0,
     )
     if a.variant not in ("paper", "local", "tiny"):
         raise ValueError(f"config argument variant={a.variant!r}: expected paper, local or tiny")
@@ -317,6 +320,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             steps, t_steps = a.steps or 300, a.teacher_steps or (4000 if se else 1000)
             lr, t_lr, batch = a.lr or 3e-3, a.teacher_lr or 1e-3, a.batch or 32
             warm, every = 40, max(steps // 4, 1)
+    if a.eval_every < 0:
+        raise ValueError(f"config argument eval_every={a.eval_every}: expected >= 0 (0: the default)")
+    every = a.eval_every or every  # the students' validation interval (the teacher keeps its own)
     roll_kw = dict(cls_index=cls_index, head_fusion=a.head_fusion)
     if a.rollout_row == "first":  # row 0 kept whole: wav2vec 2.0's token 0 is a frame
         roll_kw["drop_query"] = False
