@@ -20,10 +20,11 @@ Reads `<workdir>/<arm>_<size>/seed<k>/{result.json, logits_test.npz}` and `<work
 The paper's claim: IUSP's gain is 27.1% to 122.4% larger than SP's, i.e. ratio in
 [1.271, 2.224]. Verdict: "holds" when the measured ratio >= 1.271, both gains > 0 and the
 paired IUSP - SP interval excludes 0 (IUSP better); "direction only" when the ratio > 1 but the
-IUSP - SP difference is not significant; "does not hold" otherwise.
+IUSP - SP difference is not significant; "inconclusive" otherwise (round 1 printed "does not
+hold", stronger than its intervals, every one of which held 0: corrected in issue #25).
 With `--readme` (default: the README next to this file; '' skips it), the tables replace the
 README's `<!-- kdjax.report:begin tables -->` block, and each data set's kdjax.report block
-(the config's claim, `configs/iusp.py:variant=local,data=<name>,steps=120`: IUSP minus SP per
+(the config's claim, `configs/iusp.py:variant=local,data=<name>,steps=120,teacher=live`, round 1's settings: IUSP minus SP per
 student size, the small student primary; pictures under `report/<name>/`) its `<name>` block.
 """
 
@@ -163,9 +164,9 @@ def dataset_table(name: str, workdir: str, n_boot: int, seed: int = 0) -> tuple[
             elif g_sp > 0 and ratio > 1 or g_sp <= 0 < g_iu:
                 verdict = "direction only (IUSP - SP not significant)" if diff["ci95_low"] <= 0 else "holds in direction"
             elif g_sp <= 0 and g_iu <= 0:
-                verdict = "does not hold (neither SP nor IUSP gains over BCE)"
+                verdict = "inconclusive (neither SP nor IUSP gains over BCE)"
             else:
-                verdict = "does not hold"
+                verdict = "inconclusive"
             ci = (f"[{boot['ci95_low']:.2f}, {boot['ci95_high']:.2f}]" if "ci95_low" in boot else "undefined")
             lines += [
                 f"IUSP gain / SP gain (micro-AUPRC, seeds {common}): "
@@ -227,7 +228,7 @@ def main():
             name, _, wd = item.partition("=")
             if os.path.isdir(os.path.join(wd, "teacher")):
                 readme_block(args.readme, name, wd, os.path.join(HERE, "report", name), title=f"IUSP, {name}",
-                             config=load_config(f"configs/iusp.py:variant=local,data={name},steps=120"))
+                             config=load_config(f"configs/iusp.py:variant=local,data={name},steps=120,teacher=live"))
 
 
 if __name__ == "__main__":
