@@ -79,8 +79,10 @@ Claim (`c.claim`): IUSP minus SP (same student, same seeds), test micro-AUPRC.
 Commands of the committed round-1 results (each ~54 min on a 2-core CPU shared with other jobs,
 load 4-15, both at once; made with the live teacher, before `teacher=cached` became the local
 default, which computes the same steps):
-  python -m kdjax.main --config configs/iusp.py:variant=local,data=esc10_mix,steps=120,teacher=live --workdir workdirs/iusp_esc10_mix
-  python -m kdjax.main --config configs/iusp.py:variant=local,data=sc_mix,steps=120,teacher=live --workdir workdirs/iusp_sc_mix
+  python -m kdjax.main --config configs/iusp.py:variant=local,data=esc10_mix,<ROUND1_ARGS> --workdir workdirs/iusp_esc10_mix
+  python -m kdjax.main --config configs/iusp.py:variant=local,data=sc_mix,<ROUND1_ARGS> --workdir workdirs/iusp_sc_mix
+(`ROUND1_ARGS` below: steps=120,teacher=live,... ; `variant=local` alone now gives the second
+round's settings, `ROUND2_LOCAL`: run stage=teacher, then the students, 10 seeds).
 
 Arguments: variant=paper|local|tiny, data, student=all|small|medium|large, arm=all|bce|kd|sp|iusp,
 stage (stage names joined by `+`, e.g. teacher+iusp_small, or `all`; overrides student/arm;
@@ -169,6 +171,21 @@ def _data(a: ml_collections.ConfigDict) -> tuple[dict, int]:
     )
 
 
+# variant=local defaults (arguments not given): the second round's settings (issue #25): teacher
+# to a plateau (4000-step ceiling, validation every 100, patience 8), students with SP on the
+# frames, validation every 100, patience 8, and per data set the ceiling and IUSP weight that
+# produced the committed tables (sc_mix: the doubled ceiling; esc10_mix: w_iusp chosen on
+# validation).
+ROUND2_LOCAL = dict(teacher_steps=4000, teacher_eval_every=100, patience=8, eval_every=100,
+                    sp_feat="frames")
+ROUND2_LOCAL_DATA = {"sc_mix": dict(steps=6000, w_sp=10.0, w_iusp=10.0),
+                     "esc10_mix": dict(steps=3000, w_sp=10.0, w_iusp=100.0)}
+# Round 1's local settings (120 student steps, a 360-step teacher, SP on the pooled embedding,
+# last parameters, the teacher live in every step): the committed round-1 runs' configs.
+ROUND1_ARGS = ("steps=120,teacher=live,teacher_steps=360,teacher_eval_every=0,eval_every=0,"
+               "patience=0,sp_feat=embedding,w_sp=10,w_iusp=10")
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     a = common.parse_arg(
         arg,
@@ -207,6 +224,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if a.arm != "all" and a.arm not in ARMS:
         raise ValueError(f"config argument arm={a.arm!r}: expected all or one of {ARMS}")
     tiny, paper = a.variant == "tiny", a.variant == "paper"
+    if a.variant == "local":
+        # The second round's settings (configs/results/iusp/README.md, issue #25) where the
+        # arguments are not given; `ROUND1_ARGS` gives round 1's.
+        given = {item.partition("=")[0] for item in (arg or "").split(",") if item}
+        for key, value in {**ROUND2_LOCAL, **ROUND2_LOCAL_DATA.get(a.data, {})}.items():
+            if key not in given:
+                a[key] = value
     teacher_mode = a.teacher or ("cached" if a.variant == "local" else "live")
     if teacher_mode not in ("live", "cached"):
         raise ValueError(f"config argument teacher={a.teacher!r}: expected live or cached")

@@ -71,3 +71,24 @@ def test_each_data_set_reads_only_its_own_folder(tmp_path):
     assert n["seeds"] == ["seed0", "seed1", "seed2", "seed3"] and n["data"] == "esc10_mix"
     assert n["primary"]["mean"] == pytest.approx(np.mean(np.subtract(esc["iusp"], esc["sp"])), abs=1e-12)
     assert md.startswith("### esc10_mix, second round")
+
+
+def test_local_defaults_are_the_round2_settings_and_round1_stays_reachable():
+    """configs/iusp.py variant=local without arguments = the round-2 drivers' table commands plus
+    the round-2 teacher's arguments (teachers/run.sh); ROUND1_ARGS gives round 1 (120 steps,
+    SP on the embedding, teacher live, no early stopping)."""
+    from configs import iusp
+    from configs.results.iusp.round2.run_sc_mix import ARMS, common
+
+    stage = "stage=teacher+" + "+".join(ARMS)
+    teacher = "teacher_steps=4000,teacher_eval_every=100"
+    for data, steps, w_iusp in (("sc_mix", 6000, 10), ("esc10_mix", 3000, 100)):
+        driver = f"{common(data, steps)},{stage},w_sp=10,w_iusp={w_iusp},{teacher}"
+        assert iusp.get_config(f"variant=local,data={data},{stage}").to_dict() == \
+            iusp.get_config(driver).to_dict(), data
+    st = iusp.get_config(f"variant=local,data=sc_mix,{iusp.ROUND1_ARGS}").stages
+    assert st.sp_small.num_steps == 120 and st.teacher.num_steps == 360
+    assert st.sp_small.losses.sp.inputs[0] == "student.feats.embedding"
+    assert not st.sp_small.early_stopping.patience
+    r2 = iusp.get_config("variant=local,data=esc10_mix").stages
+    assert r2.iusp_small.losses.iusp.weight == 100.0 and r2.sp_small.early_stopping.patience == 8

@@ -208,7 +208,10 @@ def test_config_arguments():
     cfg = iusp.get_config("variant=local,data=esc10_mix,student=medium,arm=sp")
     assert cfg.run == "teacher,cache,sp_medium"  # variant=local: teacher=cached
     s = cfg.stages.sp_medium
-    assert s.baseline == "bce_medium" and s.losses.sp.inputs[0] == "student.feats.embedding"
+    # local's round-2 default: SP on the frames, like IUSP (round 1: sp_feat=embedding)
+    assert s.baseline == "bce_medium" and s.losses.sp.inputs[0] == "student.feats.frames"
+    s = iusp.get_config("variant=local,data=esc10_mix,student=medium,arm=sp,sp_feat=embedding")
+    assert s.stages.sp_medium.losses.sp.inputs[0] == "student.feats.embedding"
     cfg = iusp.get_config("variant=local,iusp_layer=fmap1,align=mean")
     assert cfg.stages.iusp_large.losses.iusp.inputs == ["student.feats.fmap1", "teacher.teacher.feats.fmap1"]
     assert cfg.stages.iusp_large.losses.iusp.kw.align == "mean"

@@ -140,11 +140,13 @@ def test_config_teacher_argument():
                 assert "cached" in c["teachers"]["teacher"]
                 c["teachers"]["teacher"].pop("cached")
             assert json.dumps(c, sort_keys=True) == json.dumps(st, sort_keys=True), name
+        # local's round-2 default sp_feat=frames: SP and IUSP read the same cached frames
         assert cached["stages"]["cache"]["cache"]["outputs"] == {
             "logits": "teacher.teacher.logits",
-            "embedding": "teacher.teacher.feats.embedding",
             "frames": "teacher.teacher.feats.frames",
         }
+        emb = iusp.get_config(f"variant=local,data={data},sp_feat=embedding").stages.cache
+        assert set(emb.cache.outputs) == {"logits", "embedding", "frames"}
     for v in ("paper", "tiny"):
         assert (
             iusp.get_config(f"variant={v}").to_dict()

@@ -24,7 +24,7 @@ IUSP - SP difference is not significant; "inconclusive" otherwise (round 1 print
 hold", stronger than its intervals, every one of which held 0: corrected in issue #25).
 With `--readme` (default: the README next to this file; '' skips it), the tables replace the
 README's `<!-- kdjax.report:begin tables -->` block, and each data set's kdjax.report block
-(the config's claim, `configs/iusp.py:variant=local,data=<name>,steps=120,teacher=live`, round 1's settings: IUSP minus SP per
+(the config's claim, `configs/iusp.py:variant=local,data=<name>,<configs.iusp.ROUND1_ARGS>`, round 1's settings: IUSP minus SP per
 student size, the small student primary; pictures under `report/<name>/`) its `<name>` block.
 """
 
@@ -39,6 +39,7 @@ import re
 
 import numpy as np
 
+from configs.iusp import ROUND1_ARGS
 from kdjax.report import load_config, readme_block, replace_block
 from kdjax.train import metrics
 from kdjax.train.stats import format_interval, mean_std, paired_difference
@@ -228,7 +229,7 @@ def main():
             name, _, wd = item.partition("=")
             if os.path.isdir(os.path.join(wd, "teacher")):
                 readme_block(args.readme, name, wd, os.path.join(HERE, "report", name), title=f"IUSP, {name}",
-                             config=load_config(f"configs/iusp.py:variant=local,data={name},steps=120,teacher=live"))
+                             config=load_config(f"configs/iusp.py:variant=local,data={name},{ROUND1_ARGS}"))
 
 
 if __name__ == "__main__":
