@@ -95,21 +95,33 @@ def main(work: str, teacher: str, data: str = "sc_mix", double_if_unconverged: b
         log(f"budget rule: chosen runs not converged {unconv} -> table {table_common}")
     (HERE / f"selection_{data}.json").write_text(json.dumps(out, indent=1))
     log(f"chosen w_sp={w_sp}, w_iusp={w_iusp}")
-    wd = work / "table"
+    run_table(work / "table", teacher, table_common, w_sp, w_iusp, HERE / data, log_path)
+
+
+def run_table(wd: pathlib.Path, teacher: pathlib.Path, table_common: str, w_sp: float,
+              w_iusp: float, out: pathlib.Path, log_path: pathlib.Path) -> None:
+    """The table runs in workdir `wd` (teacher stage folder `teacher` linked): seeds 1..SEEDS x
+    ARMS with config arguments `table_common` and the chosen weights, seed by seed; after each
+    seed its runs' result.json + metrics.jsonl (and the workdir's config/summary) are copied
+    under `out`. Each command is logged with times and load to `log_path`.
+
+    Raises:
+      subprocess.CalledProcessError: a run failed.
+    """
     link_teacher(wd, teacher)
     for k in range(1, SEEDS + 1):
-        run([sys.executable, "-m", "kdjax.main",
-             f"--config=configs/iusp.py:{table_common},stage=teacher+{'+'.join(ARMS)},seeds={k},"
-             f"w_sp={w_sp},w_iusp={w_iusp}", f"--workdir={wd}"])
+        round2.run(log_path, [
+            sys.executable, "-m", "kdjax.main",
+            f"--config=configs/iusp.py:{table_common},stage=teacher+{'+'.join(ARMS)},seeds={k},"
+            f"w_sp={w_sp},w_iusp={w_iusp}", f"--workdir={wd}"])
         for arm in ARMS:
-            src, dst = wd / arm / f"seed{k - 1}", HERE / data / arm / f"seed{k - 1}"
+            src, dst = wd / arm / f"seed{k - 1}", out / arm / f"seed{k - 1}"
             dst.mkdir(parents=True, exist_ok=True)
             for f in ("result.json", "metrics.jsonl"):
                 shutil.copy(src / f, dst / f)
-    for f in ("config.json", "summary.json"):
-        shutil.copy(wd / f, HERE / data / f)
-    log("table runs finished")
-
+        for f in ("config.json", "summary.json"):
+            shutil.copy(wd / f, out / f)
+    round2.log(log_path, "table runs finished")
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2])

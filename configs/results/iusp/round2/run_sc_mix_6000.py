@@ -10,12 +10,11 @@ Appends each command with times and load to `run_sc_mix_6000.log`.
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 import pathlib
+import sys
 
 from configs.results import round2
-from configs.results.iusp.round2.run_sc_mix import ARMS, HERE, SEEDS, STEPS, common, link_teacher
+from configs.results.iusp.round2.run_sc_mix import HERE, STEPS, common, run_table
 
 TAG = "sc_mix_6000"
 
@@ -31,22 +30,8 @@ def main(work: str, teacher: str) -> None:
     w_sp, w_iusp = sel["chosen"]["w_sp"], sel["chosen"]["w_iusp"]
     unconv = [k for k in (f"sp_w{w_sp}", f"iusp_w{w_iusp}") if not sel["runs"][k]["converged"]]
     round2.log(log_path, f"chosen selection runs not converged: {unconv} -> ceiling {2 * STEPS}")
-    table_common = common("sc_mix", 2 * STEPS)
-    wd = pathlib.Path(work) / "table"
-    link_teacher(wd, pathlib.Path(teacher))
-    for k in range(1, SEEDS + 1):
-        round2.run(log_path, [
-            sys.executable, "-m", "kdjax.main",
-            f"--config=configs/iusp.py:{table_common},stage=teacher+{'+'.join(ARMS)},seeds={k},"
-            f"w_sp={w_sp},w_iusp={w_iusp}", f"--workdir={wd}"])
-        for arm in ARMS:
-            src, dst = wd / arm / f"seed{k - 1}", HERE / TAG / arm / f"seed{k - 1}"
-            dst.mkdir(parents=True, exist_ok=True)
-            for f in ("result.json", "metrics.jsonl"):
-                shutil.copy(src / f, dst / f)
-        for f in ("config.json", "summary.json"):
-            shutil.copy(wd / f, HERE / TAG / f)
-    round2.log(log_path, "table runs finished")
+    run_table(pathlib.Path(work) / "table", pathlib.Path(teacher), common("sc_mix", 2 * STEPS),
+              w_sp, w_iusp, HERE / TAG, log_path)
 
 
 if __name__ == "__main__":
