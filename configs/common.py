@@ -77,6 +77,17 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(out)
 
 
+def default_unless_given(a: ml_collections.ConfigDict, arg: str | None, values: Mapping[str, Any]) -> None:
+    """Sets `values` (key -> value) on parsed config arguments `a`, in place, for every key that
+    the argument string `arg` (`key=value,...`, as `parse_arg` read it) does not name: a
+    variant's data-dependent defaults that an explicit argument, even one equal to the static
+    default (e.g. `patience=0`), still overrides."""
+    given = {item.partition("=")[0] for item in (arg or "").split(",") if item}
+    for key, value in values.items():
+        if key not in given:
+            a[key] = value
+
+
 def apply_budgets(stages: Mapping[str, ml_collections.ConfigDict], a: Any) -> None:
     """Writes the budget arguments (`BUDGET_ARGS`) of parsed config arguments `a` into every
     train stage of `stages`, in place: `patience > 0` sets `early_stopping.{patience, min_delta,

@@ -227,10 +227,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if a.variant == "local":
         # The second round's settings (configs/results/iusp/README.md, issue #25) where the
         # arguments are not given; `ROUND1_ARGS` gives round 1's.
-        given = {item.partition("=")[0] for item in (arg or "").split(",") if item}
-        for key, value in {**ROUND2_LOCAL, **ROUND2_LOCAL_DATA.get(a.data, {})}.items():
-            if key not in given:
-                a[key] = value
+        common.default_unless_given(a, arg, {**ROUND2_LOCAL, **ROUND2_LOCAL_DATA.get(a.data, {})})
     teacher_mode = a.teacher or ("cached" if a.variant == "local" else "live")
     if teacher_mode not in ("live", "cached"):
         raise ValueError(f"config argument teacher={a.teacher!r}: expected live or cached")

@@ -253,10 +253,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     a.temperature = a.temperature or (3.0 if tuned else 1.0)
     if a.variant == "local" and a.data == "esc10":
         # The ESC-10 round-2 budget where the arguments are not given (patience=0 turns it off).
-        given = {item.partition("=")[0] for item in (arg or "").split(",") if item}
-        for key, value in dict(patience=5, val_fraction=0.2).items():
-            if key not in given:
-                a[key] = value
+        common.default_unless_given(a, arg, dict(patience=5, val_fraction=0.2))
     if a.loss not in LOSSES:
         raise ValueError(f"config argument loss={a.loss!r}: expected one of {sorted(LOSSES)}")
     if a.reduction not in ("mean", "sum"):
