@@ -1,6 +1,6 @@
 """Shared pieces of the second-round results scripts (configs/results/<recipe>/round2/): the
-drivers' timestamped command log, the relational term's loss share read from metrics.jsonl,
-and the table builders' command line. Not a library API: results tooling only."""
+drivers' timestamped command log and per-run file copies, the relational term's loss share read
+from metrics.jsonl, and the table builders' command line. Not a library API: results tooling only."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -29,6 +30,31 @@ def run(path: pathlib.Path, cmd: list[str]) -> None:
     t = time.time()
     subprocess.run(cmd, check=True)
     log(path, f"done in {time.time() - t:.0f} s")
+
+
+def copy_files(src: pathlib.Path, dst: pathlib.Path, names: tuple[str, ...] | list[str], *,
+               required: bool = False) -> None:
+    """Copies the files `names` of folder `src` into folder `dst` (created if missing), as the
+    drivers do after each finished run (result.json, metrics.jsonl, logits) so a cut table keeps
+    its finished runs.
+
+    Args:
+      src, dst: folders.
+      names: file names in `src`.
+      required: if True a missing file raises; otherwise it is skipped (e.g. a run without
+        validation logits).
+
+    Raises:
+      FileNotFoundError: `required` and a file of `names` is not in `src`.
+    """
+    src, dst = pathlib.Path(src), pathlib.Path(dst)
+    missing = [n for n in names if not (src / n).is_file()]
+    if required and missing:
+        raise FileNotFoundError(f"{src}: missing {missing} (expected the files {list(names)})")
+    dst.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        if n not in missing:
+            shutil.copy(src / n, dst / n)
 
 
 def loss_share(run_dir: pathlib.Path, term: str, weight: float) -> float:

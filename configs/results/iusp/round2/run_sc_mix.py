@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 import sys
 
 from configs.results import round2
@@ -115,12 +114,9 @@ def run_table(wd: pathlib.Path, teacher: pathlib.Path, table_common: str, w_sp: 
             f"--config=configs/iusp.py:{table_common},stage=teacher+{'+'.join(ARMS)},seeds={k},"
             f"w_sp={w_sp},w_iusp={w_iusp}", f"--workdir={wd}"])
         for arm in ARMS:
-            src, dst = wd / arm / f"seed{k - 1}", out / arm / f"seed{k - 1}"
-            dst.mkdir(parents=True, exist_ok=True)
-            for f in ("result.json", "metrics.jsonl"):
-                shutil.copy(src / f, dst / f)
-        for f in ("config.json", "summary.json"):
-            shutil.copy(wd / f, out / f)
+            round2.copy_files(wd / arm / f"seed{k - 1}", out / arm / f"seed{k - 1}",
+                              ("result.json", "metrics.jsonl"), required=True)
+        round2.copy_files(wd, out, ("config.json", "summary.json"), required=True)
     round2.log(log_path, "table runs finished")
 
 if __name__ == "__main__":

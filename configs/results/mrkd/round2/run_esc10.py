@@ -12,7 +12,6 @@ Usage (repository root): `python -m configs.results.mrkd.round2.run_esc10 WORKDI
 from __future__ import annotations
 
 import pathlib
-import shutil
 import sys
 
 from configs.results import round2
@@ -41,14 +40,8 @@ def main(work: str) -> None:
                              f"--config=configs/mrkd.py:{ARG},folds={f},seeds_per_fold={r}",
                              f"--workdir={work}"])
             for arm in ("alone", "joint"):
-                dst = HERE / "esc10" / arm / name
-                dst.mkdir(parents=True, exist_ok=True)
-                for fn in FILES:
-                    if (work / arm / name / fn).is_file():
-                        shutil.copy(work / arm / name / fn, dst / fn)
-            for fn in ("config.json", "summary.json"):
-                if (work / fn).is_file():
-                    shutil.copy(work / fn, HERE / "esc10" / fn)
+                round2.copy_files(work / arm / name, HERE / "esc10" / arm / name, FILES)
+            round2.copy_files(work, HERE / "esc10", ("config.json", "summary.json"))
     round2.log(LOG, "table runs finished")
 
 

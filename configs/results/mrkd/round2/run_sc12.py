@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 import sys
 
 from configs.results import round2
@@ -69,14 +68,9 @@ def main(work: str) -> None:
         run([sys.executable, "-m", "kdjax.main", f"--config=configs/mrkd.py:{arg}",
              f"--workdir={work / 'sc12'}"])
         for arm in ("alone", "joint"):
-            src = work / "sc12" / arm / f"seed{k - 1}"
-            dst = HERE / "sc12" / arm / f"seed{k - 1}"
-            dst.mkdir(parents=True, exist_ok=True)
-            for f in ("result.json", "logits_test.npz", "logits_validation.npz", "metrics.jsonl"):
-                if (src / f).is_file():
-                    shutil.copy(src / f, dst / f)
-    for f in ("config.json", "summary.json"):
-        shutil.copy(work / "sc12" / f, HERE / "sc12" / f)
+            round2.copy_files(work / "sc12" / arm / f"seed{k - 1}", HERE / "sc12" / arm / f"seed{k - 1}",
+                              ("result.json", "logits_test.npz", "logits_validation.npz", "metrics.jsonl"))
+    round2.copy_files(work / "sc12", HERE / "sc12", ("config.json", "summary.json"), required=True)
     log("table runs finished")
 
 

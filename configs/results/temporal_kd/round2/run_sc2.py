@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import pathlib
-import shutil
 import sys
 import time
 
@@ -74,13 +73,6 @@ def choose(runs: dict[float, dict]) -> float:
     return max(sorted(runs), key=lambda lam: (runs[lam]["validation"], -lam))
 
 
-def _copy(src: pathlib.Path, dst: pathlib.Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in FILES:
-        if (src / f).is_file():
-            shutil.copy(src / f, dst / f)
-
-
 def _link_pre(base: pathlib.Path, wd: pathlib.Path) -> None:
     wd.mkdir(parents=True, exist_ok=True)
     for s in PRE:
@@ -108,7 +100,7 @@ def main(work: str, data: str = "sc2", deadline: str = "") -> None:
     if not all((base / s / "result.json").is_file() for s in PRE):
         kdjax(f"teacher=speech_embedding,data={data},stage={'+'.join(PRE)}", base)
     for s in PRE:
-        _copy(base / s, out / s)
+        round2.copy_files(base / s, out / s, FILES)
     sel_wd, tab_wd = work / f"{data}_select", work / data
     _link_pre(base, sel_wd)
     _link_pre(base, tab_wd)
@@ -122,7 +114,7 @@ def main(work: str, data: str = "sc2", deadline: str = "") -> None:
             if not res.is_file():
                 kdjax(f"{base_arg(data, STEPS)},seeds=1,stage={name}", sel_wd,
                       f"--config.stages.{name}.seed={SELECT_SEED}")
-            _copy(res.parent, out / "select" / name)
+            round2.copy_files(res.parent, out / "select" / name, FILES)
             r = json.loads(res.read_text())
             m = r["models"]["student"]
             sel[s][lam] = dict(stage=name, validation=m["validation"]["accuracy"],
@@ -148,7 +140,7 @@ def main(work: str, data: str = "sc2", deadline: str = "") -> None:
             res = tab_wd / name / f"seed{k}" / "result.json"
             if not res.is_file():
                 kdjax(f"{base_arg(data, steps)},seeds={k + 1},stage={name}", tab_wd)
-            _copy(res.parent, out / name / f"seed{k}")
+            round2.copy_files(res.parent, out / name / f"seed{k}", FILES)
         round2.log(log_path, f"seed {k}: all {len(table_arms(chosen))} arms finished")
     round2.log(log_path, "table runs finished")
 
