@@ -522,7 +522,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         baseline="di",
         effect=0.02,
         direction="greater",
-        secondary=[("cont", "di"), ("hidden", "di"), ("adv", "di")],
+        # the Plan's Holm family (README "Plan (second round)"): the three arms against DI and
+        # frami - cont (whether hidden-state reuse adds to the contrastive set)
+        secondary=[("cont", "di"), ("hidden", "di"), ("adv", "di"), ("frami", "cont")],
         source="Kang et al. 2023 claim FRAMI beats the DFKD baseline (DeepInversion) on "
         "UrbanSound8K, ESC-50 and AudioMNIST, but their numbers are unknown to us (PAPERS.md "
         "section 5); 2 accuracy points is our stated value, about the realised half-width of "

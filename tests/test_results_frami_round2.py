@@ -46,6 +46,10 @@ def test_selection_commands_are_the_plan():
     assert c.stages.inv_di.invert.steps == 1000 and c.stages.di.mixup_alpha == 0.4
     assert c.stages.di.eval_every == 50 and c.stages.di.num_steps == 300
     assert frami.get_config(_arg(mix0[0][2])).stages.di.mixup_alpha == 0.0
+    # the claim's Holm family is the Plan's: three arms against DI, and frami - cont
+    assert [(d["arm"], d["baseline"]) for d in c.claim["secondary"]] == [
+        ("cont", "di"), ("hidden", "di"), ("adv", "di"), ("frami", "cont")]
+    assert (c.claim["primary"]["arm"], c.claim["primary"]["baseline"], c.claim["effect"]) == ("frami", "di", 0.02)
     # the seed override: run k has seed 100 + k, di's k-th run reads inv_di's k-th set
     from kdjax.train.stage_list import stage_runs
     with c.unlocked():
