@@ -101,3 +101,13 @@ def test_table_primary_is_the_hand_computed_paired_interval_with_holm(tmp_path):
     assert n["finished_runs"] == 4 + 4 + 3 + 4 + 2 and n["planned_runs"] == 50
     # every verdict here is inconclusive (intervals include 0), with the seeds that would decide
     assert all(n["primary"][s]["verdict"] == "inconclusive" for s in ("att_rnn", "mhatt_rnn"))
+
+
+def test_extension_rule_takes_inconclusive_primaries_with_at_most_ten_seeds_to_decide():
+    from configs.results.temporal_kd.round2.run_sc2 import extension
+
+    row = lambda v, r: dict(verdict=v, runs_to_decide=r)  # noqa: E731
+    assert extension({"att_rnn": row("inconclusive", 8), "mhatt_rnn": row("inconclusive", 10)}) == [
+        "att_rnn", "mhatt_rnn"]
+    assert extension({"att_rnn": row("inconclusive", 11), "mhatt_rnn": row("reproduced", None)}) == []
+    assert extension({"att_rnn": row(None, None), "mhatt_rnn": row("inconclusive", 3)}) == ["mhatt_rnn"]

@@ -202,8 +202,11 @@ def build(data: str, effect: float = 0.0, root: pathlib.Path = HERE) -> tuple[st
                      f"{a['train_time_s']:.0f} |")
         nums["arms"][st] = {k: v for k, v in a.items() if not k.startswith("_")}
     planned = SEEDS * len(stages)
-    nums["finished_runs"], nums["planned_runs"] = done, planned
-    lines += ["", f"Finished table runs: {done} of {planned} planned ({len(stages)} arms x {SEEDS} seeds)."]
+    extra = sum(max(0, arms[st]["n"] - SEEDS) for st in stages)  # the Plan's extension (seeds >= SEEDS)
+    nums["finished_runs"], nums["planned_runs"], nums["extension_runs"] = done, planned, extra
+    lines += ["", f"Finished table runs: {done - extra} of {planned} planned ({len(stages)} arms x {SEEDS} seeds)"
+              + (f", and {extra} of the Plan's extension (seeds {SEEDS}-{2 * SEEDS - 1} of the primary pairs "
+                 f"whose 5-seed verdict was inconclusive with <= 10 seeds to decide)." if extra else ".")]
     return "\n".join(lines) + "\n", nums
 
 

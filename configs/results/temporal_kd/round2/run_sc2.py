@@ -15,6 +15,9 @@
    arms at the RNN's chosen lambda); one command per run (`seeds=k+1,stage=<arm>` skips the
    finished seeds); each finished run's result.json, metrics.jsonl and logits copied under
    `round2/<data>/<stage>/seed<k>/` here at once (selection runs: `round2/<data>/select/<stage>/`).
+4. The Plan's extension rule: the table is built (`make_table.build`); a primary whose verdict
+   is "inconclusive" with `runs_to_decide` <= EXTEND_IF seeds gets seeds SEEDS..EXTEND_SEEDS-1
+   in both its arms (lambda 0 and chosen), seed by seed (`extension`).
 
 Writes `round2/selection_<data>.json` and appends every command with its start/end time and
 load average to `round2/run_<data>.log`. `--deadline HH:MM` (UTC): start no run after it (the
@@ -37,6 +40,8 @@ from configs.temporal_kd import lam_code
 
 HERE = pathlib.Path(__file__).resolve().parent
 STEPS, EVAL_EVERY, PATIENCE, SEEDS, SELECT_SEED = 2000, 100, 5, 5, 100
+# The Plan's extension: seeds 5-9 for a primary inconclusive after 5 seeds with <= 10 to decide.
+EXTEND_SEEDS, EXTEND_IF = 10, 10
 LAMBDAS = (0.25, 0.5)
 PRIMARY = ("att_rnn", "mhatt_rnn")
 SECONDARY = ("crnn", "temporal_cnn")
@@ -71,6 +76,22 @@ def choose(runs: dict[float, dict]) -> float:
       runs: lambda -> `{"validation": accuracy, ...}`.
     """
     return max(sorted(runs), key=lambda lam: (runs[lam]["validation"], -lam))
+
+
+def extension(primary: dict[str, dict]) -> list[str]:
+    """The primary students that the Plan's extension rule extends to EXTEND_SEEDS seeds.
+
+    Args:
+      primary: `make_table.build(...)[1]["primary"]`: student -> its row (`verdict`,
+        `runs_to_decide`).
+
+    Returns:
+      The students (in PRIMARY order) whose verdict is "inconclusive" and whose
+      `runs_to_decide` is at most EXTEND_IF.
+    """
+    return [s for s in PRIMARY if primary[s].get("verdict") == "inconclusive"
+            and primary[s].get("runs_to_decide") is not None
+            and primary[s]["runs_to_decide"] <= EXTEND_IF]
 
 
 def _link_pre(base: pathlib.Path, wd: pathlib.Path) -> None:
@@ -143,6 +164,23 @@ def main(work: str, data: str = "sc2", deadline: str = "") -> None:
             round2.copy_files(res.parent, out / name / f"seed{k}", FILES)
         round2.log(log_path, f"seed {k}: all {len(table_arms(chosen))} arms finished")
     round2.log(log_path, "table runs finished")
+
+    from configs.results.temporal_kd.round2 import make_table  # noqa: PLC0415 (reads the copied runs)
+    _, nums = make_table.build(data, root=HERE)
+    ext = extension(nums["primary"])
+    round2.log(log_path, "extension rule (inconclusive, <= %d seeds to decide): %s" % (
+        EXTEND_IF, {s: (nums["primary"][s].get("verdict"), nums["primary"][s].get("runs_to_decide"))
+                    for s in PRIMARY}) + f" -> seeds {SEEDS}-{EXTEND_SEEDS - 1} for {ext or 'none'}")
+    for k in range(SEEDS, EXTEND_SEEDS if ext else SEEDS):
+        for s in ext:
+            for name in (f"{s}_{lam_code(0.0)}", f"{s}_{lam_code(chosen[s])}"):
+                res = tab_wd / name / f"seed{k}" / "result.json"
+                if not res.is_file():
+                    kdjax(f"{base_arg(data, steps)},seeds={k + 1},stage={name}", tab_wd)
+                round2.copy_files(res.parent, out / name / f"seed{k}", FILES)
+        round2.log(log_path, f"extension seed {k}: finished")
+    if ext:
+        round2.log(log_path, "extension runs finished")
 
 
 if __name__ == "__main__":
