@@ -70,10 +70,13 @@ def test_table_commands_are_the_plan():
     k, st, rd, cmd = cmds[9 * 2 + 3]  # seed 2, frami
     assert (k, st, rd) == (2, "frami", pathlib.Path("WORK/fsdd/table/frami/seed2"))
     assert cmd[3:] == ["--config=configs/frami.py:variant=local,data=fsdd,w_tv=1.907,student_mixup=0,"
-                       "inv_steps=1000,student_eval_every=50,accept=0.95,on_reject=stop,seeds=3,stage=frami",
+                       "inv_steps=1000,student_eval_every=50,accept=0.95,on_reject=stop,student_steps=1000,"
+                       "patience=5,seeds=3,stage=frami",
                        "--workdir=WORK/fsdd/table"]
     c = frami.get_config(_arg(cmd))
     assert c.seeds == 3 and c.run == "frami" and c.stages.frami.eval_every == 50
+    # the table's students: a 1000-step ceiling and early stopping after 5 validations
+    assert c.stages.frami.num_steps == 1000 and c.stages.frami.early_stopping.patience == 5
     assert all(c.stages[s].seed == 0 for s in order)  # table seeds 0..4
     # the failure rule's rerun: inv_steps in the arguments, a new workdir
     k, st, rd, cmd = drv.table_commands(pathlib.Path("WORK"), "esc10", {"w_tv": 1.907, "student_mixup": 0.4},
