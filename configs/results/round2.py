@@ -57,6 +57,18 @@ def copy_files(src: pathlib.Path, dst: pathlib.Path, names: tuple[str, ...] | li
             shutil.copy(src / n, dst / n)
 
 
+def teacher_numbers(run_dir: pathlib.Path) -> dict | None:
+    """The teacher's validation and test accuracy and best step from a teacher run folder's
+    result.json (`models.teacher`), as the round-2 tables report them; None if the run has not
+    finished (no result.json)."""
+    res = pathlib.Path(run_dir) / "result.json"
+    if not res.is_file():
+        return None
+    tm = json.loads(res.read_text())["models"]["teacher"]
+    return dict(validation=tm["validation"]["accuracy"], test=tm["test"]["accuracy"],
+                best_step=tm["best_step"])
+
+
 def loss_share(run_dir: pathlib.Path, term: str, weight: float) -> float:
     """`weight x term / total loss` at the last logged train step of a run folder's metrics.jsonl
     (the loop logs the terms unweighted, `train/loss/<term>`, and the weighted total `train/loss`).

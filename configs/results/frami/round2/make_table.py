@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from configs.results.round2 import table_main
+from configs.results.round2 import table_main, teacher_numbers
 from kdjax.train.stats import (
     format_interval,
     holm,
@@ -113,13 +113,11 @@ def build(data: str, effect: float = EFFECT, root: pathlib.Path = HERE) -> tuple
     w = root / data
     lines = [f"### {data}, second round (issue #27): student test accuracy, stats_pool_net teacher", ""]
     nums: dict = dict(data=data, effect=effect)
-    t = w / "teacher" / "result.json"
-    if t.is_file():
-        tm = json.loads(t.read_text())["models"]["teacher"]
-        nums["teacher"] = dict(validation=tm["validation"]["accuracy"], test=tm["test"]["accuracy"],
-                               best_step=tm["best_step"])
-        lines += [f"Teacher (`stats_pool_net`): validation {tm['validation']['accuracy']:.4f}, test "
-                  f"{tm['test']['accuracy']:.4f} (best step {tm['best_step']}); the paper's teacher "
+    tm = teacher_numbers(w / "teacher")
+    if tm is not None:
+        nums["teacher"] = tm
+        lines += [f"Teacher (`stats_pool_net`): validation {tm['validation']:.4f}, test "
+                  f"{tm['test']:.4f} (best step {tm['best_step']}); the paper's teacher "
                   "accuracy is unknown to us.", ""]
     sel_path = root / "selection.json"
     if not sel_path.is_file():

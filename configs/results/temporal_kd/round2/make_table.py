@@ -29,7 +29,7 @@ import pathlib
 
 import numpy as np
 
-from configs.results.round2 import table_main
+from configs.results.round2 import table_main, teacher_numbers
 from configs.temporal_kd import lam_code
 from kdjax.train.stats import holm, paired_difference, runs_to_decide, verdict
 
@@ -89,13 +89,11 @@ def build(data: str, effect: float = 0.0, root: pathlib.Path = HERE) -> tuple[st
     sel_path = root / f"selection_{data}.json"
     lines = [f"### {data}, second round (issue #26): test accuracy (%), speech-embedding teacher", ""]
     nums: dict = dict(data=data)
-    t = w / "teacher" / "result.json"
-    if t.is_file():
-        tm = json.loads(t.read_text())["models"]["teacher"]
-        nums["teacher"] = dict(validation=tm["validation"]["accuracy"], test=tm["test"]["accuracy"],
-                               best_step=tm["best_step"])
+    tm = teacher_numbers(w / "teacher")
+    if tm is not None:
+        nums["teacher"] = tm
         lines += [f"Teacher (speech-embedding transformer, rebuilt): validation "
-                  f"{100 * tm['validation']['accuracy']:.1f}%, test {100 * tm['test']['accuracy']:.1f}% "
+                  f"{100 * tm['validation']:.1f}%, test {100 * tm['test']:.1f}% "
                   f"(best step {tm['best_step']}); paper's wav2vec 2.0 teacher at 2 s: 90.59%.", ""]
     if not sel_path.is_file():
         lines += ["Selection not finished: no table yet.", ""]

@@ -168,9 +168,9 @@ def main(work: str, data: str = "sc2", deadline: str = "") -> None:
     from configs.results.temporal_kd.round2 import make_table  # noqa: PLC0415 (reads the copied runs)
     _, nums = make_table.build(data, root=HERE)
     ext = extension(nums["primary"])
-    round2.log(log_path, "extension rule (inconclusive, <= %d seeds to decide): %s" % (
-        EXTEND_IF, {s: (nums["primary"][s].get("verdict"), nums["primary"][s].get("runs_to_decide"))
-                    for s in PRIMARY}) + f" -> seeds {SEEDS}-{EXTEND_SEEDS - 1} for {ext or 'none'}")
+    rows = {s: (nums["primary"][s].get("verdict"), nums["primary"][s].get("runs_to_decide")) for s in PRIMARY}
+    round2.log(log_path, f"extension rule (inconclusive, <= {EXTEND_IF} seeds to decide): {rows} "
+                         f"-> seeds {SEEDS}-{EXTEND_SEEDS - 1} for {ext or 'none'}")
     for k in range(SEEDS, EXTEND_SEEDS if ext else SEEDS):
         for s in ext:
             for name in (f"{s}_{lam_code(0.0)}", f"{s}_{lam_code(chosen[s])}"):
