@@ -18,3 +18,16 @@ def test_copy_files_copies_present_files_and_skips_or_refuses_missing_ones(tmp_p
     with pytest.raises(FileNotFoundError, match="logits_validation.npz"):
         round2.copy_files(src, dst2, ("result.json", "logits_validation.npz"), required=True)
     assert not dst2.exists()  # nothing half-copied
+
+
+def test_deadline_time_rolls_past_midnight_and_rejects_bad_input():
+    day = 20_000 * 86400.0  # a UTC midnight
+    at_2300 = day + 23 * 3600
+    # 00:55 named at 23:00 is the next day's 00:55 (the bug: a string compare stopped at once).
+    assert round2.deadline_time("00:55", at_2300) == day + 86400 + 55 * 60
+    assert round2.deadline_time("23:30", at_2300) == day + 23.5 * 3600
+    # The current minute has passed already; it is not pushed to tomorrow.
+    assert round2.deadline_time("23:00", at_2300 + 30) == at_2300
+    for bad in ("25:00", "12:60", "noon", "12"):
+        with pytest.raises(ValueError, match="HH:MM"):
+            round2.deadline_time(bad, at_2300)

@@ -32,6 +32,26 @@ def run(path: pathlib.Path, cmd: list[str]) -> None:
     log(path, f"done in {time.time() - t:.0f} s")
 
 
+def deadline_time(hhmm: str, now: float | None = None) -> float:
+    """The first moment at or after `now` (seconds since the epoch; default: the current time) whose
+    UTC clock reads `hhmm`, as a Unix time: a driver started at 23:00 with `--deadline 00:55` stops
+    starting runs at 00:55 the next day, not at once.
+
+    Raises:
+      ValueError: `hhmm` is not HH:MM with 0 <= HH < 24 and 0 <= MM < 60.
+    """
+    try:
+        hh, mm = (int(x) for x in hhmm.split(":"))
+        if not (0 <= hh < 24 and 0 <= mm < 60):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--deadline {hhmm!r}: expected HH:MM (UTC, 24-hour clock)") from None
+    now = time.time() if now is None else now
+    day = now - now % 86400
+    t = day + hh * 3600 + mm * 60
+    return t if t >= now - 60 else t + 86400
+
+
 def copy_files(src: pathlib.Path, dst: pathlib.Path, names: tuple[str, ...] | list[str], *,
                required: bool = False) -> None:
     """Copies the files `names` of folder `src` into folder `dst` (created if missing), as the

@@ -107,8 +107,10 @@ def main(work: str, data: str = "sc2", deadline: str = "") -> None:
     log_path = HERE / f"run_{data}.log"
     out = HERE / data
 
+    stop_at = round2.deadline_time(deadline) if deadline else None
+
     def run(cmd: list[str]) -> None:
-        if deadline and time.strftime("%H:%M", time.gmtime()) >= deadline:
+        if stop_at is not None and time.time() >= stop_at:
             round2.log(log_path, f"deadline {deadline} UTC passed: not starting {' '.join(cmd[3:])}")
             raise Deadline
         round2.run(log_path, cmd)
