@@ -1,7 +1,8 @@
 """MRKD train-step cost: the joint step (K peers + mutual KL in one jitted step) vs K alone steps.
 
 What is timed: kdjax's real `train_step` (kdjax.train.step) built from `configs/mrkd.py`
-(variant=local) with `build_program`, on random waveforms of the data set's clip length:
+(variant=local; `--variant=tiny`: its 1-block peers, the smoke test's size) with
+`build_program`, on random waveforms of the data set's clip length:
   joint          the `joint` stage: K peers, each with its own jnp front-end, per-peer CE +
                  mutual_kl over `peers.logits`, one AdamW update of all peers.
   alone_<rep>    one peer alone (CE only), its own jitted step (what K separate runs execute).
@@ -77,19 +78,21 @@ def _build(stage_cfg, num_classes, sr, clip_samples, batch):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="esc10")
+    ap.add_argument("--variant", default="local", choices=("local", "tiny"),
+                    help="configs/mrkd.py variant (tiny: its 1-block peers, the smoke test's size)")
     ap.add_argument("--reps", default="logmel+mfcc+stft")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
     ap.add_argument("--block", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
-    cfg = mrkd.get_config(f"data={args.data},reps={args.reps},alone=separate")
+    cfg = mrkd.get_config(f"variant={args.variant},data={args.data},reps={args.reps},alone=separate")
     reps = args.reps.split("+")
     joint = cfg.stages.joint
     sr = 8000 if args.data == "fsdd" else 16000
     clip = int(round(joint.data.clip_seconds * sr))
     num_classes = 12 if args.data == "sc12" else 10
-    shared = mrkd.get_config(f"data={args.data},reps={args.reps}").stages.alone
+    shared = mrkd.get_config(f"variant={args.variant},data={args.data},reps={args.reps}").stages.alone
     kinds = {"joint": joint} | {f"alone_{r}": cfg.stages[f"alone_{r}"] for r in reps} | {"alone_shared": shared}
     runs = {}
     for k, c in kinds.items():
@@ -122,7 +125,8 @@ def main():
     out = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()}-core shared CPU ({platform.processor() or platform.machine()}), no GPU",
-        "jax": jax.__version__, "data": args.data, "reps": reps, "batch": args.batch,
+        "jax": jax.__version__, "variant": args.variant, "data": args.data, "reps": reps,
+        "batch": args.batch,
         "clip_samples": clip, "timed_steps": args.steps,
         "load_avg_1min_per_block": loads,
         "median_ms": med,

@@ -7,6 +7,8 @@ batches (random teacher weights: speed does not depend on them), compiled and wa
 steps), then in alternating blocks of 5 steps so machine load hits both alike; the time to a
 host-visible loss (`block_until_ready`) per step; medians and quartiles reported.
 Run: `JAX_PLATFORMS=cpu STEPS=60 python benchmarks/offline_kd_step.py` (about 1 minute).
+Sizes for the smoke test (tests/test_benchmarks_smoke.py): `BATCH` (default 32) and
+`VARIANT=tiny` (configs/fsdd.py's variant=tiny: its 10x smaller teacher; default `default`).
 Results: benchmarks/results/offline_kd.md.
 """
 
@@ -29,8 +31,9 @@ from kdjax.train.setup import make_optimizer
 from kdjax.train.state import TrainState
 from kdjax.train.step import jit_train_step
 
-B, STEPS, BLOCK = 32, int(os.environ.get("STEPS", 30)), 5
-live = fsdd.get_config("stage=kd").stages.kd
+B, STEPS, BLOCK = int(os.environ.get("BATCH", 32)), int(os.environ.get("STEPS", 30)), 5
+VARIANT = os.environ.get("VARIANT", "default")
+live = fsdd.get_config(f"stage=kd,variant={VARIANT}").stages.kd
 cached = copy.deepcopy(live)
 with cached.unlocked():
     cached.teachers.teacher.cached = {"logits": "unused.npy"}
@@ -87,6 +90,7 @@ out = {
     for n, a in arms.items()
 }
 out["speedup_median"] = out["live"]["median_ms"] / out["cached"]["median_ms"]
+out["batch"], out["variant"] = B, VARIANT
 out["loadavg"] = os.getloadavg()
 out["jax"] = jax.__version__
 print(json.dumps(out, indent=1))

@@ -161,10 +161,13 @@ def test_inversion_step(tmp_path):
 
 def test_offline_kd_step(tmp_path, monkeypatch):
     monkeypatch.setenv("STEPS", "5")  # one block of 5 timed steps per arm
+    monkeypatch.setenv("BATCH", "4")  # the speedup's sign and size do not matter here, only
+    monkeypatch.setenv("VARIANT", "tiny")  # that both arms build, step and report
     r = run_script("offline_kd_step.py", cwd=tmp_path)
     res = json.loads(r.stdout[r.stdout.index("{"):])
     assert res["live"]["steps"] == res["cached"]["steps"] == 5
     assert res["speedup_median"] == res["live"]["median_ms"] / res["cached"]["median_ms"] > 0
+    assert (res["batch"], res["variant"]) == (4, "tiny")
 
 
 def test_experiment_cost(tmp_path, data_dir):
@@ -198,6 +201,7 @@ def test_experiment_cost(tmp_path, data_dir):
 def test_mrkd_step(tmp_path):
     run_script(
         "mrkd_step.py",
+        "--variant=tiny",  # 1-block peers: the same four steps, a third of the compile time
         "--data=fsdd",
         "--reps=logmel+mfcc",
         "--batch=4",
@@ -211,6 +215,7 @@ def test_mrkd_step(tmp_path):
     text = json.dumps(res)
     for kind in ("joint", "alone_logmel", "alone_mfcc", "alone_shared"):
         assert kind in text, kind
+    assert res["variant"] == "tiny"
     assert path.with_suffix(".md").is_file()
 
 
