@@ -251,8 +251,9 @@ def test_adversarial_inversion_term_equals_numpy_js_and_reaches_the_inputs():
     obj = jax.jit(lambda x: inversion_objective(p, "mel", teachers, x, labels, jax.random.key(3)))
     _, m = obj(x)
     # NumPy: JS at the config's temperature between the two frozen modules' eval-mode logits.
-    zt = np.asarray(t.apply(teachers["t"], x, train=False)[0], np.float64) / c.losses.adv.kw.temperature
-    zs = np.asarray(s.apply(teachers["s"], x, train=False)[0], np.float64) / c.losses.adv.kw.temperature
+    logits = jax.jit(lambda m, v, x: m.apply(v, x, train=False)[0], static_argnums=0)  # one compile, not op by op
+    zt = np.asarray(logits(t, teachers["t"], x), np.float64) / c.losses.adv.kw.temperature
+    zs = np.asarray(logits(s, teachers["s"], x), np.float64) / c.losses.adv.kw.temperature
     sm = lambda z: np.exp(z - z.max(-1, keepdims=True)) / np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)  # noqa: E731
     ps, pt = sm(zs), sm(zt)
     mix = (ps + pt) / 2
@@ -262,5 +263,5 @@ def test_adversarial_inversion_term_equals_numpy_js_and_reaches_the_inputs():
     total = sum(c.losses[k].weight * v for k, v in terms.items())
     np.testing.assert_allclose(float(m["loss"]), total, rtol=1e-4)  # the JS enters with weight -w_adv
     # Ascending JS moves the inputs (the term's gradient reaches x through both frozen modules).
-    g = jax.grad(lambda x: inversion_objective(p, "mel", teachers, x, labels, jax.random.key(3))[1]["loss/adv"])(x)
+    g = jax.jit(jax.grad(lambda x: inversion_objective(p, "mel", teachers, x, labels, jax.random.key(3))[1]["loss/adv"]))(x)
     assert float(jnp.abs(g).max()) > 0
