@@ -264,8 +264,8 @@ def test_invert_stage_lowers_its_objective_and_shards_round_trip(tiny_teacher, t
     p = build_program(c, 10, 8000)
     t = jax.device_put({"t": before})
     x = jnp.asarray(src.arrays["features/mel"][:8])
-    g = jax.grad(lambda x: inversion_objective(p, "mel", t, x, jnp.asarray(src.arrays["labels"][:8]),
-                                               jax.random.key(0))[0])(x)
+    g = jax.jit(jax.grad(lambda x: inversion_objective(p, "mel", t, x, jnp.asarray(src.arrays["labels"][:8]),
+                                                       jax.random.key(0))[0]))(x)  # jit: one compile, not op by op
     assert g.shape == x.shape and np.isfinite(g).all() and float(jnp.abs(g).max()) > 0
     # A student trains on the synthetic shards only and is evaluated on real audio.
     s = _tiny("kd")
