@@ -37,3 +37,21 @@ def data_dir() -> pathlib.Path:
     if d is None:
         pytest.skip("real data not found: set KDJAX_DATA_DIR or place it at ../shared/data")
     return d
+
+
+
+@pytest.fixture
+def subprocess_compile_cache(tmp_path_factory, monkeypatch):
+    """A fresh persistent compilation cache for the subprocesses one test starts with
+    os.environ (KDJAX_NO_COMPILE_CACHE unset, XDG_CACHE_HOME in a tmp dir): the second and later
+    processes running the same programs load what the first compiled, for tests that are not
+    about the cache (a hit runs the executable XLA compiled for the same program:
+    tests/test_compile_cache.py). Only for subprocesses on one CPU device: this process keeps
+    the cache off, and with the 8 simulated devices a cache-hit run can abort in a collective
+    rendezvous timeout on the loaded 2-core machine (seen; benchmarks/experiment_cost.py).
+    Returns the cache directory."""
+    from kdjax.train import compile_cache
+
+    monkeypatch.delenv(compile_cache.ENV_OFF, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
+    return pathlib.Path(compile_cache.default_dir())

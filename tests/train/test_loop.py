@@ -22,12 +22,48 @@ from tests.train.conftest import small
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _tiny_main_job(stage: str = "all"):
+    """configs/fsdd.py at variant=tiny (2 steps, its tiny teacher), 2 seeds, 32 clips per split
+    (every 10th: ceil(300 / 32) = 10, so 30 of the 300 test clips)."""
+    from configs import fsdd
+
+    cfg = fsdd.get_config(f"variant=tiny,seeds=2,stage={stage}")
+    with cfg.unlocked():
+        for st in cfg.stages.values():
+            st.data.kw.max_examples = 32
+            st.batch_size = 8
+            st.eval_batch_size = 16
+            st.quiet = True
+    return cfg
+
+
 @pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory, data_dir):
-    """A teacher trained for 4 steps (shared by the KD tests)."""
-    wd = tmp_path_factory.mktemp("main") / "teacher"
-    loop.train_and_evaluate(small("teacher"), str(wd))
-    return wd
+def main_job(tmp_path_factory, data_dir):
+    """The staged main job run once through `run_stages` for the tests that read it: the teacher
+    stage alone first (its variables kept), then every stage (teacher skipped, student and kd x 2
+    seeds). Returns (root, teacher variables after its stage, summary, {workdir: the dict
+    train_and_evaluate returned})."""
+    from kdjax.train import stages
+
+    root = tmp_path_factory.mktemp("main")
+    returned = {}
+
+    def recording(cfg, wd, _train=stages.KINDS["train"]):
+        returned[wd] = _train(cfg, wd)
+        return returned[wd]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(stages.KINDS, "train", recording)
+        stages.run_stages(_tiny_main_job("teacher"), str(root))
+        teacher = load_best_variables(root / "teacher", "teacher")
+        summary = stages.run_stages(_tiny_main_job(), str(root))
+    return root, teacher, summary, returned
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(main_job):
+    """The main job's teacher (shared by the KD tests)."""
+    return main_job[0] / "teacher"
 
 
 def _leaves_equal(a, b):
@@ -35,16 +71,17 @@ def _leaves_equal(a, b):
     return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb, strict=True))
 
 
-def test_every_stage_runs_and_teacher_stays_bit_identical(teacher_dir):
-    before = load_best_variables(teacher_dir, "teacher")
-    root = teacher_dir.parent
+def test_every_stage_runs_and_teacher_stays_bit_identical(main_job):
+    """The main job's student and kd runs (main_job: trained after the teacher was read)."""
+    root, before, _, returned = main_job
+    teacher_dir = root / "teacher"
     for stage in ("student", "kd"):
         wd = root / stage / "seed0"
-        res = loop.train_and_evaluate(small(stage), str(wd))
+        res = returned[str(wd)]
         r = json.loads((wd / "result.json").read_text())
         assert r["models"]["student"]["test"]["accuracy"] == res["models"]["student"]["test"]["accuracy"]
         assert 0.0 <= r["models"]["student"]["test"]["accuracy"] <= 1.0
-        assert np.array(r["models"]["student"]["test"]["confusion_matrix"]).sum() == 60  # 300 test clips, stride ceil(300/64) = 5
+        assert np.array(r["models"]["student"]["test"]["confusion_matrix"]).sum() == 30  # 300 test clips, stride ceil(300/32) = 10
         rows = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
         train_rows = [x for x in rows if "train/loss" in x]
         assert train_rows, "no train metrics logged"
@@ -81,22 +118,13 @@ def test_train_step_leaves_teacher_variables_untouched(teacher_dir):
     assert int(state.step) == 2 and np.isfinite(float(m["loss"]))
 
 
-def test_stages_summary_and_skip(tmp_path, data_dir):
-    """A staged config writes summary.json with mean/std over seeds and the KD gain."""
-    from configs import fsdd
+def test_stages_summary_and_skip(main_job):
+    """A staged config writes summary.json with mean/std over seeds and the KD gain (main_job:
+    the run_stages call that trained the student and kd seeds)."""
     from kdjax.train.stages import run_stages
 
-    cfg = fsdd.get_config("variant=tiny,seeds=2")
-    small_teacher = dict(stem_width=16, widths=(16, 16), strides=(2, 2), stem_stride=2)
-    with cfg.unlocked():
-        cfg.stages.teacher.models.teacher.kw = small_teacher  # the contract, not the size, is tested here
-        cfg.stages.kd.teachers.teacher.kw = small_teacher
-        for st in cfg.stages.values():
-            st.data.kw.max_examples = 32
-            st.batch_size = 8
-            st.eval_batch_size = 16
-            st.quiet = True
-    s = run_stages(cfg, str(tmp_path))
+    tmp_path, _, s, _ = main_job
+    cfg = _tiny_main_job()
     assert set(s["stages"]) == {"teacher", "student", "kd"}
     assert len(s["stages"]["teacher"]["runs"]) == 1 and len(s["stages"]["kd"]["runs"]) == 2
     kd, st = s["stages"]["kd"], s["stages"]["student"]
@@ -167,7 +195,9 @@ def _wait_for_checkpoint(ckpt_dir, proc, timeout=240):
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_same_command_gives_same_summary(tmp_path, data_dir):
+def test_sigkill_then_rerun_same_command_gives_same_summary(tmp_path, data_dir, subprocess_compile_cache):
+    """The killed and the rerun process load the reference run's programs from a private compile
+    cache (one device each; the cache is not what is tested here)."""
     extra = ["--config.stages.student.num_steps=30", "--config.stages.student.checkpoint_every=10",
              "--config.stages.student.eval_every=10"]
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=FAST_COMPILE)
