@@ -112,7 +112,7 @@ class FakeRunner:
     def __init__(self, acc, val, test=0.5):
         self.acc, self.val, self.test, self.cmds = acc, val, test, []
 
-    def __call__(self, log_path, cmd):
+    def __call__(self, log_path, cmd, stop_at=None):
         self.cmds.append(cmd)
         arg = dict(kv.split("=", 1) for kv in _arg(cmd).split(","))
         wd = pathlib.Path(cmd[-1].split("=", 1)[1])

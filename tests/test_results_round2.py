@@ -31,3 +31,12 @@ def test_deadline_time_rolls_past_midnight_and_rejects_bad_input():
     for bad in ("25:00", "12:60", "noon", "12"):
         with pytest.raises(ValueError, match="HH:MM"):
             round2.deadline_time(bad, at_2300)
+
+
+def test_run_refuses_to_start_after_stop_at_and_logs_it(tmp_path):
+    log = tmp_path / "run.log"
+    with pytest.raises(round2.Deadline):
+        round2.run(log, ["python", "-m", "x", "--flag"], stop_at=0.0)  # 1970: long passed
+    assert "deadline 00:00 UTC passed: not starting --flag" in log.read_text()
+    round2.run(log, ["true", "a", "b", "c"], stop_at=2e10)  # year 2603: runs
+    assert "done in" in log.read_text()

@@ -24,8 +24,20 @@ def log(path: pathlib.Path, msg: str) -> None:
         f.write(line + "\n")
 
 
-def run(path: pathlib.Path, cmd: list[str]) -> None:
-    """Runs `cmd` (raising CalledProcessError on failure), logging it and its wall time to `path`."""
+class Deadline(Exception):
+    """A driver's `--deadline` passed before a run could start (`run(..., stop_at=...)`)."""
+
+
+def run(path: pathlib.Path, cmd: list[str], stop_at: float | None = None) -> None:
+    """Runs `cmd` (raising CalledProcessError on failure), logging it and its wall time to `path`.
+
+    `stop_at` (Unix time, from `deadline_time`): if it has passed, `cmd` is not started; that is
+    logged and Deadline raised (the drivers then stop cleanly; rerunning resumes).
+    """
+    if stop_at is not None and time.time() >= stop_at:
+        log(path, f"deadline {time.strftime('%H:%M', time.gmtime(stop_at))} UTC passed: "
+                  f"not starting {' '.join(cmd[3:])}")
+        raise Deadline
     log(path, "run: " + " ".join(cmd))
     t = time.time()
     subprocess.run(cmd, check=True)

@@ -49,7 +49,6 @@ import json
 import os
 import pathlib
 import sys
-import time
 
 from configs import frami
 from configs.results import round2
@@ -80,8 +79,7 @@ INVERSIONS = ("inv_di", "inv_frami", "inv_adv")
 FILES = ("result.json", "metrics.jsonl")
 
 
-class Deadline(Exception):
-    """The `--deadline` passed before a run could start."""
+Deadline = round2.Deadline  # raised by round2.run when `--deadline` has passed
 
 
 class Rejected(Exception):
@@ -251,10 +249,7 @@ def main(work: str, data: str = "fsdd", deadline: str = "", only: str = "",
     stop_at = round2.deadline_time(deadline) if deadline else None
 
     def run(cmd: list[str]) -> None:
-        if stop_at is not None and time.time() >= stop_at:
-            round2.log(log_path, f"deadline {deadline} UTC passed: not starting {' '.join(cmd[3:])}")
-            raise Deadline
-        round2.run(log_path, cmd)
+        round2.run(log_path, cmd, stop_at)
 
     base = work / data / "base"
     if not (base / "teacher" / "result.json").is_file():

@@ -33,7 +33,6 @@ import json
 import os
 import pathlib
 import sys
-import time
 
 from configs.results import round2
 from configs.temporal_kd import lam_code
@@ -50,8 +49,7 @@ PRE = ("embed", "teacher", "rollout")
 FILES = ("result.json", "metrics.jsonl", "logits_test.npz", "logits_validation.npz")
 
 
-class Deadline(Exception):
-    """The `--deadline` passed before a run could start."""
+Deadline = round2.Deadline  # raised by round2.run when `--deadline` has passed
 
 
 def base_arg(data: str, steps: int) -> str:
@@ -110,10 +108,7 @@ def main(work: str, data: str = "sc2", deadline: str = "") -> None:
     stop_at = round2.deadline_time(deadline) if deadline else None
 
     def run(cmd: list[str]) -> None:
-        if stop_at is not None and time.time() >= stop_at:
-            round2.log(log_path, f"deadline {deadline} UTC passed: not starting {' '.join(cmd[3:])}")
-            raise Deadline
-        round2.run(log_path, cmd)
+        round2.run(log_path, cmd, stop_at)
 
     def kdjax(arg: str, wd: pathlib.Path, *extra: str) -> None:
         run([sys.executable, "-m", "kdjax.main", f"--config=configs/temporal_kd.py:{arg}",
