@@ -111,3 +111,28 @@ def test_extension_rule_takes_inconclusive_primaries_with_at_most_ten_seeds_to_d
         "att_rnn", "mhatt_rnn"]
     assert extension({"att_rnn": row("inconclusive", 11), "mhatt_rnn": row("reproduced", None)}) == []
     assert extension({"att_rnn": row(None, None), "mhatt_rnn": row("inconclusive", 3)}) == ["mhatt_rnn"]
+
+
+def test_each_clip_length_has_its_own_pre_stage_workdir(tmp_path, monkeypatch):
+    """sc4 must not read sc2's finished embed / teacher / rollout (2 s clips, 25 tokens): with
+    sc2's pre-stages done under WORK/base, the sc4 driver still runs its own, in WORK/sc4_base."""
+    assert run_sc2.base_dir(tmp_path, "sc2") == tmp_path / "base"
+    assert run_sc2.base_dir(tmp_path, "sc4") == tmp_path / "sc4_base"
+    for s in run_sc2.PRE:  # sc2's pre-stages finished
+        (tmp_path / "base" / s).mkdir(parents=True)
+        (tmp_path / "base" / s / "result.json").write_text("{}")
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run(log_path, cmd, stop_at=None):
+        calls.append(cmd)
+        raise Stop
+
+    monkeypatch.setattr(run_sc2.round2, "run", fake_run)
+    monkeypatch.setattr(run_sc2, "HERE", tmp_path / "results")
+    with pytest.raises(Stop):
+        run_sc2.main(str(tmp_path), data="sc4")
+    assert "stage=embed+teacher+rollout" in calls[0][3] and "data=sc4" in calls[0][3]
+    assert calls[0][-1] == f"--workdir={tmp_path / 'sc4_base'}"

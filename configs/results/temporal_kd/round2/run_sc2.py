@@ -1,7 +1,7 @@
 """Second-round Temporal KD runs (issue #26) on noisy Speech Commands, exactly as the README's
 "Plan, second round" states; `sc2` now, `sc4` later through the same `main(data=...)`.
 
-0. Pre-stages (once, in `WORK/base`): `embed` (speech-embedding sequences), `teacher` (the
+0. Pre-stages (once per clip length, in `WORK/base` for sc2, `WORK/<data>_base` otherwise): `embed` (speech-embedding sequences), `teacher` (the
    class-token transformer on them, early stopping) and `rollout` (its class-token rollout row
    mapped onto the front-end frames), round one's command; linked into the selection and table
    workdirs (`WORK/<data>_select`, `WORK/<data>`), so every student reads the same target.
@@ -99,6 +99,20 @@ def _link_pre(base: pathlib.Path, wd: pathlib.Path) -> None:
             os.symlink(base / s, wd / s)
 
 
+def base_dir(work: pathlib.Path, data: str) -> pathlib.Path:
+    """The workdir of a clip length's pre-stages (`embed`, `teacher`, `rollout`).
+
+    Each clip length has its own: the 4 s clips give other embedding sequences (51 tokens, not
+    25), another teacher and another rollout. `sc2` keeps `WORK/base`, where its runs were made
+    before `sc4` existed; every other length uses `WORK/<data>_base`.
+
+    Args:
+      work: the driver's WORK directory.
+      data: `sc2` or `sc4` (`configs/temporal_kd.py` `data`).
+    """
+    return work / "base" if data == "sc2" else work / f"{data}_base"
+
+
 def main(work: str, data: str = "sc2", deadline: str = "") -> None:
     """Runs (or resumes) the Plan's pre-stages, selection and table for `data` under `work`."""
     work = pathlib.Path(work).resolve()
@@ -114,7 +128,7 @@ def main(work: str, data: str = "sc2", deadline: str = "") -> None:
         run([sys.executable, "-m", "kdjax.main", f"--config=configs/temporal_kd.py:{arg}",
              *extra, f"--workdir={wd}"])
 
-    base = work / "base"
+    base = base_dir(work, data)
     if not all((base / s / "result.json").is_file() for s in PRE):
         kdjax(f"teacher=speech_embedding,data={data},stage={'+'.join(PRE)}", base)
     for s in PRE:
